@@ -1,0 +1,261 @@
+"""Reads tenant files into `Tenant` models, reporting every problem with its file, line and field.
+
+Both `tenantctl validate` and the Pulumi program (`__main__.py`) go through `load_tenants`,
+so a file the CLI accepts is exactly a file the program deploys.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from tenantctl.model import Tenant, literal_secret_message, literal_secret_paths
+
+MAX_FILE_BYTES = 256 * 1024
+TENANT_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One located error in a tenant file; prints as `file:line: field.path: message`."""
+
+    file: str
+    line: int | None = None
+    field: str = ""
+    message: str = ""
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+    def as_dict(self) -> dict:
+        return {"file": self.file, "line": self.line, "field": self.field, "message": self.message}
+
+
+@dataclass(frozen=True)
+class LoadedTenant:
+    path: Path
+    tenant: Tenant
+
+
+@dataclass
+class LoadResult:
+    tenants: list[LoadedTenant] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    files_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def by_slug(self) -> dict[str, Tenant]:
+        return {loaded.tenant.slug: loaded.tenant for loaded in self.tenants}
+
+
+class TenantLoadError(Exception):
+    """Raised by `require_tenants` when any tenant file is invalid; carries every problem."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt", pure=True)
+    yaml.allow_duplicate_keys = False
+    return yaml
+
+
+def tenant_files(tenants_dir: Path) -> list[Path]:
+    if not tenants_dir.is_dir():
+        return []
+    return sorted(
+        p for p in tenants_dir.iterdir()
+        if p.suffix in TENANT_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
+
+
+def _line_of(node: object, key: object | None = None) -> int | None:
+    """1-based line of `key` in a ruamel mapping/sequence, or of the node itself."""
+    lc = getattr(node, "lc", None)
+    if lc is None:
+        return None
+    try:
+        if key is not None:
+            if isinstance(key, int):
+                return lc.item(key)[0] + 1
+            return lc.key(key)[0] + 1
+        return lc.line + 1
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return lc.line + 1 if lc.line is not None else None
+
+
+def _locate(document: object, loc: tuple) -> int | None:
+    """Walk a pydantic error location through the parsed document to the deepest line we know."""
+    node, line = document, _line_of(document)
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            line = _line_of(node, part) or line
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            line = _line_of(node, part) or line
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def _reject_aliases(node: object, seen: set[int], path: str = "") -> str | None:
+    """Anchors and aliases are refused outright: they are how YAML 'billion laughs' bombs are built,
+    and a tenant file has no use for them."""
+    anchor = getattr(getattr(node, "anchor", None), "value", None)
+    if anchor:
+        return anchor
+    if isinstance(node, dict | list):
+        if id(node) in seen:
+            return "*"
+        seen.add(id(node))
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            found = _reject_aliases(child, seen)
+            if found:
+                return found
+    return None
+
+
+def _field_path(loc: Iterable) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _pydantic_message(error: dict) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key (check the spelling; see tenants/schema.json for the allowed keys)"
+    if error["type"] == "missing":
+        return "required key is missing"
+    message = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def parse_tenant_file(path: Path, display: str | None = None) -> tuple[Tenant | None, list[Problem]]:
+    """Parse one file; never raises for bad content."""
+    name = display or str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return None, [Problem(name, None, "", f"file is {size} bytes; tenant files are limited to 256 KiB")]
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, [Problem(name, None, "", f"cannot read file: {exc.strerror or exc}")]
+    return parse_tenant_bytes(raw, name, expected_slug=path.stem)
+
+
+def parse_tenant_bytes(raw: bytes, name: str, expected_slug: str) -> tuple[Tenant | None, list[Problem]]:
+    """Parse a tenant document; `expected_slug` is the file's stem, which the slug must equal."""
+    if len(raw) > MAX_FILE_BYTES:
+        return None, [Problem(name, None, "", f"file is {len(raw)} bytes; tenant files are limited to 256 KiB")]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return None, [Problem(name, line, "", f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})")]
+
+    try:
+        document = _yaml().load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        detail = " ".join(part for part in (exc.context, exc.problem) if part) or "malformed YAML"
+        if "duplicate key" in str(exc).lower():
+            detail = "duplicate key " + (exc.problem or "").strip()
+        return None, [Problem(name, line, "", f"invalid YAML: {detail.strip()}")]
+    except (YAMLError, ValueError, RecursionError) as exc:
+        return None, [Problem(name, None, "", f"invalid YAML: {exc}")]
+
+    if document is None:
+        return None, [Problem(name, 1, "", "file is empty; expected a mapping of tenant fields")]
+    if not isinstance(document, dict):
+        kind = "a list" if isinstance(document, list) else f"a {type(document).__name__}"
+        return None, [Problem(name, _line_of(document) or 1, "", f"expected a mapping of tenant fields, got {kind}")]
+
+    anchor = _reject_aliases(document, set())
+    if anchor:
+        message = f"YAML anchors/aliases are not allowed in tenant files (found &{anchor})"
+        return None, [Problem(name, None, "", message)]
+
+    problems: list[Problem] = []
+    plain = json.loads(json.dumps(document, default=str))
+    slug_hint = plain.get("slug") if isinstance(plain.get("slug"), str) else expected_slug
+    secret_paths = literal_secret_paths(plain)
+    for secret_path in secret_paths:
+        problems.append(Problem(name, _locate(document, secret_path), _field_path(secret_path),
+                                literal_secret_message(slug_hint)))
+    secret_set = set(secret_paths)
+
+    tenant: Tenant | None = None
+    try:
+        tenant = Tenant.model_validate(plain)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            if loc in secret_set:
+                continue
+            problems.append(Problem(name, _locate(document, loc), _field_path(loc), _pydantic_message(error)))
+
+    if tenant is not None and tenant.slug != expected_slug:
+        problems.append(Problem(
+            name, _locate(document, ("slug",)), "slug",
+            f"slug {tenant.slug!r} must equal the file name ({expected_slug!r}); rename the file or fix the slug",
+        ))
+    return (tenant if not problems else None), problems
+
+
+def _cross_file_problems(parsed: list[tuple[Path, str, Tenant]]) -> list[Problem]:
+    problems: list[Problem] = []
+    for attribute in ("tenant_id", "slug"):
+        first_seen: dict[str, str] = {}
+        for _path, display, tenant in parsed:
+            value = str(getattr(tenant, attribute))
+            if value in first_seen:
+                problems.append(Problem(display, None, attribute, f"{value} is already used by {first_seen[value]}"))
+            else:
+                first_seen[value] = display
+    return problems
+
+
+def load_tenants(paths: Iterable[Path] | None = None, tenants_dir: Path | None = None) -> LoadResult:
+    """Load and check the given files (or every file in `tenants_dir`), each alone and all together."""
+    files = list(paths) if paths else tenant_files(tenants_dir or Path("tenants"))
+    result = LoadResult(files_checked=len(files))
+    parsed: list[tuple[Path, str, Tenant]] = []
+    for path in files:
+        display = _display_name(path)
+        tenant, problems = parse_tenant_file(path, display)
+        result.problems.extend(problems)
+        if tenant is not None:
+            parsed.append((path, display, tenant))
+    cross = _cross_file_problems(parsed)
+    result.problems.extend(cross)
+    clashing = {p.file for p in cross}
+    result.tenants = [LoadedTenant(path, tenant) for path, display, tenant in parsed if display not in clashing]
+    return result
+
+
+def require_tenants(tenants_dir: Path) -> list[Tenant]:
+    """All tenants in `tenants_dir`, or `TenantLoadError` listing every problem."""
+    result = load_tenants(tenants_dir=tenants_dir)
+    if not result.ok:
+        raise TenantLoadError(result.problems)
+    return [loaded.tenant for loaded in result.tenants]
+
+
+def _display_name(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

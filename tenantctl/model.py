@@ -1,0 +1,231 @@
+"""The tenant file schema: one pydantic model per section of `tenants/<slug>.yaml`.
+
+This is the single source of truth for what a tenant file may contain; the JSON
+Schema in `tenants/schema.json` is exported from it (`tenantctl schema --write`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from enum import StrEnum
+from typing import Annotated
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+SLUG_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+CONFIG_KEY_PATTERN = r"^[a-zA-Z][a-zA-Z0-9]*([-_][a-zA-Z0-9]+)*$"
+# Kubernetes resource.Quantity, as the API server's own regular expression has it.
+QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+LLM_MODEL_PATTERN = r"^[a-z0-9][a-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._:-]*$"
+
+Slug = Annotated[str, StringConstraints(min_length=3, max_length=40, pattern=SLUG_PATTERN)]
+Quantity = Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN, max_length=32)]
+StrictInt = Annotated[int, Field(strict=True)]
+
+SECRET_SET_COMMAND = "pulumi config set --secret {key} <value> --stack <stack>"  # noqa: S105 (a template)
+# Key names that, when they appear in a tenant file, almost certainly carry a literal credential.
+SECRETISH_KEY = re.compile(
+    r"(?:^|[_-])(api[_-]?key|apikey|secret|passw(?:or)?d|pwd|token|credentials?|private[_-]?key)(?:$|[_-])",
+    re.I,
+)
+
+
+class Tier(StrEnum):
+    BASIC = "basic"
+    PREMIUM = "premium"
+
+
+class ContextSource(StrEnum):
+    TICKET_HISTORY = "ticket_history"
+    KB = "kb"
+    MONITORING = "monitoring"
+
+
+class OutputFormat(StrEnum):
+    MARKDOWN = "markdown"
+    HTML = "html"
+    TEXT = "text"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+def looks_like_literal_secret(value: str) -> bool:
+    """True for strings shaped like a generated key rather than a config key name."""
+    if len(value) < 20:
+        return False
+    if re.fullmatch(r"[A-Fa-f0-9-]{20,}", value) or re.fullmatch(r"[A-Za-z0-9+/=_-]{32,}", value):
+        counts = Counter(value)
+        entropy = -sum(c / len(value) * math.log2(c / len(value)) for c in counts.values())
+        has_digit = any(ch.isdigit() for ch in value)
+        return has_digit and entropy >= 3.3
+    return False
+
+
+class ServiceDesk(_Section):
+    url: Annotated[str, Field(max_length=500, description="The client's ServiceDesk Plus base URL (https).")]
+    api_key_secret: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=64,
+            description=(
+                "Name of the Pulumi config secret holding the client's ServiceDesk Plus API key "
+                "(set with `pulumi config set --secret <name> <key>`). Never the key itself."
+            ),
+        ),
+    ]
+
+    @field_validator("url")
+    @classmethod
+    def _https_without_credentials(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https":
+            raise ValueError(f"must be an https:// URL, got scheme {parts.scheme or '(none)'!r}")
+        if not parts.hostname:
+            raise ValueError("must include a host name")
+        if parts.username or parts.password:
+            raise ValueError(
+                "must not contain credentials; store the API key with "
+                + SECRET_SET_COMMAND.format(key="<api_key_secret>")
+            )
+        return value
+
+    @field_validator("api_key_secret")
+    @classmethod
+    def _a_config_key_not_a_key(cls, value: str) -> str:
+        if looks_like_literal_secret(value):
+            raise ValueError(
+                "looks like a literal API key; put the key in stack config with "
+                + SECRET_SET_COMMAND.format(key="<name>")
+                + " and write that <name> here"
+            )
+        if not re.fullmatch(CONFIG_KEY_PATTERN, value):
+            raise ValueError(
+                "must be a Pulumi config key name (letters, digits, '-' or '_', starting with a letter)"
+            )
+        return value
+
+
+class RateLimits(_Section):
+    webhooks_per_minute: Annotated[StrictInt, Field(ge=1, le=10_000, description="Webhook rate limit.")] = 60
+
+
+class EnhancementPreferences(_Section):
+    context_sources: Annotated[
+        list[ContextSource],
+        Field(min_length=1, description="Context gathered for each enhancement."),
+    ] = [ContextSource.TICKET_HISTORY, ContextSource.KB, ContextSource.MONITORING]
+    output_format: OutputFormat = OutputFormat.MARKDOWN
+    max_tokens: Annotated[StrictInt, Field(ge=50, le=4000)] = 500
+    llm_model: Annotated[str, StringConstraints(pattern=LLM_MODEL_PATTERN, max_length=100)] = (
+        "openai/gpt-4o-mini"
+    )
+    rate_limits: RateLimits = RateLimits()
+
+    @field_validator("context_sources")
+    @classmethod
+    def _no_repeats(cls, value: list[ContextSource]) -> list[ContextSource]:
+        if len(set(value)) != len(value):
+            raise ValueError("must not list a source twice")
+        return value
+
+
+class Webhook(_Section):
+    signing_secret_version: Annotated[
+        StrictInt,
+        Field(ge=1, description="Bump to rotate the webhook signing secret."),
+    ] = 1
+
+
+class Resources(_Section):
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+    pods: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
+
+
+# What a premium namespace gets when its tenant file does not say.
+PREMIUM_DEFAULT_RESOURCES = Resources(cpu="2", memory="4Gi", pods=20)
+
+
+class Contacts(_Section):
+    admin_email: EmailStr
+
+
+class Tenant(_Section):
+    """One MSP client, as written in `tenants/<slug>.yaml`."""
+
+    tenant_id: Annotated[UUID, Field(description="Generated once by `tenantctl new`; never changes.")]
+    slug: Slug
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    tier: Tier
+    servicedesk: ServiceDesk
+    enhancement_preferences: EnhancementPreferences = EnhancementPreferences()
+    webhook: Webhook = Webhook()
+    resources: Resources | None = Field(
+        default=None, description="Premium only: namespace ResourceQuota; tier defaults when absent."
+    )
+    contacts: Contacts
+
+    @model_validator(mode="after")
+    def _resources_are_premium_only(self) -> Tenant:
+        if self.resources is not None and self.tier is not Tier.PREMIUM:
+            raise ValueError("resources: only premium tenants get a namespace quota; remove it or use tier: premium")
+        return self
+
+    @property
+    def effective_resources(self) -> Resources:
+        given = self.resources or Resources()
+        return Resources(
+            cpu=given.cpu or PREMIUM_DEFAULT_RESOURCES.cpu,
+            memory=given.memory or PREMIUM_DEFAULT_RESOURCES.memory,
+            pods=given.pods or PREMIUM_DEFAULT_RESOURCES.pods,
+        )
+
+
+_ALLOWED_SECRETISH = {"api_key_secret", "signing_secret_version"}
+
+
+def literal_secret_paths(data: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Paths of keys that look like they hold a pasted credential (`api_key: ...`, `password: ...`).
+
+    Reported with the command that stores the value properly, rather than as a bare unknown key.
+    """
+    found: list[tuple[str, ...]] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            here = (*path, str(key))
+            if isinstance(value, dict):
+                found += literal_secret_paths(value, here)
+            elif str(key) not in _ALLOWED_SECRETISH and SECRETISH_KEY.search(str(key)):
+                found.append(here)
+    return found
+
+
+def literal_secret_message(slug: str) -> str:
+    key = f"{slug or '<slug>'}-servicedesk-api-key"
+    return (
+        "literal secrets are not allowed in tenant files; store the value with "
+        + SECRET_SET_COMMAND.format(key=key)
+        + f" and reference it by name (servicedesk.api_key_secret: {key})"
+    )
+
+
+def tenant_json_schema() -> dict:
+    schema = Tenant.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Tenant onboarding file"
+    return schema

@@ -1,0 +1,93 @@
+"""Reads the project's `Pulumi.yaml` and `Pulumi.<stack>.yaml` files (without the Pulumi CLI).
+
+Used to check, before review, that every config secret a tenant file names exists as a
+`secure:` value in the target stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from tenantctl.loader import Problem
+from tenantctl.model import SECRET_SET_COMMAND, Tenant
+
+DEFAULT_PROJECT = "tenant-onboarding"
+
+
+class StackFileError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class StackFile:
+    project: str
+    stack: str
+    path: Path
+    config: dict
+
+    def key(self, name: str) -> str:
+        return name if ":" in name else f"{self.project}:{name}"
+
+    def is_secure(self, name: str) -> bool:
+        value = self.config.get(self.key(name))
+        return isinstance(value, dict) and isinstance(value.get("secure"), str) and bool(value["secure"])
+
+    def plain(self, name: str, default: object = None) -> object:
+        value = self.config.get(self.key(name), default)
+        return default if isinstance(value, dict) and "secure" in value else value
+
+
+def find_project_root(start: Path) -> Path:
+    for candidate in (start, *start.parents):
+        if (candidate / "Pulumi.yaml").is_file():
+            return candidate
+    return start
+
+
+def project_name(root: Path) -> str:
+    path = root / "Pulumi.yaml"
+    if not path.is_file():
+        return DEFAULT_PROJECT
+    data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")) or {}
+    return str(data.get("name", DEFAULT_PROJECT))
+
+
+def read_stack_file(root: Path, stack: str) -> StackFile:
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        raise StackFileError(f"{path}: no such stack file (create it with `pulumi stack init {stack}`)")
+    try:
+        data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")) or {}
+    except (YAMLError, UnicodeDecodeError) as exc:
+        raise StackFileError(f"{path}: cannot parse stack file: {exc}") from exc
+    config = data.get("config") or {}
+    if not isinstance(config, dict):
+        raise StackFileError(f"{path}: 'config' must be a mapping")
+    return StackFile(project_name(root), stack, path, config)
+
+
+def _line_mentioning(path: Path, needle: str) -> int | None:
+    try:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if needle in line:
+                return number
+    except (OSError, UnicodeDecodeError):
+        pass
+    return None
+
+
+def missing_secret_problems(stack_file: StackFile, tenants: list[tuple[Path, str, Tenant]]) -> list[Problem]:
+    problems = []
+    for path, display, tenant in tenants:
+        name = tenant.servicedesk.api_key_secret
+        if not stack_file.is_secure(name):
+            problems.append(Problem(
+                display, _line_mentioning(path, "api_key_secret"), "servicedesk.api_key_secret",
+                f"stack {stack_file.stack!r} has no secure config value {stack_file.key(name)!r}; set it with "
+                + SECRET_SET_COMMAND.format(key=name).replace("<stack>", stack_file.stack),
+            ))
+    return problems

@@ -1,0 +1,113 @@
+"""The Tenant model on its own: defaults, bounds and the rules that are not plain types."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from tenantctl.model import Tenant, Tier, looks_like_literal_secret
+
+
+def base(**overrides) -> dict:
+    data = {
+        "tenant_id": str(uuid.uuid4()),
+        "slug": "acme",
+        "name": "Acme",
+        "tier": "premium",
+        "servicedesk": {"url": "https://acme.sdpondemand.com", "api_key_secret": "acme-servicedesk-api-key"},
+        "contacts": {"admin_email": "a@acme.example.com"},
+    }
+    data.update(overrides)
+    return data
+
+
+def test_defaults_are_filled_in():
+    tenant = Tenant.model_validate(base())
+    prefs = tenant.enhancement_preferences
+    assert [s.value for s in prefs.context_sources] == ["ticket_history", "kb", "monitoring"]
+    assert prefs.output_format.value == "markdown"
+    assert prefs.max_tokens == 500
+    assert prefs.llm_model == "openai/gpt-4o-mini"
+    assert prefs.rate_limits.webhooks_per_minute == 60
+    assert tenant.webhook.signing_secret_version == 1
+
+
+def test_premium_without_resources_gets_tier_defaults():
+    tenant = Tenant.model_validate(base())
+    assert tenant.effective_resources.model_dump() == {"cpu": "2", "memory": "4Gi", "pods": 20}
+
+
+def test_partial_resources_keep_given_values():
+    tenant = Tenant.model_validate(base(resources={"cpu": "500m"}))
+    assert tenant.effective_resources.cpu == "500m"
+    assert tenant.effective_resources.memory == "4Gi"
+
+
+def test_basic_tenant_may_not_set_resources():
+    with pytest.raises(ValidationError, match="only premium"):
+        Tenant.model_validate(base(tier="basic", resources={"cpu": "1"}))
+
+
+@pytest.mark.parametrize("tokens", [49, 4001])
+def test_max_tokens_bounds(tokens):
+    with pytest.raises(ValidationError):
+        Tenant.model_validate(base(enhancement_preferences={"max_tokens": tokens}))
+
+
+def test_max_tokens_rejects_string_numbers():
+    with pytest.raises(ValidationError):
+        Tenant.model_validate(base(enhancement_preferences={"max_tokens": "500"}))
+
+
+def test_context_sources_must_be_known_and_unique():
+    with pytest.raises(ValidationError):
+        Tenant.model_validate(base(enhancement_preferences={"context_sources": ["email"]}))
+    with pytest.raises(ValidationError, match="twice"):
+        Tenant.model_validate(base(enhancement_preferences={"context_sources": ["kb", "kb"]}))
+
+
+@pytest.mark.parametrize("url", ["http://acme.example.com", "https://user:pw@acme.example.com", "ftp://x", "acme"])
+def test_servicedesk_url_must_be_plain_https(url):
+    with pytest.raises(ValidationError):
+        Tenant.model_validate(base(servicedesk={"url": url, "api_key_secret": "k"}))
+
+
+@pytest.mark.parametrize("slug", ["ab", "Acme", "-acme", "acme-", "a" * 41, "ac_me"])
+def test_slug_must_be_dns_label(slug):
+    with pytest.raises(ValidationError):
+        Tenant.model_validate(base(slug=slug))
+
+
+@pytest.mark.parametrize("quantity", ["2", "500m", "4Gi", "1.5"])
+def test_resource_quantities_accepted(quantity):
+    assert Tenant.model_validate(base(resources={"cpu": quantity})).resources.cpu == quantity
+
+
+@pytest.mark.parametrize("quantity", ["two", "4 Gi", ""])
+def test_resource_quantities_rejected(quantity):
+    with pytest.raises(ValidationError):
+        Tenant.model_validate(base(resources={"memory": quantity}))
+
+
+def test_unknown_keys_are_errors():
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        Tenant.model_validate(base(teir="premium"))
+
+
+def test_tier_enum():
+    assert Tenant.model_validate(base(tier="basic")).tier is Tier.BASIC
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["sk_live_4eC39HqLyjWDarjtT1zdp7dc8a9f", "0123456789abcdef0123456789abcdef", "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6"],
+)
+def test_generated_keys_look_like_literal_secrets(value):
+    assert looks_like_literal_secret(value)
+
+
+@pytest.mark.parametrize("value", ["acme-servicedesk-api-key", "acmeApiKey", "globex_sdp_key"])
+def test_config_key_names_do_not_look_like_secrets(value):
+    assert not looks_like_literal_secret(value)
