@@ -124,5 +124,60 @@ def schema(
         sys.stdout.write(text)
 
 
+@app.command()
+def plan(
+    tenants_dir: TenantsDir = Path("tenants"),
+    stack: Annotated[str, typer.Option("--stack", help="Stack whose plain config is used.")] = "dev",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write each tenant's Kubernetes objects here.")] = None,
+    changed_since: Annotated[
+        str | None, typer.Option("--changed-since", help="Only tenants whose files changed since this git ref.")
+    ] = None,
+    targets: Annotated[
+        bool, typer.Option("--targets", help="With --changed-since: print only the --target URNs for pulumi.")
+    ] = False,
+) -> None:
+    """Show what each tenant gets by running the real program under Pulumi's mock runtime (no cloud needed)."""
+    from tenantctl.loader import TenantLoadError
+    from tenantctl.mock_runtime import ProgramError
+    from tenantctl.plan import PlanError, build_plan, target_urns, write_manifests
+    from tenantctl.plan import changed_since as find_changes
+    from tenantctl.plan_render import render_tree
+    from tenantctl.stack_files import find_project_root
+
+    root = find_project_root(tenants_dir.resolve().parent)
+    only = None
+    if changed_since:
+        try:
+            changes = find_changes(root, tenants_dir, changed_since)
+        except PlanError as exc:
+            raise fail(str(exc)) from None
+        if targets:
+            for urn in target_urns(stack, changes):
+                out.print(urn, markup=False)
+            return
+        only = None if changes.program_changed else changes.slugs
+    elif targets:
+        raise fail("--targets needs --changed-since")
+    try:
+        result = build_plan(root, tenants_dir, stack, only)
+    except TenantLoadError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        raise fail(f"{len(exc.problems)} error(s) in tenant files") from None
+    except ProgramError as exc:
+        raise fail(str(exc)) from None
+    if out_dir is not None:
+        for path in write_manifests(result, out_dir):
+            err.print(f"wrote {path}", markup=False)
+    if as_json:
+        out.print_json(json.dumps(result.as_dict()))
+    else:
+        if not result.tenants:
+            out.print("No tenant changes.", markup=False)
+        for tree in render_tree(result):
+            out.print(tree)
+
+
 def main() -> None:
     app(prog_name="tenantctl")

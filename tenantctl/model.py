@@ -161,6 +161,19 @@ class Resources(_Section):
 PREMIUM_DEFAULT_RESOURCES = Resources(cpu="2", memory="4Gi", pods=20)
 
 
+class Offboarding(_Section):
+    purge_data: Annotated[
+        bool,
+        Field(
+            strict=True,
+            description=(
+                "Set to true (and `pulumi up`) before removing a tenant whose history rows should be deleted; "
+                "otherwise removal refuses while history exists."
+            ),
+        ),
+    ] = False
+
+
 class Contacts(_Section):
     admin_email: EmailStr
 
@@ -179,6 +192,7 @@ class Tenant(_Section):
         default=None, description="Premium only: namespace ResourceQuota; tier defaults when absent."
     )
     contacts: Contacts
+    offboarding: Offboarding = Offboarding()
 
     @model_validator(mode="after")
     def _resources_are_premium_only(self) -> Tenant:

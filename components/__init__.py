@@ -1,0 +1,1 @@
+"""Pulumi components of the tenant onboarding program."""

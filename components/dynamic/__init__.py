@@ -1,0 +1,1 @@
+"""Python dynamic resources: the parts of `pulumi up` this project implements itself."""

@@ -1,0 +1,110 @@
+"""OnboardingCheck: the post-deploy proof that a tenant is really onboarded, as a dynamic resource.
+
+It runs after the tenant's row, secrets and namespace exist: a signed probe webhook must be
+accepted and a wrongly signed one refused, and RLS must isolate the tenant. A failure fails
+`pulumi up` with a report naming each failed check. It runs again whenever the tenant's row
+revision, webhook URL or signing secret changes, or when the stack's `checksNonce` changes.
+The checks themselves live in `tenantctl.checks`, shared with `tenantctl verify`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+
+ALL_CHECKS = ("webhook", "rls")
+TRIGGERS = ("tenant_id", "webhook_url", "row_revision", "nonce", "checks")
+
+
+@dataclass
+class OnboardingCheckArgs:
+    tenant_id: pulumi.Input[str]
+    slug: pulumi.Input[str]
+    webhook_url: pulumi.Input[str]
+    signing_secret: pulumi.Input[str]
+    app_database_url: pulumi.Input[str]
+    row_revision: pulumi.Input[str]
+    nonce: pulumi.Input[str] = "0"
+    checks: pulumi.Input[list[str]] | None = None
+    timeout_seconds: pulumi.Input[float] = 30.0
+
+
+def run_onboarding_checks(props: dict[str, Any]):
+    """Run the selected checks and return the combined report (never raises for a failed check)."""
+    from tenantctl.checks.report import CheckReport
+    from tenantctl.checks.rls import run_rls_checks
+    from tenantctl.checks.webhook import run_webhook_checks
+
+    selected = props.get("checks") or list(ALL_CHECKS)
+    results = []
+    if "webhook" in selected:
+        results += run_webhook_checks(
+            props["webhook_url"], props["signing_secret"], props["tenant_id"],
+            timeout=float(props.get("timeout_seconds") or 30.0),
+        ).results
+    if "rls" in selected:
+        results += run_rls_checks(props["app_database_url"], props["tenant_id"]).results
+    return CheckReport(results)
+
+
+class OnboardingCheckProvider(ResourceProvider):
+    def _run(self, props: dict[str, Any]) -> dict[str, Any]:
+        from tenantctl.checks.report import CheckFailed
+
+        report = run_onboarding_checks(props)
+        if not report.ok:
+            raise CheckFailed(report, title=f"onboarding checks failed for tenant {props.get('slug')}")
+        outs = dict(props)
+        outs["report"] = report.as_dict()
+        outs["checked_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        return outs
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        from tenantctl import credentials
+
+        changed = [key for key in TRIGGERS if news.get(key) != olds.get(key)]
+        old_fp, new_fp = olds.get("signing_secret_fingerprint"), None
+        if isinstance(news.get("signing_secret"), str):
+            new_fp = credentials.sign_body(news["signing_secret"], b"onboarding-check-fingerprint")
+        if new_fp is None or new_fp != old_fp:
+            changed.append("signing_secret")
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        import uuid
+
+        return CreateResult(f"check-{uuid.uuid4()}", _with_fingerprint(self._run(props)))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(_with_fingerprint(self._run(news)))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        return ReadResult(id_, props)
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        # A check owns nothing outside Pulumi's state.
+        return None
+
+
+def _with_fingerprint(outs: dict[str, Any]) -> dict[str, Any]:
+    from tenantctl import credentials
+
+    # Lets diff notice a rotated signing secret without keeping the secret in clear anywhere.
+    outs["signing_secret_fingerprint"] = credentials.sign_body(outs["signing_secret"], b"onboarding-check-fingerprint")
+    return outs
+
+
+class OnboardingCheck(Resource, module="tenant-onboarding", name="OnboardingCheck"):
+    """Outputs: `report` ({ok, checks}) and `checked_at`."""
+
+    report: pulumi.Output[dict]
+    checked_at: pulumi.Output[str]
+
+    def __init__(self, name: str, args: OnboardingCheckArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {**vars(args), "report": None, "checked_at": None, "signing_secret_fingerprint": None}
+        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["signing_secret", "app_database_url"])
+        super().__init__(OnboardingCheckProvider(), name, props, pulumi.ResourceOptions.merge(secret_opts, opts))

@@ -1,0 +1,299 @@
+"""TenantConfigRow: a tenant's row in the application's `tenant_configs` table, as a dynamic resource.
+
+pulumi-postgresql manages roles and grants but not rows, so this provider owns the row:
+create inserts it (or adopts a row onboarded by hand), diff compares plain fields and keyed
+fingerprints of the secrets, update rewrites it in one transaction, read shows drift on
+`pulumi refresh`, and delete refuses while the tenant still has history unless it was marked
+for purge. The provider works inside RLS: every transaction first scopes itself to the tenant.
+
+The engine serializes the provider with dill and runs it in another process, so everything it
+needs is imported inside the methods and every connection is opened and closed per call.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
+
+PLAIN_FIELDS = ("name", "servicedesk_url", "enhancement_preferences")
+SECRET_FIELDS = {
+    "servicedesk_api_key": "servicedesk_api_key_fingerprint",
+    "webhook_signing_secret": "webhook_signing_secret_fingerprint",
+}
+HISTORY_TABLES = ("enhancement_history", "ticket_history", "system_inventory")
+# Written to state, and secret there: the provider needs them again in read and delete.
+SECRET_OUTPUTS = ["database_url", "fernet_key", "servicedesk_api_key", "webhook_signing_secret"]
+
+
+class TenantConfigRowError(Exception):
+    """Raised to the engine; the message is what the operator sees in `pulumi up`."""
+
+
+@dataclass
+class TenantConfigRowArgs:
+    tenant_id: pulumi.Input[str]
+    name: pulumi.Input[str]
+    servicedesk_url: pulumi.Input[str]
+    enhancement_preferences: pulumi.Input[dict]
+    servicedesk_api_key: pulumi.Input[str]
+    webhook_signing_secret: pulumi.Input[str]
+    fernet_key: pulumi.Input[str]
+    database_url: pulumi.Input[str]
+    purge_on_delete: pulumi.Input[bool] = False
+
+
+def _is_unknown(value: Any) -> bool:
+    from pulumi.runtime import rpc
+
+    return value == rpc.UNKNOWN
+
+
+def _fingerprints(props: dict) -> dict[str, str | None]:
+    from tenantctl import credentials
+
+    key = props.get("fernet_key")
+    fingerprints: dict[str, str | None] = {}
+    for field, fp_name in SECRET_FIELDS.items():
+        known = not _is_unknown(key) and not _is_unknown(props.get(field))
+        fingerprints[fp_name] = credentials.fingerprint(key, props[field]) if known else None
+    return fingerprints
+
+
+def _revision(props: dict, fingerprints: dict) -> str:
+    """A digest of everything the application reads from the row; the post-deploy check re-runs when it moves."""
+    import hashlib
+
+    material = json.dumps(
+        {**{f: props.get(f) for f in PLAIN_FIELDS}, **fingerprints, "tenant_id": props.get("tenant_id")},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+class TenantConfigRowProvider(ResourceProvider):
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        import uuid
+
+        from tenantctl import credentials
+
+        failures = []
+        tenant_id = news.get("tenant_id")
+        if not _is_unknown(tenant_id):
+            try:
+                uuid.UUID(str(tenant_id))
+            except ValueError:
+                failures.append(CheckFailure("tenant_id", f"{tenant_id!r} is not a UUID"))
+        for required in ("name", "servicedesk_url", "database_url", "fernet_key"):
+            if not news.get(required):
+                failures.append(CheckFailure(required, f"{required} is required"))
+        key = news.get("fernet_key")
+        if key and not _is_unknown(key):
+            try:
+                credentials.validate_key(key)
+            except credentials.CredentialError as exc:
+                failures.append(CheckFailure("fernet_key", str(exc)))
+        return CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [f for f in PLAIN_FIELDS if _is_unknown(news.get(f)) or news.get(f) != olds.get(f)]
+        new_fps = _fingerprints(news)
+        for field, fp_name in SECRET_FIELDS.items():
+            if new_fps[fp_name] is None or new_fps[fp_name] != olds.get(fp_name):
+                changed.append(field)
+        if bool(news.get("purge_on_delete")) != bool(olds.get("purge_on_delete")):
+            changed.append("purge_on_delete")
+        replaces = [f for f in ("tenant_id", "database_url") if news.get(f) != olds.get(f)]
+        return DiffResult(changes=bool(changed or replaces), replaces=replaces, delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        from tenantctl import credentials, db
+
+        fps = _fingerprints(props)
+        tenant_id = str(props["tenant_id"])
+        with _transaction(props) as cursor:
+            db.set_tenant_variable(cursor, tenant_id)
+            cursor.execute("SELECT id FROM tenant_configs WHERE tenant_id = %s FOR UPDATE", (tenant_id,))
+            existing = cursor.fetchone()
+            values = (
+                props["name"],
+                props["servicedesk_url"],
+                credentials.encrypt(props["fernet_key"], props["servicedesk_api_key"]),
+                credentials.encrypt(props["fernet_key"], props["webhook_signing_secret"]),
+                json.dumps(props["enhancement_preferences"]),
+            )
+            if existing:
+                # Onboarded by hand before this project: take it over under the same id.
+                cursor.execute(
+                    "UPDATE tenant_configs SET name = %s, servicedesk_url = %s, servicedesk_api_key_encrypted = %s,"
+                    " webhook_signing_secret_encrypted = %s, enhancement_preferences = %s::jsonb, updated_at = now()"
+                    " WHERE tenant_id = %s RETURNING id",
+                    (*values, tenant_id),
+                )
+            else:
+                cursor.execute(
+                    "INSERT INTO tenant_configs (tenant_id, name, servicedesk_url, servicedesk_api_key_encrypted,"
+                    " webhook_signing_secret_encrypted, enhancement_preferences)"
+                    " VALUES (%s, %s, %s, %s, %s, %s::jsonb) RETURNING id",
+                    (tenant_id, *values),
+                )
+            row_id = str(cursor.fetchone()[0])
+        return CreateResult(row_id, _outputs(props, fps, adopted=existing is not None))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        from tenantctl import credentials, db
+
+        fps = _fingerprints(news)
+        tenant_id = str(news["tenant_id"])
+        row_unchanged = all(news.get(f) == olds.get(f) for f in PLAIN_FIELDS) and all(
+            fps[fp] == olds.get(fp) for fp in SECRET_FIELDS.values()
+        )
+        if row_unchanged:  # only the purge marker moved: state changes, the row does not
+            return UpdateResult(_outputs(news, fps, adopted=bool(olds.get("adopted"))))
+        assignments = ["name = %s", "servicedesk_url = %s", "enhancement_preferences = %s::jsonb"]
+        params: list[Any] = [news["name"], news["servicedesk_url"], json.dumps(news["enhancement_preferences"])]
+        # Only a secret that really changed is re-encrypted.
+        for field, column in (("servicedesk_api_key", "servicedesk_api_key_encrypted"),
+                              ("webhook_signing_secret", "webhook_signing_secret_encrypted")):
+            if fps[SECRET_FIELDS[field]] != olds.get(SECRET_FIELDS[field]):
+                assignments.append(f"{column} = %s")
+                params.append(credentials.encrypt(news["fernet_key"], news[field]))
+        with _transaction(news) as cursor:
+            db.set_tenant_variable(cursor, tenant_id)
+            cursor.execute(
+                f"UPDATE tenant_configs SET {', '.join(assignments)}, updated_at = now() WHERE tenant_id = %s",
+                (*params, tenant_id),
+            )
+            if cursor.rowcount != 1:
+                raise TenantConfigRowError(
+                    f"tenant_configs has no row for tenant {tenant_id} to update; "
+                    "run `pulumi refresh` so Pulumi sees it is gone, then `pulumi up` recreates it"
+                )
+        return UpdateResult(_outputs(news, fps, adopted=bool(olds.get("adopted"))))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        from tenantctl import credentials, db
+
+        tenant_id = str(props["tenant_id"])
+        with _transaction(props) as cursor:
+            db.set_tenant_variable(cursor, tenant_id)
+            cursor.execute(
+                "SELECT id, name, servicedesk_url, enhancement_preferences, servicedesk_api_key_encrypted,"
+                " webhook_signing_secret_encrypted FROM tenant_configs WHERE tenant_id = %s",
+                (tenant_id,),
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return ReadResult("", {})
+        key = props["fernet_key"]
+        outs = dict(props)
+        outs.update(name=row[1], servicedesk_url=row[2], enhancement_preferences=row[3])
+        for (field, fp_name), token in zip(SECRET_FIELDS.items(), row[4:], strict=True):
+            try:
+                outs[field] = credentials.decrypt(key, token)
+                outs[fp_name] = credentials.fingerprint(key, outs[field])
+            except credentials.CredentialError:
+                outs[fp_name] = "undecryptable"
+        outs["revision"] = _revision(outs, {fp: outs.get(fp) for fp in SECRET_FIELDS.values()})
+        return ReadResult(str(row[0]), outs)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        from psycopg import sql
+
+        from tenantctl import db
+
+        tenant_id = str(props["tenant_id"])
+        with _transaction(props) as cursor:
+            db.set_tenant_variable(cursor, tenant_id)
+            counts = {}
+            for table in HISTORY_TABLES:
+                cursor.execute(sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(sql.Identifier(table)),
+                               (tenant_id,))
+                counts[table] = cursor.fetchone()[0]
+            if any(counts.values()) and not props.get("purge_on_delete"):
+                held = ", ".join(f"{n} {t}" for t, n in counts.items() if n)
+                raise TenantConfigRowError(
+                    f"refusing to delete tenant {props.get('name')!r} ({tenant_id}): "
+                    f"it still has history rows ({held}). "
+                    "To delete its data too, set `offboarding: {purge_data: true}` in its tenant file and run "
+                    "`pulumi up` before removing it (or use `tenantctl destroy <slug> --purge-data`)."
+                )
+            for table in HISTORY_TABLES:
+                cursor.execute(sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(sql.Identifier(table)),
+                               (tenant_id,))
+            cursor.execute("DELETE FROM tenant_configs WHERE tenant_id = %s", (tenant_id,))
+
+
+def _outputs(props: dict, fingerprints: dict, adopted: bool) -> dict:
+    outs = {k: props.get(k) for k in ("tenant_id", *PLAIN_FIELDS, "database_url", "fernet_key", "purge_on_delete")}
+    outs.update(fingerprints)
+    outs["adopted"] = adopted
+    outs["revision"] = _revision(props, fingerprints)
+    return outs
+
+
+class _transaction:
+    """One connection and one transaction per provider call; commits on success, rolls back on error."""
+
+    def __init__(self, props: dict) -> None:
+        self.props = props
+
+    def __enter__(self):
+        from tenantctl import db
+
+        try:
+            self.connection = db.connect(self.props["database_url"])
+        except db.DatabaseError as exc:
+            raise TenantConfigRowError(str(exc)) from None
+        self.cursor = self.connection.cursor()
+        return self.cursor
+
+    def __exit__(self, exc_type, exc, _tb) -> bool:
+        import psycopg
+
+        try:
+            if exc_type is None:
+                self.connection.commit()
+            else:
+                self.connection.rollback()
+        finally:
+            self.connection.close()
+        if isinstance(exc, psycopg.Error):
+            from tenantctl.db import describe_dsn
+
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TenantConfigRowError(
+                f"tenant_configs on {describe_dsn(self.props['database_url'])}: {first_line}"
+            ) from None
+        return False
+
+
+class TenantConfigRow(Resource, module="tenant-onboarding", name="TenantConfigRow"):
+    """The tenant's `tenant_configs` row. Outputs: row id, fingerprints of the secrets, `revision`, `adopted`."""
+
+    revision: pulumi.Output[str]
+    adopted: pulumi.Output[bool]
+
+    def __init__(self, name: str, args: TenantConfigRowArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=SECRET_OUTPUTS)
+        props = {
+            **vars(args),
+            "servicedesk_api_key_fingerprint": None,
+            "webhook_signing_secret_fingerprint": None,
+            "revision": None,
+            "adopted": None,
+        }
+        super().__init__(TenantConfigRowProvider(), name, props, pulumi.ResourceOptions.merge(secret_opts, opts))

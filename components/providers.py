@@ -1,0 +1,36 @@
+"""Explicit AWS and Kubernetes providers when the stack points at local endpoints (the dev stack).
+
+With no `awsEndpoint`/`kubeContext` in config the default providers are used, which read the
+ambient credentials (OIDC role in CI, `aws:region` from config) and kubeconfig.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.settings import StackSettings
+
+# Local AWS emulators (moto) accept any credentials; these are their documented placeholders.
+LOCAL_AWS_ACCESS_KEY = "test"
+LOCAL_AWS_SECRET_KEY = "test"  # noqa: S105 (not a secret: a local emulator's placeholder)
+
+
+def stack_providers(settings: StackSettings) -> dict[str, pulumi.ProviderResource]:
+    providers: dict[str, pulumi.ProviderResource] = {}
+    if settings.aws_endpoint:
+        endpoint = settings.aws_endpoint
+        providers["aws"] = aws.Provider(
+            "aws-local",
+            region=aws.config.region or "us-east-1",
+            access_key=LOCAL_AWS_ACCESS_KEY,
+            secret_key=pulumi.Output.secret(LOCAL_AWS_SECRET_KEY),
+            skip_credentials_validation=True,
+            skip_requesting_account_id=True,
+            skip_metadata_api_check=True,
+            endpoints=[{"kms": endpoint, "secretsmanager": endpoint, "sts": endpoint, "iam": endpoint}],
+        )
+    if settings.kube_context:
+        providers["kubernetes"] = k8s.Provider("kubernetes-local", context=settings.kube_context)
+    return providers

@@ -1,0 +1,78 @@
+"""Stack-wide settings, read once from Pulumi config and checked before any resource is registered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pulumi
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+class SettingsError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Where the tenant_configs row lives and how the post-deploy check connects (all secrets)."""
+
+    provisioner_url: pulumi.Output[str]
+    app_url: pulumi.Output[str]
+    fernet_key: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    tenants_dir: str
+    shared_namespace: str
+    ingress_namespace: str
+    monitoring_namespace: str
+    webhook_base_url: str
+    run_checks: bool
+    checks_nonce: str
+    aws_endpoint: str | None
+    kube_context: str | None
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.webhook_base_url)
+        loopback = parts.hostname in LOOPBACK_HOSTS
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise SettingsError(
+                f"webhookBaseUrl {self.webhook_base_url!r} must be https (http is allowed only on loopback)"
+            )
+        if self.aws_endpoint:
+            endpoint = urlsplit(self.aws_endpoint)
+            if endpoint.hostname not in LOOPBACK_HOSTS:
+                raise SettingsError(f"awsEndpoint {self.aws_endpoint!r} must be a loopback URL (a local AWS emulator)")
+
+
+def read_settings(config: pulumi.Config | None = None) -> StackSettings:
+    config = config or pulumi.Config()
+    return StackSettings(
+        tenants_dir=config.get("tenantsDir") or "tenants",
+        shared_namespace=config.get("sharedNamespace") or "production",
+        ingress_namespace=config.get("ingressNamespace") or "ingress-nginx",
+        monitoring_namespace=config.get("monitoringNamespace") or "monitoring",
+        webhook_base_url=config.get("webhookBaseUrl") or "https://api.ai-agents.production",
+        run_checks=config.get_bool("runChecks") if config.get("runChecks") is not None else True,
+        checks_nonce=config.get("checksNonce") or "0",
+        aws_endpoint=config.get("awsEndpoint"),
+        kube_context=config.get("kubeContext"),
+    )
+
+
+DATABASE_KEYS = ("databaseUrl", "appDatabaseUrl", "fernetKey")
+
+
+def missing_secret_keys(config: pulumi.Config, names: list[str]) -> list[str]:
+    return [name for name in names if config.get(name) is None]
+
+
+def read_database_settings(config: pulumi.Config) -> DatabaseSettings:
+    return DatabaseSettings(
+        provisioner_url=config.require_secret("databaseUrl"),
+        app_url=config.require_secret("appDatabaseUrl"),
+        fernet_key=config.require_secret("fernetKey"),
+    )

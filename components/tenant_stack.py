@@ -1,0 +1,215 @@
+"""TenantStack: everything one MSP client gets, from one tenant file.
+
+Creates, all parented to the component and named from the slug:
+- a random webhook signing secret (rotated by bumping `webhook.signing_secret_version`);
+- a per-tenant KMS key (rotation on, 30-day deletion window) and its alias `alias/tenant-<slug>`;
+- a Secrets Manager secret encrypted with that key, holding the API key and signing secret;
+- a Kubernetes Secret `tenant-<slug>-credentials` in the tenant's namespace (premium) or the shared one (basic);
+- premium only: the namespace with Pod Security labels, quota, limit range, network policies and RBAC;
+- with database settings: the `tenant_configs` row and the post-deploy OnboardingCheck.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import naming
+from components.dynamic.onboarding_check import OnboardingCheck, OnboardingCheckArgs
+from components.dynamic.tenant_config_row import TenantConfigRow, TenantConfigRowArgs
+from components.isolation_manifests import Manifest, render_premium_isolation
+from components.settings import DatabaseSettings, StackSettings
+from tenantctl.model import Tenant, Tier
+
+SIGNING_SECRET_LENGTH = 48
+KMS_DELETION_WINDOW_DAYS = 30
+SECRET_RECOVERY_WINDOW_DAYS = 30
+
+_K8S_KINDS = {
+    "Namespace": lambda name, b, o: k8s.core.v1.Namespace(name, metadata=b["metadata"], opts=o),
+    "ResourceQuota": lambda name, b, o: k8s.core.v1.ResourceQuota(name, metadata=b["metadata"], spec=b["spec"], opts=o),
+    "LimitRange": lambda name, b, o: k8s.core.v1.LimitRange(name, metadata=b["metadata"], spec=b["spec"], opts=o),
+    "NetworkPolicy": lambda name, b, o: k8s.networking.v1.NetworkPolicy(
+        name, metadata=b["metadata"], spec=b["spec"], opts=o
+    ),
+    "ServiceAccount": lambda name, b, o: k8s.core.v1.ServiceAccount(
+        name, metadata=b["metadata"], automount_service_account_token=b["automountServiceAccountToken"], opts=o
+    ),
+    "Role": lambda name, b, o: k8s.rbac.v1.Role(name, metadata=b["metadata"], rules=b["rules"], opts=o),
+    "RoleBinding": lambda name, b, o: k8s.rbac.v1.RoleBinding(
+        name, metadata=b["metadata"], role_ref=b["roleRef"], subjects=b["subjects"], opts=o
+    ),
+}
+
+
+@dataclass
+class TenantStackArgs:
+    tenant: Tenant
+    servicedesk_api_key: pulumi.Input[str]
+    settings: StackSettings
+    database: DatabaseSettings | None = None
+
+
+class TenantStack(pulumi.ComponentResource):
+    tenant_id: pulumi.Output[str]
+    namespace: pulumi.Output[str]
+    webhook_url: pulumi.Output[str]
+    kms_key_arn: pulumi.Output[str]
+    secret_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: TenantStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(naming.TENANT_STACK_TYPE, name, None, opts)
+        tenant, settings = args.tenant, args.settings
+        tenant_id = str(tenant.tenant_id)
+        labels = naming.tenant_labels(tenant.slug, tenant_id, tenant.tier.value)
+        tags = {"tenant_id": tenant_id, "slug": tenant.slug, "tier": tenant.tier.value, "managed-by": "pulumi"}
+        api_key = pulumi.Output.secret(args.servicedesk_api_key)
+
+        signing_secret = random.RandomPassword(
+            f"{name}-webhook-signing-secret",
+            length=SIGNING_SECRET_LENGTH,
+            special=False,
+            upper=True,
+            lower=True,
+            numeric=True,
+            min_upper=4,
+            min_lower=4,
+            min_numeric=4,
+            keepers={"signing_secret_version": str(tenant.webhook.signing_secret_version)},
+            opts=self._child(),
+        )
+
+        kms_key = aws.kms.Key(
+            f"{name}-kms-key",
+            description=f"Tenant {tenant.slug} ({tenant_id}) credentials",
+            enable_key_rotation=True,
+            deletion_window_in_days=KMS_DELETION_WINDOW_DAYS,
+            tags=tags,
+            opts=self._child(),
+        )
+        aws.kms.Alias(
+            f"{name}-kms-alias", name=naming.kms_alias_name(tenant.slug), target_key_id=kms_key.key_id,
+            opts=self._child(),
+        )
+        credentials_secret = aws.secretsmanager.Secret(
+            f"{name}-credentials",
+            name=naming.secretsmanager_name(tenant.slug),
+            description=f"ServiceDesk Plus API key and webhook signing secret of tenant {tenant.slug}",
+            kms_key_id=kms_key.arn,
+            recovery_window_in_days=SECRET_RECOVERY_WINDOW_DAYS,
+            tags=tags,
+            opts=self._child(),
+        )
+        secret_version = aws.secretsmanager.SecretVersion(
+            f"{name}-credentials-version",
+            secret_id=credentials_secret.id,
+            secret_string=pulumi.Output.secret(pulumi.Output.json_dumps({
+                "SERVICEDESK_API_KEY": api_key,
+                "WEBHOOK_SECRET": signing_secret.result,
+            })),
+            opts=self._child(),
+        )
+
+        isolation: list[pulumi.Resource] = []
+        if tenant.tier is Tier.PREMIUM:
+            isolation = self._premium_isolation(name, tenant, labels, settings)
+            namespace = isolation[0].metadata.name
+        else:
+            namespace = pulumi.Output.from_input(settings.shared_namespace)
+
+        k8s_secret = k8s.core.v1.Secret(
+            f"{name}-k8s-credentials",
+            metadata={
+                "name": naming.credentials_secret_name(tenant.slug),
+                "namespace": namespace,
+                "labels": labels,
+            },
+            type="Opaque",
+            string_data=pulumi.Output.secret({
+                "SERVICEDESK_API_KEY": api_key,
+                "WEBHOOK_SECRET": signing_secret.result,
+            }),
+            opts=self._child(depends_on=isolation),
+        )
+
+        webhook_url = naming.webhook_url(settings.webhook_base_url, tenant_id)
+        if args.database is not None:
+            self._database_and_checks(
+                name, tenant, args, signing_secret.result, webhook_url,
+                ready=[k8s_secret, secret_version, *isolation],
+            )
+
+        self.tenant_id = pulumi.Output.from_input(tenant_id)
+        self.namespace = namespace
+        self.webhook_url = pulumi.Output.from_input(webhook_url)
+        self.kms_key_arn = kms_key.arn
+        self.secret_arn = credentials_secret.arn
+        self.register_outputs({
+            "tenant_id": self.tenant_id,
+            "namespace": self.namespace,
+            "webhook_url": self.webhook_url,
+            "kms_key_arn": self.kms_key_arn,
+            "secret_arn": self.secret_arn,
+        })
+
+    def _child(self, **kwargs) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, **kwargs)
+
+    def _premium_isolation(
+        self, name: str, tenant: Tenant, labels: dict[str, str], settings: StackSettings
+    ) -> list[pulumi.Resource]:
+        manifests = render_premium_isolation(
+            tenant.slug, labels, tenant.effective_resources, settings.ingress_namespace, settings.monitoring_namespace
+        )
+        namespace_manifest, namespaced = manifests[0], manifests[1:]
+        namespace = self._k8s(name, namespace_manifest, self._child())
+        return [namespace, *(self._k8s(name, m, self._child(depends_on=[namespace])) for m in namespaced)]
+
+    @staticmethod
+    def _k8s(name: str, manifest: Manifest, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+        return _K8S_KINDS[manifest.kind](f"{name}-{manifest.suffix}", manifest.body, opts)
+
+    def _database_and_checks(
+        self,
+        name: str,
+        tenant: Tenant,
+        args: TenantStackArgs,
+        signing_secret: pulumi.Output[str],
+        webhook_url: str,
+        ready: list[pulumi.Resource],
+    ) -> None:
+        database = args.database
+        row = TenantConfigRow(
+            f"{name}-tenant-config",
+            TenantConfigRowArgs(
+                tenant_id=str(tenant.tenant_id),
+                name=tenant.name,
+                servicedesk_url=tenant.servicedesk.url,
+                enhancement_preferences=tenant.enhancement_preferences.model_dump(mode="json"),
+                servicedesk_api_key=pulumi.Output.secret(args.servicedesk_api_key),
+                webhook_signing_secret=signing_secret,
+                fernet_key=database.fernet_key,
+                database_url=database.provisioner_url,
+                purge_on_delete=tenant.offboarding.purge_data,
+            ),
+            opts=self._child(),
+        )
+        if not args.settings.run_checks:
+            return
+        OnboardingCheck(
+            f"{name}-onboarding-check",
+            OnboardingCheckArgs(
+                tenant_id=str(tenant.tenant_id),
+                slug=tenant.slug,
+                webhook_url=webhook_url,
+                signing_secret=signing_secret,
+                app_database_url=database.app_url,
+                row_revision=row.revision,
+                nonce=args.settings.checks_nonce,
+            ),
+            opts=self._child(depends_on=[row, *ready]),
+        )

@@ -1,0 +1,33 @@
+"""Small PostgreSQL helpers shared by the dynamic providers, the checks and the CLI (psycopg 3)."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+
+class DatabaseError(Exception):
+    """A database problem described for an operator, never including a password."""
+
+
+def describe_dsn(dsn: str) -> str:
+    """`user@host:port/db` for messages; the password and any other option are left out."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "(unparseable database URL)"
+    host = parts.get("host") or "localhost"
+    return f"{parts.get('user') or '(default user)'}@{host}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
+
+
+def connect(dsn: str, connect_timeout: float = 5.0, autocommit: bool = False) -> psycopg.Connection:
+    try:
+        return psycopg.connect(dsn, connect_timeout=max(1, int(connect_timeout)), autocommit=autocommit)
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseError(f"cannot connect to {describe_dsn(dsn)}: {reason}") from None
+
+
+def set_tenant_variable(cursor: psycopg.Cursor, tenant_id: str) -> None:
+    """Scope the current transaction to one tenant (RLS), without requiring the tenant to exist yet."""
+    cursor.execute("SELECT set_config('app.current_tenant_id', %s, true)", (str(tenant_id),))

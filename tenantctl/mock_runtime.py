@@ -1,0 +1,282 @@
+"""Runs the real Pulumi program (`__main__.py`) under Pulumi's mock runtime, recording every resource.
+
+The cloud and Kubernetes are simulated: each resource type gets plausible outputs (ARNs, key ids,
+a generated password). Dynamic resources are either echoed (for `plan`) or handed to an executor
+that runs their provider for real from its serialized form (for `rehearse`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import runpy
+import secrets
+import string
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.stack import wait_for_rpcs
+from pulumi.runtime.sync_await import _sync_await
+
+from components.naming import PROJECT
+
+SECRET_MASK = "[secret]"  # noqa: S105 (the mask, not a secret)
+DYNAMIC_PREFIX = "pulumi-python:dynamic"
+FAKE_ACCOUNT = "123456789012"
+
+
+class Secret:
+    """A value that was a Pulumi secret in the program's inputs."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return SECRET_MASK
+
+
+def _secret_envelope(value: Any) -> dict:
+    return {rpc._special_sig_key: rpc._special_secret_sig, "value": unwrap_secrets(value)}
+
+
+def _is_secret_wrapper(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+
+
+def mark_secrets(value: Any) -> Any:
+    """Turn the RPC's secret envelopes into `Secret` objects, so they cannot be printed by accident."""
+    if _is_secret_wrapper(value):
+        return Secret(unwrap_secrets(value["value"]))
+    if isinstance(value, dict):
+        return {k: mark_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mark_secrets(v) for v in value]
+    return value
+
+
+def unwrap_secrets(value: Any) -> Any:
+    """Plain values, as the engine hands them to a provider."""
+    if isinstance(value, Secret):
+        return unwrap_secrets(value.value)
+    if _is_secret_wrapper(value):
+        return unwrap_secrets(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
+
+
+def masked(value: Any) -> Any:
+    """JSON-safe copy with every secret replaced by `[secret]`."""
+    if isinstance(value, Secret) or _is_secret_wrapper(value):
+        return SECRET_MASK
+    if isinstance(value, dict):
+        return {k: masked(v) for k, v in value.items() if k != "__provider"}
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+@dataclass
+class RegisteredResource:
+    urn: str
+    type: str
+    name: str
+    parent_urn: str
+    custom: bool
+    inputs: dict
+    outputs: dict = field(default_factory=dict)
+    id: str | None = None
+    status: str = "created"
+
+    @property
+    def parent_name(self) -> str:
+        return self.parent_urn.rsplit("::", 1)[-1] if self.parent_urn else ""
+
+
+# An executor runs a dynamic resource for real: (resource, plain inputs) -> (id, outputs, status).
+DynamicExecutor = Callable[[RegisteredResource, dict], tuple[str, dict, str]]
+# Simulated outputs from earlier runs, keyed by URN, so unchanged resources keep theirs (as in real state).
+PriorState = dict[str, dict]
+
+
+class SimulatedCloud(pulumi.runtime.Mocks):
+    def __init__(self, region: str, executor: DynamicExecutor | None, prior: PriorState | None) -> None:
+        self.region = region
+        self.executor = executor
+        self.prior = prior or {}
+        self.registered: list[RegisteredResource] = []
+        self.lock = threading.Lock()
+        self.current = threading.local()
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":  # noqa: S105
+            return {"accountId": FAKE_ACCOUNT, "arn": f"arn:aws:iam::{FAKE_ACCOUNT}:user/plan", "userId": "plan"}, None
+        return {}, None
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        urn, parent = self.current.urn, self.current.parent
+        resource = RegisteredResource(urn, args.typ, args.name, parent, args.custom, mark_secrets(args.inputs))
+        plain_inputs = unwrap_secrets(args.inputs)
+        if args.typ.startswith(DYNAMIC_PREFIX) and self.executor is not None:
+            resource.id, outputs, resource.status = self.executor(resource, plain_inputs)
+        else:
+            resource.id, outputs, resource.status = self._simulate(urn, args, plain_inputs)
+        resource.outputs = outputs
+        with self.lock:
+            self.registered.append(resource)
+        # The engine keeps secret every output the resource declares secret (RandomPassword.result, ...)
+        # and every output whose input was secret; the mock monitor does neither, so do it here.
+        secret_outputs = set(self.current.secret_outputs) | {
+            key for key, value in args.inputs.items() if _is_secret_wrapper(value)
+        }
+        return resource.id, {
+            key: _secret_envelope(value) if key in secret_outputs else value for key, value in outputs.items()
+        }
+
+    def _simulate(self, urn: str, args, inputs: dict) -> tuple[str, dict, str]:
+        previous = self.prior.get(urn)
+        if previous and previous.get("inputs") == masked_for_state(inputs):
+            return previous["id"], previous["outputs"], "unchanged"
+        resource_id, outputs = self._outputs_for(args.typ, args.name, inputs)
+        return resource_id, outputs, ("updated" if previous else "created")
+
+    def _outputs_for(self, typ: str, name: str, inputs: dict) -> tuple[str, dict]:
+        outputs = dict(inputs)
+        if not args_custom(typ):
+            return "", outputs
+        if typ == "random:index/randomPassword:RandomPassword":
+            alphabet = string.ascii_letters + string.digits
+            outputs["result"] = "".join(secrets.choice(alphabet) for _ in range(int(inputs.get("length", 48))))
+            return f"{name}-id", outputs
+        if typ == "aws:kms/key:Key":
+            key_id = str(uuid.uuid4())
+            outputs.update(keyId=key_id, arn=f"arn:aws:kms:{self.region}:{FAKE_ACCOUNT}:key/{key_id}")
+            return key_id, outputs
+        if typ == "aws:kms/alias:Alias":
+            outputs["arn"] = f"arn:aws:kms:{self.region}:{FAKE_ACCOUNT}:{inputs.get('name')}"
+            return str(inputs.get("name")), outputs
+        if typ == "aws:secretsmanager/secret:Secret":
+            suffix = secrets.token_hex(3)
+            arn = f"arn:aws:secretsmanager:{self.region}:{FAKE_ACCOUNT}:secret:{inputs.get('name')}-{suffix}"
+            outputs["arn"] = arn
+            return arn, outputs
+        if typ == "aws:secretsmanager/secretVersion:SecretVersion":
+            version = str(uuid.uuid4())
+            outputs["versionId"] = version
+            return f"{inputs.get('secretId')}|{version}", outputs
+        if typ.startswith("kubernetes:"):
+            metadata = inputs.get("metadata") or {}
+            namespace = metadata.get("namespace")
+            return f"{namespace}/{metadata.get('name')}" if namespace else str(metadata.get("name", name)), outputs
+        return f"{name}-id", outputs
+
+
+def args_custom(typ: str) -> bool:
+    return ":" in typ and not typ.startswith(f"{PROJECT}:index:")
+
+
+def masked_for_state(inputs: dict) -> dict:
+    """Inputs as compared between runs: secrets compared by value but stored without the envelope."""
+    return unwrap_secrets(inputs)
+
+
+class RecordingMonitor(MockMonitor):
+    """Tells the mocks each registration's URN and parent, and captures the stack's exports."""
+
+    def __init__(self, mocks: SimulatedCloud) -> None:
+        super().__init__(mocks)
+        self.cloud = mocks
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+        self.cloud.current.urn = self.make_urn(request.parent, request.type, request.name)
+        self.cloud.current.parent = request.parent
+        self.cloud.current.secret_outputs = list(request.additionalSecretOutputs)
+        return super().RegisterResource(request)
+
+
+@dataclass
+class ProgramRun:
+    resources: list[RegisteredResource]
+    exports: dict
+
+    def by_parent(self) -> dict[str, list[RegisteredResource]]:
+        grouped: dict[str, list[RegisteredResource]] = {}
+        for resource in self.resources:
+            grouped.setdefault(resource.parent_name, []).append(resource)
+        return grouped
+
+
+class ProgramError(Exception):
+    """The program refused to run (invalid tenant files, missing config): its message, no traceback."""
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def run_program(
+    project_root: Path,
+    stack: str,
+    config: dict[str, str],
+    secret_keys: list[str],
+    executor: DynamicExecutor | None = None,
+    prior: PriorState | None = None,
+) -> ProgramRun:
+    """Run `project_root/__main__.py` as `pulumi up` would, against the simulated cloud."""
+    region = config.get("aws:region", "us-east-1")
+    cloud = SimulatedCloud(region, executor, prior)
+    pulumi.runtime.settings.reset_options(project=PROJECT, stack=stack)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    pulumi.runtime.set_mocks(cloud, project=PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(cloud))
+    root = pulumi.runtime.settings.get_root_resource()
+    try:
+        with _working_directory(project_root):
+            runpy.run_path(str(project_root / "__main__.py"), run_name="__pulumi_program__")
+            _sync_await(wait_for_rpcs())
+            exports = _sync_await(_resolve(root.outputs)) if root is not None else {}
+    except pulumi.RunError as exc:
+        raise ProgramError(str(exc)) from None
+    return ProgramRun(list(cloud.registered), mark_secrets(exports))
+
+
+@atexit.register
+def _close_thread_loops() -> None:
+    """The mock monitor gives each worker thread an event loop that nobody closes; their finalizers then
+    fail noisily during interpreter teardown. At exit no program runs any more, so close them first."""
+    import asyncio
+    import gc
+
+    for obj in gc.get_objects():
+        if isinstance(obj, asyncio.AbstractEventLoop) and not obj.is_running() and not obj.is_closed():
+            obj.close()
+
+
+async def _resolve(outputs: dict) -> dict:
+    """Stack exports as plain values, secrets kept in their envelope so they stay masked."""
+    resolved = {}
+    for key, value in outputs.items():
+        output = pulumi.Output.from_input(value)
+        is_secret = await output.is_secret()
+        plain = await output.future()
+        resolved[key] = _secret_envelope(plain) if is_secret else plain
+    return resolved

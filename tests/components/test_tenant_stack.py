@@ -1,0 +1,219 @@
+"""TenantStack under Pulumi's mock runtime: the exact resources per tier, names, secrets and outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import kubernetes_validate
+import pytest
+
+from components import naming
+from tenantctl.mock_runtime import SECRET_MASK, Secret, masked
+
+PREMIUM_TYPES = sorted([
+    "random:index/randomPassword:RandomPassword",
+    "aws:kms/key:Key",
+    "aws:kms/alias:Alias",
+    "aws:secretsmanager/secret:Secret",
+    "aws:secretsmanager/secretVersion:SecretVersion",
+    "kubernetes:core/v1:Namespace",
+    "kubernetes:core/v1:ResourceQuota",
+    "kubernetes:core/v1:LimitRange",
+    *["kubernetes:networking.k8s.io/v1:NetworkPolicy"] * 4,
+    "kubernetes:core/v1:ServiceAccount",
+    "kubernetes:rbac.authorization.k8s.io/v1:Role",
+    "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
+    "kubernetes:core/v1:Secret",
+    "pulumi-python:dynamic/tenant-onboarding:TenantConfigRow",
+    "pulumi-python:dynamic/tenant-onboarding:OnboardingCheck",
+])
+BASIC_TYPES = sorted([
+    "random:index/randomPassword:RandomPassword",
+    "aws:kms/key:Key",
+    "aws:kms/alias:Alias",
+    "aws:secretsmanager/secret:Secret",
+    "aws:secretsmanager/secretVersion:SecretVersion",
+    "kubernetes:core/v1:Secret",
+    "pulumi-python:dynamic/tenant-onboarding:TenantConfigRow",
+    "pulumi-python:dynamic/tenant-onboarding:OnboardingCheck",
+])
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def of_type(tenant, suffix):
+    return [r for r in tenant.resources if r.type.endswith(suffix)]
+
+
+def test_premium_tenant_gets_exact_resource_set(plans_by_slug):
+    assert sorted(r.type for r in plans_by_slug["acme"].resources) == PREMIUM_TYPES
+
+
+def test_basic_tenant_gets_no_namespace(plans_by_slug):
+    globex = plans_by_slug["globex"]
+    assert sorted(r.type for r in globex.resources) == BASIC_TYPES
+    [secret] = of_type(globex, "core/v1:Secret")
+    assert secret.inputs["metadata"]["namespace"] == "production"
+
+
+def test_every_child_is_parented_to_its_tenant_stack(example_plan):
+    stacks = {r.urn for r in example_plan.run.resources if r.type == naming.TENANT_STACK_TYPE}
+    assert len(stacks) == 2
+    for resource in example_plan.run.resources:
+        if resource.type == naming.TENANT_STACK_TYPE or resource.type.startswith("pulumi:providers"):
+            continue
+        assert resource.parent_urn in stacks, resource.name
+        assert resource.name.startswith(f"{resource.parent_name}-")
+
+
+def test_resource_names_are_deterministic_across_runs(example_plan):
+    from tenantctl.plan import build_plan
+    from tests.conftest import ROOT
+
+    again = build_plan(ROOT, ROOT / "tenants", "dev")
+    assert sorted(r.urn for r in again.run.resources) == sorted(r.urn for r in example_plan.run.resources)
+
+
+@pytest.mark.parametrize("slug", ["acme", "globex"])
+def test_kubernetes_objects_validate_against_1_33_strict(plans_by_slug, slug):
+    objects = plans_by_slug[slug].kubernetes_objects()
+    assert objects
+    for body in objects:
+        kubernetes_validate.validate(body, "1.33", strict=True)
+
+
+def test_kubernetes_validation_is_strict_enough_to_fail():
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}, "spec": {"bogus": 1}}, "1.33",
+            strict=True,
+        )
+
+
+@pytest.mark.parametrize("slug", ["acme", "globex"])
+def test_kubernetes_names_are_dns_labels_within_63(plans_by_slug, slug):
+    for body in plans_by_slug[slug].kubernetes_objects():
+        for name in (body["metadata"]["name"], body["metadata"].get("namespace", "production")):
+            assert DNS_1123_LABEL.match(name) and len(name) <= 63, name
+
+
+def test_longest_slug_keeps_names_within_63(tmp_path):
+    from tenantctl.plan import build_plan
+    from tests.conftest import ROOT
+    from tests.tenantctl.tenant_text import tenant_yaml
+
+    slug = "a" * 40
+    (tmp_path / f"{slug}.yaml").write_text(tenant_yaml(slug))
+    [tenant] = build_plan(ROOT, tmp_path, "dev").tenants
+    for body in tenant.kubernetes_objects():
+        assert len(body["metadata"]["name"]) <= 63
+
+
+def test_default_deny_policy_really_has_no_allow_rules(plans_by_slug):
+    policies = {r.inputs["metadata"]["name"]: r.inputs for r in of_type(plans_by_slug["acme"], "NetworkPolicy")}
+    deny = policies["default-deny-all"]["spec"]
+    assert deny["podSelector"] == {}
+    assert sorted(deny["policyTypes"]) == ["Egress", "Ingress"]
+    assert "ingress" not in deny and "egress" not in deny
+
+
+def test_network_policies_allow_only_ingress_monitoring_and_dns(plans_by_slug):
+    policies = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in of_type(plans_by_slug["acme"], "NetworkPolicy")}
+    ingress_sources = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for spec in policies.values() for rule in spec.get("ingress", []) for peer in rule["from"]
+    }
+    assert ingress_sources == {"ingress-nginx", "monitoring"}
+    egress = [rule for spec in policies.values() for rule in spec.get("egress", [])]
+    assert len(egress) == 1 and {p["port"] for p in egress[0]["ports"]} == {53}
+
+
+def test_namespace_enforces_restricted_pod_security(plans_by_slug):
+    [namespace] = of_type(plans_by_slug["acme"], "core/v1:Namespace")
+    labels = namespace.inputs["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["tenants.ai-agents.io/tenant-id"] == plans_by_slug["acme"].tenant_id
+
+
+def test_quota_uses_tenant_resources(plans_by_slug):
+    [quota] = of_type(plans_by_slug["acme"], "ResourceQuota")
+    assert quota.inputs["spec"]["hard"] == {
+        "requests.cpu": "2", "limits.cpu": "2", "requests.memory": "4Gi", "limits.memory": "4Gi", "pods": "20",
+    }
+
+
+def test_role_reads_only_this_tenants_secret(plans_by_slug):
+    [role] = of_type(plans_by_slug["acme"], ":Role")
+    secret_rule = next(rule for rule in role.inputs["rules"] if "secrets" in rule["resources"])
+    assert secret_rule["resourceNames"] == ["tenant-acme-credentials"]
+    assert secret_rule["verbs"] == ["get"]
+    assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in role.inputs["rules"])
+
+
+def test_signing_secret_is_48_alphanumeric_with_version_keeper(plans_by_slug):
+    [password] = of_type(plans_by_slug["acme"], "RandomPassword")
+    assert password.inputs["length"] >= 48 and password.inputs["special"] is False
+    assert password.inputs["keepers"] == {"signing_secret_version": "1"}
+    result = password.outputs["result"]
+    assert len(result) == 48 and result.isalnum()
+
+
+def test_kms_key_rotates_with_30_day_window_and_tags(plans_by_slug):
+    [key] = of_type(plans_by_slug["acme"], "kms/key:Key")
+    assert key.inputs["enableKeyRotation"] is True and key.inputs["deletionWindowInDays"] == 30
+    assert key.inputs["tags"]["tenant_id"] == plans_by_slug["acme"].tenant_id
+    [alias] = of_type(plans_by_slug["acme"], "kms/alias:Alias")
+    assert alias.inputs["name"] == "alias/tenant-acme"
+
+
+def test_secretsmanager_secret_uses_tenant_key(plans_by_slug):
+    [key] = of_type(plans_by_slug["acme"], "kms/key:Key")
+    [secret] = of_type(plans_by_slug["acme"], "secretsmanager/secret:Secret")
+    assert secret.inputs["kmsKeyId"] == key.outputs["arn"]
+    assert secret.inputs["recoveryWindowInDays"] == 30
+
+
+def test_every_secret_value_is_a_pulumi_secret(plans_by_slug):
+    for tenant in plans_by_slug.values():
+        [version] = of_type(tenant, "SecretVersion")
+        assert isinstance(version.inputs["secretString"], Secret)
+        [k8s_secret] = of_type(tenant, "core/v1:Secret")
+        assert isinstance(k8s_secret.inputs["stringData"], Secret)
+        assert set(k8s_secret.inputs["stringData"].value) == {"SERVICEDESK_API_KEY", "WEBHOOK_SECRET"}
+        [row] = of_type(tenant, "TenantConfigRow")
+        for key in ("servicedesk_api_key", "webhook_signing_secret", "database_url", "fernet_key"):
+            assert isinstance(row.inputs[key], Secret), key
+
+
+def test_no_secret_value_in_plan_json_or_exports(example_plan):
+    secret_values = set()
+    for resource in example_plan.run.resources:
+        if resource.type.endswith("RandomPassword"):
+            secret_values.add(resource.outputs["result"])
+    from tests.components.conftest import PLACEHOLDER_SECRET
+
+    secret_values.add(PLACEHOLDER_SECRET)
+    text = json.dumps(example_plan.as_dict()) + json.dumps(masked(example_plan.run.exports))
+    assert len(secret_values) == 3
+    for value in secret_values:
+        assert value not in text
+    assert SECRET_MASK in text
+
+
+def test_stack_exports_per_slug(example_plan):
+    exported = example_plan.run.exports["tenants"]
+    assert set(exported) == {"acme", "globex"}
+    acme = exported["acme"]
+    assert acme["namespace"] == "tenant-acme"
+    assert acme["webhook_url"] == f"http://127.0.0.1:8080/webhook/servicedesk?tenant_id={acme['tenant_id']}"
+    assert acme["kms_key_arn"].startswith("arn:aws:kms:")
+    assert acme["secret_arn"].startswith("arn:aws:secretsmanager:")
+    assert exported["globex"]["namespace"] == "production"
+
+
+def test_onboarding_check_registers_after_row_secrets_and_namespace(example_plan):
+    order = [r.name for r in example_plan.run.resources]
+    check = order.index("acme-onboarding-check")
+    for prerequisite in ("acme-tenant-config", "acme-k8s-credentials", "acme-credentials-version", "acme-namespace",
+                         "acme-deny-all"):
+        assert order.index(prerequisite) < check, prerequisite

@@ -1,0 +1,102 @@
+"""`tenantctl plan`: text, JSON and manifest output, and --changed-since/--targets against real git history."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import kubernetes_validate
+import pytest
+from ruamel.yaml import YAML
+
+from tests.tenantctl.tenant_text import tenant_yaml
+
+
+def tenantctl(cwd, *args):
+    return subprocess.run([sys.executable, "-m", "tenantctl", *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.fixture
+def project(tmp_path, repo_root):
+    """A git repository holding a copy of the program and the example tenants."""
+    for name in ("__main__.py", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml"):
+        shutil.copy(repo_root / name, tmp_path / name)
+    for package in ("components", "tenantctl", "tenants"):
+        shutil.copytree(repo_root / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=tmp_path, check=True)
+    return tmp_path
+
+
+def test_text_plan_shows_a_tree_per_tenant(project):
+    result = tenantctl(project, "plan")
+    assert result.returncode == 0, result.stderr
+    assert "acme (premium" in result.stdout and "globex (basic" in result.stdout
+    assert "kubernetes:core/v1:Namespace" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_json_plan_has_the_documented_shape(project):
+    result = tenantctl(project, "plan", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert [t["slug"] for t in plan["tenants"]] == ["acme", "globex"]
+    for tenant in plan["tenants"]:
+        assert set(tenant) == {"slug", "tier", "tenant_id", "resources"}
+        assert all(set(r) == {"type", "name", "inputs"} for r in tenant["resources"])
+    assert "plan-placeholder" not in result.stdout
+
+
+def test_out_writes_valid_manifests_per_tenant(project, tmp_path_factory):
+    out = tmp_path_factory.mktemp("manifests")
+    result = tenantctl(project, "plan", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["acme.yaml", "globex.yaml"]
+    documents = list(YAML(typ="safe").load_all((out / "acme.yaml").read_text()))
+    assert len(documents) == 11
+    for document in documents:
+        kubernetes_validate.validate(document, "1.33", strict=True)
+    secret = next(d for d in documents if d["kind"] == "Secret")
+    assert secret["stringData"] == {"SERVICEDESK_API_KEY": "[secret]", "WEBHOOK_SECRET": "[secret]"}
+
+
+def test_changed_since_shows_only_changed_tenants(project):
+    (project / "tenants" / "initech.yaml").write_text(tenant_yaml("initech", tier="basic"))
+    result = tenantctl(project, "plan", "--json", "--changed-since", "main")
+    assert result.returncode == 0, result.stderr
+    assert [t["slug"] for t in json.loads(result.stdout)["tenants"]] == ["initech"]
+
+
+def test_targets_lists_changed_and_removed_tenant_urns(project):
+    (project / "tenants" / "initech.yaml").write_text(tenant_yaml("initech", tier="basic"))
+    (project / "tenants" / "globex.yaml").unlink()
+    result = tenantctl(project, "plan", "--changed-since", "main", "--targets", "--stack", "prod")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "urn:pulumi:prod::tenant-onboarding::tenant-onboarding:index:TenantStack::globex",
+        "urn:pulumi:prod::tenant-onboarding::tenant-onboarding:index:TenantStack::initech",
+    ]
+
+
+def test_targets_is_empty_when_the_program_changed(project):
+    (project / "tenants" / "initech.yaml").write_text(tenant_yaml("initech", tier="basic"))
+    (project / "components" / "naming.py").write_text((project / "components" / "naming.py").read_text() + "\n")
+    result = tenantctl(project, "plan", "--changed-since", "main", "--targets")
+    assert result.returncode == 0 and result.stdout.strip() == ""
+
+
+def test_unknown_ref_is_a_clear_error(project):
+    result = tenantctl(project, "plan", "--changed-since", "no-such-ref")
+    assert result.returncode == 1 and "git cannot compare with 'no-such-ref'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_tenant_file_fails_plan_with_located_error(project):
+    (project / "tenants" / "acme.yaml").write_text("tier: [\n")
+    result = tenantctl(project, "plan")
+    assert result.returncode == 1
+    assert "tenants/acme.yaml:" in result.stderr and "Traceback" not in result.stderr

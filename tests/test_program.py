@@ -1,0 +1,47 @@
+"""`__main__.py` itself: it refuses to register anything on invalid tenant files or missing secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from tenantctl.mock_runtime import ProgramError, run_program
+from tenantctl.plan import plan_config
+from tests.tenantctl.tenant_text import tenant_yaml
+
+
+def config_for(root, tenants_dir, drop: str | None = None):
+    names = ["acme-servicedesk-api-key", "globex-servicedesk-api-key"]
+    config, secret_keys = plan_config(root, tenants_dir, "dev", names)
+    if drop:
+        config.pop(f"tenant-onboarding:{drop}")
+    return config, secret_keys
+
+
+def test_invalid_tenant_file_stops_program_before_any_resource(repo_root, tenants_dir):
+    (tenants_dir / "broken.yaml").write_text(tenant_yaml("broken").replace("https://", "http://"))
+    config, secret_keys = config_for(repo_root, tenants_dir)
+    with pytest.raises(ProgramError, match="error\\(s\\) in tenant files"):
+        run_program(repo_root, "dev", config, secret_keys)
+
+
+def test_missing_secret_config_names_the_command(repo_root, tenants_dir):
+    config, secret_keys = config_for(repo_root, tenants_dir, drop="globex-servicedesk-api-key")
+    with pytest.raises(ProgramError) as info:
+        run_program(repo_root, "dev", config, secret_keys)
+    assert "pulumi config set --secret globex-servicedesk-api-key" in str(info.value)
+
+
+def test_insecure_webhook_base_url_is_refused(repo_root, tenants_dir):
+    config, secret_keys = config_for(repo_root, tenants_dir)
+    config["tenant-onboarding:webhookBaseUrl"] = "http://api.example.com"
+    with pytest.raises(ProgramError, match="must be https"):
+        run_program(repo_root, "dev", config, secret_keys)
+
+
+def test_run_checks_false_leaves_out_the_check(repo_root, tenants_dir):
+    config, secret_keys = config_for(repo_root, tenants_dir)
+    config["tenant-onboarding:runChecks"] = "false"
+    run = run_program(repo_root, "dev", config, secret_keys)
+    types = {r.type for r in run.resources}
+    assert "pulumi-python:dynamic/tenant-onboarding:TenantConfigRow" in types
+    assert "pulumi-python:dynamic/tenant-onboarding:OnboardingCheck" not in types
