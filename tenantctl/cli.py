@@ -179,5 +179,219 @@ def plan(
             out.print(tree)
 
 
+def _tenant_for(slug: str, tenants_dir: Path):
+    from tenantctl.loader import parse_tenant_file
+
+    path = tenants_dir / f"{slug}.yaml"
+    if not path.is_file():
+        return None
+    tenant, problems = parse_tenant_file(path)
+    if problems:
+        for problem in problems:
+            err.print(str(problem), markup=False)
+        raise fail(f"{path} is invalid; fix it first (tenantctl validate)")
+    return tenant
+
+
+def _stack_settings(tenants_dir: Path, stack: str) -> tuple[str, str]:
+    from tenantctl.stack_files import StackFileError, find_project_root, read_stack_file
+
+    try:
+        stack_file = read_stack_file(find_project_root(tenants_dir.resolve().parent), stack)
+    except StackFileError as exc:
+        raise fail(str(exc)) from None
+    return (
+        str(stack_file.plain("webhookBaseUrl", "https://api.ai-agents.production")),
+        str(stack_file.plain("sharedNamespace", "production")),
+    )
+
+
+@app.command()
+def handoff(
+    slug: Annotated[str, typer.Argument(help="Tenant slug.")],
+    stack: Annotated[str, typer.Option("--stack", help="Stack the tenant is deployed to.")] = "prod",
+    tenants_dir: TenantsDir = Path("tenants"),
+    reveal: Annotated[
+        bool, typer.Option("--reveal", help="Also print the signing secret (needs your AWS access to it).")
+    ] = False,
+) -> None:
+    """Print what the client's ServiceDesk Plus admin needs (Markdown); never the secret unless --reveal."""
+    from tenantctl.handoff import HandoffError, render_handoff, reveal_signing_secret
+
+    tenant = _tenant_for(slug, tenants_dir)
+    if tenant is None:
+        raise fail(f"no tenant file {tenants_dir / (slug + '.yaml')}")
+    base_url, shared_namespace = _stack_settings(tenants_dir, stack)
+    out.print(render_handoff(tenant, stack, base_url, shared_namespace), markup=False)
+    if reveal:
+        try:
+            secret = reveal_signing_secret(tenant)
+        except HandoffError as exc:
+            raise fail(str(exc)) from None
+        err.print("[yellow]The signing secret follows; do not paste it into tickets or chat.[/]")
+        out.print(secret, markup=False)
+
+
+@app.command()
+def destroy(
+    slug: Annotated[str, typer.Argument(help="Tenant slug.")],
+    stack: Annotated[str, typer.Option("--stack", help="Stack to remove the tenant from.")] = "prod",
+    tenants_dir: TenantsDir = Path("tenants"),
+    yes: Annotated[bool, typer.Option("--yes", help="Run the destroy instead of printing it.")] = False,
+    purge_data: Annotated[
+        bool, typer.Option("--purge-data", help="Delete the tenant's history rows too (irreversible).")
+    ] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", envvar="TENANT_DATABASE_URL",
+                     help="Provisioner database URL (default: the stack's databaseUrl via the Pulumi CLI)."),
+    ] = None,
+    tenant_id: Annotated[str | None, typer.Option("--tenant-id", help="Needed when the tenant file is gone.")] = None,
+) -> None:
+    """Remove exactly one tenant: a targeted `pulumi destroy` of its TenantStack and everything under it."""
+    import re
+    import shlex
+
+    from tenantctl.offboarding import (
+        OffboardingError,
+        check_history,
+        database_url_from_stack,
+        destroy_command,
+        run_destroy,
+    )
+    from tenantctl.tenant_data import describe_counts
+
+    if not re.fullmatch(SLUG_PATTERN, slug):
+        raise fail(f"{slug!r} is not a tenant slug")
+    tenant = _tenant_for(slug, tenants_dir)
+    tenant_id = tenant_id or (str(tenant.tenant_id) if tenant else None)
+    command = destroy_command(stack, slug)
+    url = database_url or database_url_from_stack(stack)
+    if url and tenant_id:
+        try:
+            history = check_history(url, tenant_id, purge=purge_data and yes)
+        except OffboardingError as exc:
+            raise fail(str(exc)) from None
+        if history.has_history and not purge_data:
+            raise fail(
+                f"tenant {slug} still has history rows ({describe_counts(history.counts)}); "
+                "re-run with --purge-data to delete them too, or export them first"
+            )
+        if history.purged:
+            err.print(f"purged history of {slug}: {describe_counts(history.purged)}", markup=False)
+        elif history.has_history:
+            err.print(f"--purge-data with --yes will delete: {describe_counts(history.counts)}", markup=False)
+    else:
+        err.print(
+            "[yellow]history not checked (no database URL or tenant id); the tenant_configs row's delete "
+            "will still refuse while history rows exist[/]"
+        )
+    if tenant is not None:
+        err.print(
+            f"[yellow]tenants/{slug}.yaml still exists: remove it in a pull request too, "
+            "or the next deploy recreates the tenant[/]"
+        )
+    err.print(
+        "The tenant's KMS key is scheduled for deletion (30-day window) and its Secrets Manager secret "
+        "keeps a 30-day recovery window; both can be restored within that time."
+    )
+    if not yes:
+        out.print(shlex.join(command), markup=False)
+        return
+    try:
+        code = run_destroy(command)
+    except OffboardingError as exc:
+        raise fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def verify(
+    slug: Annotated[str, typer.Argument(help="Tenant slug.")],
+    tenants_dir: TenantsDir = Path("tenants"),
+    stack: Annotated[str, typer.Option("--stack", help="Stack whose webhookBaseUrl is used.")] = "prod",
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", envvar="TENANT_DATABASE_URL",
+                                 help="Provisioner URL, to read the tenant's signing secret.")
+    ] = None,
+    app_database_url: Annotated[
+        str | None, typer.Option("--app-database-url", envvar="APP_DATABASE_URL",
+                                 help="The application's role (default: app_user on --database-url's database).")
+    ] = None,
+    webhook_url: Annotated[str | None, typer.Option("--webhook-url", help="Override the tenant's webhook URL.")] = None,
+    fernet_key: Annotated[
+        str | None, typer.Option("--fernet-key", envvar="TENANT_FERNET_KEY", help="Application Fernet key.")
+    ] = None,
+    checks: Annotated[str, typer.Option("--checks", help="Comma-separated: rls,webhook.")] = "rls,webhook",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Run the post-deploy checks (signed webhook probe, RLS isolation) for one tenant; exit 1 on failure."""
+    from components import naming
+    from tenantctl.db import with_user
+    from tenantctl.verification import VerifyError, read_signing_secret
+    from tenantctl.verification import verify as run_verify
+
+    tenant = _tenant_for(slug, tenants_dir)
+    if tenant is None:
+        raise fail(f"no tenant file {tenants_dir / (slug + '.yaml')}")
+    selected = [c.strip() for c in checks.split(",") if c.strip()]
+    tenant_id = str(tenant.tenant_id)
+    if app_database_url is None and database_url:
+        app_database_url = with_user(database_url, "app_user")
+    if "rls" in selected and not app_database_url:
+        raise fail("the rls check needs --app-database-url (or --database-url)")
+    secret = None
+    if "webhook" in selected:
+        if not (database_url and fernet_key):
+            raise fail("the webhook check needs --database-url and --fernet-key to read the signing secret")
+        if webhook_url is None:
+            base_url, _shared = _stack_settings(tenants_dir, stack)
+            webhook_url = naming.webhook_url(base_url, tenant_id)
+    try:
+        if "webhook" in selected:
+            secret = read_signing_secret(database_url, tenant_id, fernet_key)
+        report = run_verify(tenant_id, slug, selected, app_database_url, webhook_url, secret)
+    except VerifyError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        out.print_json(json.dumps({"slug": slug, **report.as_dict()}))
+    else:
+        out.print(report.render(f"tenant {slug}"), markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def rehearse(
+    tenants_dir: TenantsDir = Path("tenants"),
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="Use this database (default: a throwaway local PostgreSQL).")
+    ] = None,
+    app_database_url: Annotated[
+        str | None, typer.Option("--app-database-url", help="Application role URL (default: app_user, same db).")
+    ] = None,
+    destroy_all: Annotated[bool, typer.Option("--destroy", help="Remove everything the rehearsal created.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Rehearse `pulumi up` for every tenant against local services, running the dynamic providers for real."""
+    from tenantctl.rehearse_command import RehearseFailure, run_rehearse
+
+    try:
+        result = run_rehearse(tenants_dir, database_url, app_database_url, destroy_all,
+                              progress=None if as_json else lambda line: err.print(line, markup=False))
+    except RehearseFailure as exc:
+        for problem in exc.details:
+            err.print(problem, markup=False)
+        raise fail(str(exc)) from None
+    if as_json:
+        out.print_json(json.dumps(result.as_dict()))
+    else:
+        from tenantctl.rehearse_command import summary_table
+
+        out.print(summary_table(result))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app(prog_name="tenantctl")

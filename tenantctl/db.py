@@ -20,7 +20,22 @@ def describe_dsn(dsn: str) -> str:
     return f"{parts.get('user') or '(default user)'}@{host}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
 
 
+def with_user(dsn: str, user: str) -> str:
+    """The same database as `dsn`, as another role (the password is dropped: that role has its own)."""
+    from psycopg.conninfo import make_conninfo
+
+    parts = conninfo_to_dict(dsn)
+    parts.pop("password", None)
+    parts["user"] = user
+    return make_conninfo(**parts)
+
+
 def connect(dsn: str, connect_timeout: float = 5.0, autocommit: bool = False) -> psycopg.Connection:
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        # libpq's parse errors can quote the URL, password included.
+        raise DatabaseError("the database URL is malformed (expected postgresql://user:pw@host:port/db)") from None
     try:
         return psycopg.connect(dsn, connect_timeout=max(1, int(connect_timeout)), autocommit=autocommit)
     except psycopg.Error as exc:

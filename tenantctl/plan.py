@@ -22,7 +22,10 @@ from tenantctl.mock_runtime import SECRET_MASK, ProgramRun, RegisteredResource, 
 from tenantctl.stack_files import StackFileError, read_stack_file
 
 PLACEHOLDER_SECRET = "plan-placeholder-not-a-real-secret"  # noqa: S105 (a placeholder, by definition)
-PROGRAM_PATHS = ("__main__.py", "components/", "tenantctl/", "Pulumi.yaml", "requirements.txt")
+# Paths whose change can alter every tenant's resources, so a preview must not be targeted.
+PROGRAM_PATHS = (
+    "__main__.py", "components/", "tenantctl/", "policy/", "Pulumi.", "requirements.txt", "tenants/schema.json",
+)
 
 
 class PlanError(Exception):

@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+pytest_plugins = ["tests.pgfixtures"]
+
 EXAMPLE_TENANTS = sorted((ROOT / "tenants").glob("*.yaml"))
 
 

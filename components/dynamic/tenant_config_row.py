@@ -33,7 +33,6 @@ SECRET_FIELDS = {
     "servicedesk_api_key": "servicedesk_api_key_fingerprint",
     "webhook_signing_secret": "webhook_signing_secret_fingerprint",
 }
-HISTORY_TABLES = ("enhancement_history", "ticket_history", "system_inventory")
 # Written to state, and secret there: the provider needs them again in read and delete.
 SECRET_OUTPUTS = ["database_url", "fernet_key", "servicedesk_api_key", "webhook_signing_secret"]
 
@@ -211,29 +210,20 @@ class TenantConfigRowProvider(ResourceProvider):
         return ReadResult(str(row[0]), outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        from psycopg import sql
-
-        from tenantctl import db
+        from tenantctl import tenant_data
 
         tenant_id = str(props["tenant_id"])
         with _transaction(props) as cursor:
-            db.set_tenant_variable(cursor, tenant_id)
-            counts = {}
-            for table in HISTORY_TABLES:
-                cursor.execute(sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(sql.Identifier(table)),
-                               (tenant_id,))
-                counts[table] = cursor.fetchone()[0]
+            counts = tenant_data.history_counts(cursor, tenant_id)
             if any(counts.values()) and not props.get("purge_on_delete"):
-                held = ", ".join(f"{n} {t}" for t, n in counts.items() if n)
+                held = tenant_data.describe_counts(counts)
                 raise TenantConfigRowError(
                     f"refusing to delete tenant {props.get('name')!r} ({tenant_id}): "
                     f"it still has history rows ({held}). "
                     "To delete its data too, set `offboarding: {purge_data: true}` in its tenant file and run "
                     "`pulumi up` before removing it (or use `tenantctl destroy <slug> --purge-data`)."
                 )
-            for table in HISTORY_TABLES:
-                cursor.execute(sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(sql.Identifier(table)),
-                               (tenant_id,))
+            tenant_data.purge_history(cursor, tenant_id)
             cursor.execute("DELETE FROM tenant_configs WHERE tenant_id = %s", (tenant_id,))
 
 

@@ -1,0 +1,156 @@
+-- The application's database contract, as this project relies on it: the tenant tables, their
+-- row-level security, the set_tenant_context() helper and the two roles that work inside it.
+--
+-- In production the application's migrations own all of this; this file is for local clusters
+-- and tests (tenantctl.app_schema.ensure_schema loads it). It is safe to re-run: objects are
+-- created only when missing, security settings and grants are re-asserted, nothing is dropped.
+-- Load it in one transaction, e.g.
+--   psql --single-transaction -v ON_ERROR_STOP=1 -f db/app_schema.sql "$DATABASE_URL"
+-- Roles are cluster-wide and carry no password here: local clusters use trust authentication,
+-- and production passwords are managed outside this project.
+
+-- Everything below lives in schema public, where set_tenant_context() looks for it.
+SET search_path = public, pg_temp;
+
+-- Roles ---------------------------------------------------------------------------------------
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_user') THEN
+        CREATE ROLE app_user LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+    END IF;
+EXCEPTION
+    -- Another database of the same cluster created it concurrently.
+    WHEN duplicate_object OR unique_violation THEN NULL;
+END
+$$;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tenant_provisioner') THEN
+        CREATE ROLE tenant_provisioner LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+    END IF;
+EXCEPTION
+    WHEN duplicate_object OR unique_violation THEN NULL;
+END
+$$;
+
+-- Tables (gen_random_uuid() is core since PostgreSQL 13: no pgcrypto) ------------------------------
+
+CREATE TABLE IF NOT EXISTS tenant_configs (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id uuid NOT NULL UNIQUE,
+    name varchar(255) NOT NULL,
+    servicedesk_url varchar(500) NOT NULL,
+    servicedesk_api_key_encrypted text NOT NULL,
+    webhook_signing_secret_encrypted text NOT NULL,
+    enhancement_preferences jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- History has no foreign key to tenant_configs: it may outlive the tenant's config row.
+-- Every column but tenant_id has a default, so a row needs only its tenant (the RLS canary relies on it).
+CREATE TABLE IF NOT EXISTS enhancement_history (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id uuid NOT NULL,
+    ticket_id text NOT NULL DEFAULT 'probe',
+    status text NOT NULL DEFAULT 'pending',
+    details jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS enhancement_history_tenant_id_idx ON enhancement_history (tenant_id);
+
+CREATE TABLE IF NOT EXISTS ticket_history (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id uuid NOT NULL,
+    ticket_id text NOT NULL DEFAULT 'probe',
+    subject text NOT NULL DEFAULT '',
+    details jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS ticket_history_tenant_id_idx ON ticket_history (tenant_id);
+
+CREATE TABLE IF NOT EXISTS system_inventory (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id uuid NOT NULL,
+    hostname text NOT NULL DEFAULT 'probe',
+    details jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS system_inventory_tenant_id_idx ON system_inventory (tenant_id);
+
+-- Row-level security --------------------------------------------------------------------------
+-- FORCE makes the policies bind the tables' owner too. An unset or empty app.current_tenant_id
+-- compares with NULL, so a session without a tenant context sees and writes no rows.
+
+ALTER TABLE tenant_configs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE tenant_configs FORCE ROW LEVEL SECURITY;
+ALTER TABLE enhancement_history ENABLE ROW LEVEL SECURITY;
+ALTER TABLE enhancement_history FORCE ROW LEVEL SECURITY;
+ALTER TABLE ticket_history ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ticket_history FORCE ROW LEVEL SECURITY;
+ALTER TABLE system_inventory ENABLE ROW LEVEL SECURITY;
+ALTER TABLE system_inventory FORCE ROW LEVEL SECURITY;
+
+DO $$
+DECLARE
+    tbl text;
+BEGIN
+    FOREACH tbl IN ARRAY ARRAY['tenant_configs', 'enhancement_history', 'ticket_history', 'system_inventory'] LOOP
+        IF NOT EXISTS (
+            SELECT FROM pg_policy
+            WHERE polrelid = format('public.%I', tbl)::regclass AND polname = 'tenant_isolation'
+        ) THEN
+            EXECUTE format(
+                'CREATE POLICY tenant_isolation ON public.%I AS PERMISSIVE FOR ALL TO PUBLIC '
+                'USING (tenant_id = nullif(current_setting(''app.current_tenant_id'', true), '''')::uuid) '
+                'WITH CHECK (tenant_id = nullif(current_setting(''app.current_tenant_id'', true), '''')::uuid)',
+                tbl
+            );
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- set_tenant_context() ------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION set_tenant_context(p_tenant_id uuid)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$
+BEGIN
+    IF p_tenant_id IS NULL THEN
+        RAISE EXCEPTION 'set_tenant_context: tenant id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- FORCE ROW LEVEL SECURITY binds this function's owner as well, so the existence check can only
+    -- see the row once the context names the candidate tenant. Set it transaction-locally first: if
+    -- the tenant is unknown, the exception rolls it back and the caller's previous context stands.
+    PERFORM set_config('app.current_tenant_id', p_tenant_id::text, true);
+    IF NOT EXISTS (SELECT FROM tenant_configs WHERE tenant_id = p_tenant_id) THEN
+        RAISE EXCEPTION 'unknown tenant %', p_tenant_id
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'No tenant_configs row has this tenant_id: provision the tenant first.';
+    END IF;
+    PERFORM set_config('app.current_tenant_id', p_tenant_id::text, false);
+END
+$$;
+
+REVOKE ALL ON FUNCTION set_tenant_context(uuid) FROM PUBLIC;
+
+-- Grants --------------------------------------------------------------------------------------
+
+GRANT USAGE ON SCHEMA public TO app_user, tenant_provisioner;
+GRANT EXECUTE ON FUNCTION set_tenant_context(uuid) TO app_user, tenant_provisioner;
+
+GRANT SELECT, INSERT, UPDATE, DELETE
+    ON tenant_configs, enhancement_history, ticket_history, system_inventory
+    TO app_user;
+GRANT USAGE ON SEQUENCE enhancement_history_id_seq, ticket_history_id_seq, system_inventory_id_seq TO app_user;
+
+-- The provisioner writes tenant rows and purges a tenant's history on offboarding, always inside RLS
+-- (it sets app.current_tenant_id to the tenant it is working on).
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenant_configs TO tenant_provisioner;
+GRANT SELECT, DELETE ON enhancement_history, ticket_history, system_inventory TO tenant_provisioner;

@@ -1,0 +1,61 @@
+"""The application's schema contract (db/app_schema.sql): the facts the checks rely on, and loading it.
+
+Production databases get the schema from the application's migrations; local clusters, rehearsals
+and tests get it from db/app_schema.sql through `ensure_schema`, which leaves an existing schema alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+
+from tenantctl import db
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "db" / "app_schema.sql"
+TENANT_VARIABLE = "app.current_tenant_id"
+TENANT_CONFIGS = "tenant_configs"
+HISTORY_TABLES = ("enhancement_history", "ticket_history", "system_inventory")
+TENANT_TABLES = (TENANT_CONFIGS, *HISTORY_TABLES)
+APP_ROLE = "app_user"
+PROVISIONER_ROLE = "tenant_provisioner"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def schema_present(dsn: str, *, connect_timeout: float = 5.0) -> bool:
+    """Whether the database already has a `tenant_configs` table (in its search path)."""
+    with db.connect(dsn, connect_timeout=connect_timeout, autocommit=True) as conn:
+        try:
+            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TENANT_CONFIGS,)).fetchone()
+        except psycopg.Error as exc:
+            raise db.DatabaseError(f"cannot inspect {db.describe_dsn(dsn)}: {_first_line(exc)}") from None
+    return bool(row and row[0])
+
+
+def load_schema(dsn: str, path: Path = SCHEMA_PATH, *, connect_timeout: float = 5.0) -> None:
+    """Run the schema file in one transaction: all of it applies, or none of it."""
+    try:
+        script = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise db.DatabaseError(f"cannot read the schema file {path}: {exc.strerror}") from None
+    with db.connect(dsn, connect_timeout=connect_timeout, autocommit=True) as conn:
+        try:
+            with conn.transaction():
+                # No parameters: psycopg sends the script as one simple query, so it may hold many statements.
+                conn.execute(script)
+        except psycopg.Error as exc:
+            raise db.DatabaseError(
+                f"loading {Path(path).name} into {db.describe_dsn(dsn)} failed: {_first_line(exc)}"
+            ) from None
+
+
+def ensure_schema(dsn: str, path: Path = SCHEMA_PATH, *, connect_timeout: float = 5.0) -> bool:
+    """Load the schema only if it is absent; return whether it was loaded."""
+    if schema_present(dsn, connect_timeout=connect_timeout):
+        return False
+    load_schema(dsn, path, connect_timeout=connect_timeout)
+    return True
