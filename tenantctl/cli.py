@@ -372,13 +372,17 @@ def rehearse(
     ] = None,
     destroy_all: Annotated[bool, typer.Option("--destroy", help="Remove everything the rehearsal created.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="Where the rehearsal keeps its state (default .rehearsal/).")
+    ] = None,
 ) -> None:
     """Rehearse `pulumi up` for every tenant against local services, running the dynamic providers for real."""
     from tenantctl.rehearse_command import RehearseFailure, run_rehearse
 
     try:
         result = run_rehearse(tenants_dir, database_url, app_database_url, destroy_all,
-                              progress=None if as_json else lambda line: err.print(line, markup=False))
+                              progress=None if as_json else lambda line: err.print(line, markup=False),
+                              state_base=state_dir)
     except RehearseFailure as exc:
         for problem in exc.details:
             err.print(problem, markup=False)

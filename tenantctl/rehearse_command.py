@@ -26,11 +26,11 @@ class RehearseFailure(Exception):
         self.details = details or []
 
 
-def _state_dir(root: Path, database_url: str | None) -> Path:
+def _state_dir(base: Path, database_url: str | None) -> Path:
     if database_url is None:
-        return root / REHEARSAL_DIR / "embedded"
+        return base / "embedded"
     digest = hashlib.sha256(db.describe_dsn(database_url).encode()).hexdigest()[:12]
-    return root / REHEARSAL_DIR / f"external-{digest}"
+    return base / f"external-{digest}"
 
 
 def run_rehearse(
@@ -39,6 +39,7 @@ def run_rehearse(
     app_database_url: str | None,
     destroy_all: bool,
     progress: Callable[[str], None] | None = None,
+    state_base: Path | None = None,
 ) -> RehearsalResult:
     say = progress or (lambda _line: None)
     root = find_project_root(tenants_dir.resolve().parent)
@@ -46,7 +47,7 @@ def run_rehearse(
         tenants = [] if destroy_all else require_tenants(tenants_dir)
     except TenantLoadError as exc:
         raise RehearseFailure(f"{len(exc.problems)} error(s) in tenant files", [str(p) for p in exc.problems]) from None
-    state_dir = _state_dir(root, database_url)
+    state_dir = _state_dir(state_base or root / REHEARSAL_DIR, database_url)
     state = RehearsalState.load(state_dir / STATE_FILE)
     postgres = None
     try:

@@ -41,11 +41,15 @@ class StackFile:
         return default if isinstance(value, dict) and "secure" in value else value
 
 
+CODE_ROOT = Path(__file__).resolve().parents[1]
+
+
 def find_project_root(start: Path) -> Path:
+    """The Pulumi project holding `start`, else the project this code belongs to (tenant dirs elsewhere)."""
     for candidate in (start, *start.parents):
         if (candidate / "Pulumi.yaml").is_file():
             return candidate
-    return start
+    return CODE_ROOT
 
 
 def project_name(root: Path) -> str:

@@ -1,0 +1,82 @@
+"""`tenantctl verify`: the OnboardingCheck's checks from the command line, exit 0 on pass and 1 on failure."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from tenantctl.cli import app
+from tenantctl.receiver import WebhookReceiver
+from tests.tenantctl.tenant_text import tenant_yaml
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def onboarded(app_db, tmp_path, repo_root):
+    tenant = app_db.add_tenant()
+    tenants_dir = tmp_path / "tenants"
+    tenants_dir.mkdir()
+    (tenants_dir / "acme.yaml").write_text(tenant_yaml("acme", tenant_id=str(tenant.tenant_id)))
+    shutil.copy(repo_root / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    shutil.copy(repo_root / "Pulumi.prod.yaml", tmp_path / "Pulumi.prod.yaml")
+    with WebhookReceiver(app_db.app_dsn, app_db.fernet_key) as receiver:
+        yield app_db, tenants_dir, receiver
+
+
+def args(app_db, tenants_dir, receiver, *extra):
+    return ["verify", "acme", "--tenants-dir", str(tenants_dir), "--database-url", app_db.provisioner_dsn,
+            "--app-database-url", app_db.app_dsn, "--fernet-key", app_db.fernet_key,
+            "--webhook-url", receiver.webhook_url(_tenant_id(tenants_dir)), *extra]
+
+
+def _tenant_id(tenants_dir):
+    from tenantctl.loader import parse_tenant_file
+
+    return str(parse_tenant_file(tenants_dir / "acme.yaml")[0].tenant_id)
+
+
+def test_passing_tenant_exits_zero(onboarded):
+    app_db, tenants_dir, receiver = onboarded
+    result = runner.invoke(app, args(app_db, tenants_dir, receiver))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "all 8 checks passed" in result.stdout
+
+
+def test_broken_isolation_exits_one_with_report(onboarded):
+    app_db, tenants_dir, receiver = onboarded
+    app_db.execute("CREATE POLICY leak ON enhancement_history USING (true)")
+    result = runner.invoke(app, args(app_db, tenants_dir, receiver, "--checks", "rls"))
+    assert result.exit_code == 1
+    assert "FAIL  tenant_policies" in result.stdout
+
+
+def test_json_report(onboarded):
+    app_db, tenants_dir, receiver = onboarded
+    result = runner.invoke(app, args(app_db, tenants_dir, receiver, "--json", "--checks", "webhook"))
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and set(report["checks"]) == {
+        "webhook_signed_probe_accepted", "webhook_wrong_signature_refused"}
+
+
+def test_wrong_fernet_key_is_a_clear_error(onboarded):
+    from cryptography.fernet import Fernet
+
+    app_db, tenants_dir, receiver = onboarded
+    bad = [a if a != app_db.fernet_key else Fernet.generate_key().decode() for a in args(app_db, tenants_dir, receiver)]
+    result = runner.invoke(app, bad)
+    assert result.exit_code == 1 and "cannot be decrypted" in result.stderr
+
+
+def test_unknown_check_is_rejected(onboarded):
+    app_db, tenants_dir, receiver = onboarded
+    result = runner.invoke(app, args(app_db, tenants_dir, receiver, "--checks", "dns"))
+    assert result.exit_code == 1 and "unknown check(s): dns" in result.stderr
+
+
+def test_unknown_tenant(tmp_path):
+    result = runner.invoke(app, ["verify", "nobody", "--tenants-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "no tenant file" in result.stderr
