@@ -9,6 +9,7 @@ from pathlib import Path
 import pulumi
 
 from components.providers import stack_providers
+from components.provisioner_access import ProvisionerAccess, ProvisionerAccessArgs
 from components.settings import DATABASE_KEYS, SettingsError, missing_secret_keys, read_database_settings, read_settings
 from components.tenant_stack import TenantStack, TenantStackArgs
 from tenantctl.loader import TenantLoadError, require_tenants
@@ -28,12 +29,15 @@ def main() -> None:
             pulumi.log.error(str(problem))
         raise pulumi.RunError(f"{len(exc.problems)} error(s) in tenant files; run `tenantctl validate`") from None
 
-    missing = missing_secret_keys(config, [*DATABASE_KEYS, *(t.servicedesk.api_key_secret for t in tenants)])
+    manage_role = config.get_bool("manageProvisionerRole") or False
+    database_keys = [key for key in DATABASE_KEYS if not (manage_role and key == "databaseUrl")]
+    missing = missing_secret_keys(config, [*database_keys, *(t.servicedesk.api_key_secret for t in tenants)])
     if missing:
         commands = "\n".join("  " + SECRET_SET_COMMAND.format(key=k).replace(" --stack <stack>", "") for k in missing)
         raise pulumi.RunError(f"missing secret config for stack {pulumi.get_stack()}:\n{commands}")
 
-    database = read_database_settings(config)
+    provisioner_url = managed_provisioner_url(config) if manage_role else None
+    database = read_database_settings(config, provisioner_url)
     providers = stack_providers(settings)
     outputs = {}
     for tenant in tenants:
@@ -56,6 +60,18 @@ def main() -> None:
             "secret_arn": stack.secret_arn,
         }
     pulumi.export("tenants", outputs)
+
+
+def managed_provisioner_url(config: pulumi.Config) -> pulumi.Output[str]:
+    """With `manageProvisionerRole`, Pulumi owns the provisioner role (pulumi-postgresql provider config)."""
+    server = pulumi.Config("postgresql")
+    access = ProvisionerAccess("provisioner", ProvisionerAccessArgs(
+        database=config.get("databaseName") or "app",
+        host=server.require("host"),
+        port=server.get_int("port") or 5432,
+        sslmode=server.get("sslmode"),
+    ))
+    return access.database_url
 
 
 main()

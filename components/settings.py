@@ -70,9 +70,11 @@ def missing_secret_keys(config: pulumi.Config, names: list[str]) -> list[str]:
     return [name for name in names if config.get(name) is None]
 
 
-def read_database_settings(config: pulumi.Config) -> DatabaseSettings:
+def read_database_settings(
+    config: pulumi.Config, provisioner_url: pulumi.Output[str] | None = None
+) -> DatabaseSettings:
     return DatabaseSettings(
-        provisioner_url=config.require_secret("databaseUrl"),
+        provisioner_url=provisioner_url if provisioner_url is not None else config.require_secret("databaseUrl"),
         app_url=config.require_secret("appDatabaseUrl"),
         fernet_key=config.require_secret("fernetKey"),
     )

@@ -256,6 +256,8 @@ def run_program(
             exports = _sync_await(_resolve(root.outputs)) if root is not None else {}
     except pulumi.RunError as exc:
         raise ProgramError(str(exc)) from None
+    except Exception as exc:  # a defect in the program itself: say where, without a wall of SDK frames
+        raise ProgramError(f"the Pulumi program failed: {type(exc).__name__}: {exc}") from exc
     return ProgramRun(list(cloud.registered), mark_secrets(exports))
 
 
