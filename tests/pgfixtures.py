@@ -26,6 +26,7 @@ from psycopg import sql
 from tenantctl import credentials
 from tenantctl.app_schema import APP_ROLE, HISTORY_TABLES, PROVISIONER_ROLE, TENANT_VARIABLE
 from tenantctl.localpg import LocalPostgres
+from tenantctl.receiver import WebhookReceiver
 
 TEMPLATE_DB = "app_template"
 # On a disk filesystem CREATE DATABASE costs ~0.3 s even with fsync off; in memory it costs ~10 ms.
@@ -132,3 +133,10 @@ def app_db(local_pg: LocalPostgres, app_template: str) -> Iterator[AppDatabase]:
         with psycopg.connect(local_pg.dsn(), autocommit=True) as conn:
             for role in (APP_ROLE, PROVISIONER_ROLE):
                 conn.execute(sql.SQL("ALTER ROLE {} NOSUPERUSER NOBYPASSRLS").format(sql.Identifier(role)))
+
+
+@pytest.fixture
+def receiver(app_db: AppDatabase) -> Iterator[WebhookReceiver]:
+    """The reference webhook receiver, reading signing secrets from `app_db` as the application does."""
+    with WebhookReceiver(app_db.app_dsn, app_db.fernet_key) as running:
+        yield running

@@ -17,7 +17,6 @@ import pytest
 
 from tenantctl.checks.webhook import SIGNATURE_HEADER, SIGNED_ACCEPTED, WRONG_SIGNATURE_REFUSED, run_webhook_checks
 from tenantctl.credentials import sign_body
-from tenantctl.receiver import WebhookReceiver
 
 FAST = {"backoff": 0.01}
 
@@ -79,12 +78,6 @@ def _assert_secret_absent(report, *secrets_: str) -> None:
     text = report.render() + json.dumps(report.as_dict())
     for secret in secrets_:
         assert secret not in text
-
-
-@pytest.fixture
-def receiver(app_db) -> Iterator[WebhookReceiver]:
-    with WebhookReceiver(app_db.app_dsn, app_db.fernet_key) as running:
-        yield running
 
 
 def test_correct_secret_passes_both_checks(app_db, receiver):

@@ -7,7 +7,6 @@ import secrets
 import socket
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from urllib.error import HTTPError
 
 import pytest
@@ -31,12 +30,6 @@ def _send(url: str, body: bytes = BODY, signature: str | None = None, method: st
     except HTTPError as exc:
         with exc:
             return exc.code, json.loads(exc.read() or b"{}")
-
-
-@pytest.fixture
-def receiver(app_db) -> Iterator[WebhookReceiver]:
-    with WebhookReceiver(app_db.app_dsn, app_db.fernet_key) as running:
-        yield running
 
 
 def test_correctly_signed_webhook_is_accepted(app_db, receiver):
