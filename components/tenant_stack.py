@@ -117,9 +117,9 @@ class TenantStack(pulumi.ComponentResource):
         isolation: list[pulumi.Resource] = []
         if tenant.tier is Tier.PREMIUM:
             isolation = self._premium_isolation(name, tenant, labels, settings)
-            namespace = isolation[0].metadata.name
+            namespace = naming.namespace_name(tenant.slug)  # created first: the Secret depends on `isolation`
         else:
-            namespace = pulumi.Output.from_input(settings.shared_namespace)
+            namespace = settings.shared_namespace
 
         k8s_secret = k8s.core.v1.Secret(
             f"{name}-k8s-credentials",
@@ -144,7 +144,7 @@ class TenantStack(pulumi.ComponentResource):
             )
 
         self.tenant_id = pulumi.Output.from_input(tenant_id)
-        self.namespace = namespace
+        self.namespace = pulumi.Output.from_input(namespace)
         self.webhook_url = pulumi.Output.from_input(webhook_url)
         self.kms_key_arn = kms_key.arn
         self.secret_arn = credentials_secret.arn

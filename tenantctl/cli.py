@@ -32,6 +32,11 @@ class Format(StrEnum):
     json = "json"
 
 
+def emit_json(data: object) -> None:
+    # Plain json: rich's highlighter takes seconds on a large plan.
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", markup=True)
     return typer.Exit(code)
@@ -63,12 +68,12 @@ def validate(
         )
     problems.sort()
     if output is Format.json:
-        out.print_json(json.dumps({
+        emit_json({
             "ok": not problems,
             "files": result.files_checked,
             "tenants": [t.tenant.slug for t in result.tenants],
             "errors": [p.as_dict() for p in problems],
-        }))
+        })
     else:
         for problem in problems:
             out.print(str(problem), markup=False)
@@ -171,7 +176,7 @@ def plan(
         for path in write_manifests(result, out_dir):
             err.print(f"wrote {path}", markup=False)
     if as_json:
-        out.print_json(json.dumps(result.as_dict()))
+        emit_json(result.as_dict())
     else:
         if not result.tenants:
             out.print("No tenant changes.", markup=False)
@@ -354,7 +359,7 @@ def verify(
     except VerifyError as exc:
         raise fail(str(exc)) from None
     if as_json:
-        out.print_json(json.dumps({"slug": slug, **report.as_dict()}))
+        emit_json({"slug": slug, **report.as_dict()})
     else:
         out.print(report.render(f"tenant {slug}"), markup=False)
     if not report.ok:
@@ -388,7 +393,7 @@ def rehearse(
             err.print(problem, markup=False)
         raise fail(str(exc)) from None
     if as_json:
-        out.print_json(json.dumps(result.as_dict()))
+        emit_json(result.as_dict())
     else:
         from tenantctl.rehearse_command import summary_table
 

@@ -7,14 +7,17 @@ that runs their provider for real from its serialized form (for `rehearse`).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
+import gc
 import os
 import runpy
 import secrets
 import string
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,6 +248,11 @@ def run_program(
     """Run `project_root/__main__.py` as `pulumi up` would, against the simulated cloud."""
     region = config.get("aws:region", "us-east-1")
     cloud = SimulatedCloud(region, executor, prior)
+    _track_event_loops()
+    # The SDK keeps many long-lived objects per resource; the cyclic GC rescanning that growing heap
+    # was most of a large plan's time (docs/benchmarks.md). A run is bounded, so pause it meanwhile.
+    collecting = gc.isenabled()
+    gc.disable()
     pulumi.runtime.settings.reset_options(project=PROJECT, stack=stack)
     pulumi.runtime.set_all_config(config, secret_keys)
     pulumi.runtime.set_mocks(cloud, project=PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(cloud))
@@ -258,19 +266,34 @@ def run_program(
         raise ProgramError(str(exc)) from None
     except Exception as exc:  # a defect in the program itself: say where, without a wall of SDK frames
         raise ProgramError(f"the Pulumi program failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if collecting:
+            gc.enable()
     return ProgramRun(list(cloud.registered), mark_secrets(exports))
+
+
+_EVENT_LOOPS: weakref.WeakSet = weakref.WeakSet()
+
+
+class _TrackingPolicy(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = super().new_event_loop()
+        _EVENT_LOOPS.add(loop)
+        return loop
+
+
+def _track_event_loops() -> None:
+    if not isinstance(asyncio.get_event_loop_policy(), _TrackingPolicy):
+        asyncio.set_event_loop_policy(_TrackingPolicy())
 
 
 @atexit.register
 def _close_thread_loops() -> None:
     """The mock monitor gives each worker thread an event loop that nobody closes; their finalizers then
     fail noisily during interpreter teardown. At exit no program runs any more, so close them first."""
-    import asyncio
-    import gc
-
-    for obj in gc.get_objects():
-        if isinstance(obj, asyncio.AbstractEventLoop) and not obj.is_running() and not obj.is_closed():
-            obj.close()
+    for loop in list(_EVENT_LOOPS):
+        if not loop.is_running() and not loop.is_closed():
+            loop.close()
 
 
 async def _resolve(outputs: dict) -> dict:

@@ -152,3 +152,27 @@ def test_schema_json_and_non_yaml_files_are_ignored(tenants_dir):
     (tenants_dir / "README.md").write_text("notes")
     result = load_tenants(tenants_dir=tenants_dir)
     assert result.ok and result.files_checked == 2
+
+
+def test_scalar_alias_is_refused(tmp_path):
+    text = tenant_yaml().replace("name: Acme MSP", "name: &n Acme MSP") + "x: *n\n"
+    [problem] = only_problem(write(tmp_path, "acme.yaml", text))
+    assert "aliases are not allowed" in problem.message
+
+
+def test_fast_and_locating_parsers_agree_on_valid_files(repo_root):
+    from tenantctl.loader import _parse_with_locations, _valid_tenant_fast
+
+    for path in (repo_root / "tenants").glob("*.yaml"):
+        fast = _valid_tenant_fast(path.read_bytes(), path.stem)
+        located, problems = _parse_with_locations(path.read_bytes(), str(path), path.stem)
+        assert problems == [] and fast == located
+
+
+def test_fast_parser_declines_every_invalid_file(tmp_path):
+    from tenantctl.loader import _valid_tenant_fast
+
+    for text in (tenant_yaml() + "tier: basic\n", tenant_yaml(extra="teir: x\n"), "- a\n", "",
+                 tenant_yaml().replace("https", "http")):
+        assert _valid_tenant_fast(text.encode(), "acme") is None
+    assert _valid_tenant_fast(tenant_yaml().encode(), "other-name") is None
