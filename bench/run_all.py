@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import bench_plan, bench_validate  # noqa: E402
+from bench import bench_checks, bench_plan, bench_validate  # noqa: E402
 
 
 def machine() -> str:
@@ -25,7 +25,7 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}, {platform.machine()}")
 
 
-def summary(validate: dict, plan: dict) -> str:
+def summary(validate: dict, plan: dict, checks: dict) -> str:
     rows = []
     target = validate["target_seconds"]
     for label, key in (("validate 1,000 files, in-process", "in_process"), ("validate 1,000 files, end to end",
@@ -39,6 +39,12 @@ def summary(validate: dict, plan: dict) -> str:
     for size, value in plan["vs_floor"].items():
         rows.append((f"plan per-resource cost over the SDK floor, {size} tenants", f"{value:.2f}x",
                      f"≤ {bench_plan.FLOOR_AIM}x", value <= bench_plan.FLOOR_AIM))
+    both = checks["checks"]
+    rows.append(("both checks for one tenant (webhook + RLS)", f"{both['both_median_s'] * 1000:.0f} ms",
+                 f"< {both['target_s'] * 1000:.0f} ms", both["met"]))
+    rehearse = checks["rehearse"]
+    rows.append(("rehearse two tenants, PostgreSQL initdb and start included", f"{rehearse['first_s']:.1f} s",
+                 f"< {rehearse['target_s']:.0f} s", rehearse["met"]))
     lines = ["| aim | measured (median) | target | met |", "|---|---:|---:|---|"]
     lines += [f"| {label} | {value} | {aim} | {'yes' if met else '**no**'} |" for label, value, aim, met in rows]
     return "\n".join(lines)
@@ -57,11 +63,12 @@ def main(argv: list[str] | None = None) -> None:
     validate = bench_validate.run(files=1000, repeat=args.validate_repeat)
     print(bench_validate.markdown(validate), file=sys.stderr, flush=True)  # progress: plan takes minutes
     plan = bench_plan.run(sizes=(100, 1000), repeat=args.plan_repeat, diagnose=args.diagnose)
+    checks = {"checks": bench_checks.bench_checks(20), "rehearse": bench_checks.bench_rehearse()}
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "started": started.isoformat(),
-                                         "validate": validate, "plan": plan}, indent=2))
+                                         "validate": validate, "plan": plan, "checks": checks}, indent=2))
     print(f"## Benchmarks ({started:%Y-%m-%d}; {machine()})\n")
-    print(summary(validate, plan))
+    print(summary(validate, plan, checks))
     print()
     print(bench_validate.markdown(validate))
     print()

@@ -152,15 +152,15 @@ class SimulatedCloud(pulumi.runtime.Mocks):
 
     def _simulate(self, urn: str, args, inputs: dict) -> tuple[str, dict, str]:
         previous = self.prior.get(urn)
-        if previous and previous.get("inputs") == masked_for_state(inputs):
+        if previous and previous.get("inputs") == inputs:
             return previous["id"], previous["outputs"], "unchanged"
+        if not args.custom:  # a component: no cloud object behind it
+            return "", dict(inputs), ("updated" if previous else "created")
         resource_id, outputs = self._outputs_for(args.typ, args.name, inputs)
         return resource_id, outputs, ("updated" if previous else "created")
 
     def _outputs_for(self, typ: str, name: str, inputs: dict) -> tuple[str, dict]:
         outputs = dict(inputs)
-        if not args_custom(typ):
-            return "", outputs
         if typ == "random:index/randomPassword:RandomPassword":
             alphabet = string.ascii_letters + string.digits
             outputs["result"] = "".join(secrets.choice(alphabet) for _ in range(int(inputs.get("length", 48))))
@@ -186,15 +186,6 @@ class SimulatedCloud(pulumi.runtime.Mocks):
             namespace = metadata.get("namespace")
             return f"{namespace}/{metadata.get('name')}" if namespace else str(metadata.get("name", name)), outputs
         return f"{name}-id", outputs
-
-
-def args_custom(typ: str) -> bool:
-    return ":" in typ and not typ.startswith(f"{PROJECT}:index:")
-
-
-def masked_for_state(inputs: dict) -> dict:
-    """Inputs as compared between runs: secrets compared by value but stored without the envelope."""
-    return unwrap_secrets(inputs)
 
 
 class RecordingMonitor(MockMonitor):
@@ -228,6 +219,22 @@ class ProgramError(Exception):
 
 
 @contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The SDK keeps many long-lived objects per resource, and the cyclic GC rescanning that growing heap
+    was most of a large plan's time (docs/benchmarks.md). Runs are bounded, so it is paused meanwhile;
+    callers that walk the results afterwards (plan) extend the pause over that too. On the way out the
+    survivors are frozen, or the first allocation after re-enabling would pay for one full scan of them."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.freeze()
+            gc.enable()
+
+
+@contextlib.contextmanager
 def _working_directory(path: Path) -> Iterator[None]:
     previous = Path.cwd()
     os.chdir(path)
@@ -249,16 +256,12 @@ def run_program(
     region = config.get("aws:region", "us-east-1")
     cloud = SimulatedCloud(region, executor, prior)
     _track_event_loops()
-    # The SDK keeps many long-lived objects per resource; the cyclic GC rescanning that growing heap
-    # was most of a large plan's time (docs/benchmarks.md). A run is bounded, so pause it meanwhile.
-    collecting = gc.isenabled()
-    gc.disable()
     pulumi.runtime.settings.reset_options(project=PROJECT, stack=stack)
     pulumi.runtime.set_all_config(config, secret_keys)
     pulumi.runtime.set_mocks(cloud, project=PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(cloud))
     root = pulumi.runtime.settings.get_root_resource()
     try:
-        with _working_directory(project_root):
+        with gc_paused(), _working_directory(project_root):
             runpy.run_path(str(project_root / "__main__.py"), run_name="__pulumi_program__")
             _sync_await(wait_for_rpcs())
             exports = _sync_await(_resolve(root.outputs)) if root is not None else {}
@@ -266,9 +269,6 @@ def run_program(
         raise ProgramError(str(exc)) from None
     except Exception as exc:  # a defect in the program itself: say where, without a wall of SDK frames
         raise ProgramError(f"the Pulumi program failed: {type(exc).__name__}: {exc}") from exc
-    finally:
-        if collecting:
-            gc.enable()
     return ProgramRun(list(cloud.registered), mark_secrets(exports))
 
 

@@ -17,8 +17,8 @@ from ruamel.yaml import YAML
 
 from components.naming import PROJECT, tenant_stack_urn
 from components.settings import DATABASE_KEYS
-from tenantctl.loader import TenantLoadError, require_tenants
-from tenantctl.mock_runtime import SECRET_MASK, ProgramRun, RegisteredResource, Secret, masked, run_program
+from tenantctl.loader import require_tenants
+from tenantctl.mock_runtime import SECRET_MASK, ProgramRun, RegisteredResource, Secret, gc_paused, masked, run_program
 from tenantctl.stack_files import StackFileError, read_stack_file
 
 PLACEHOLDER_SECRET = "plan-placeholder-not-a-real-secret"  # noqa: S105 (a placeholder, by definition)
@@ -94,20 +94,18 @@ def plan_config(project_root: Path, tenants_dir: Path, stack: str, secret_names:
 
 
 def build_plan(project_root: Path, tenants_dir: Path, stack: str = "dev", only: set[str] | None = None) -> Plan:
-    try:
-        tenants = require_tenants(tenants_dir)
-    except TenantLoadError:
-        raise
-    config, secret_keys = plan_config(
-        project_root, tenants_dir, stack, [t.servicedesk.api_key_secret for t in tenants]
-    )
-    run = run_program(project_root, stack, config, secret_keys)
-    grouped = run.by_parent()
-    plans = [
-        TenantPlan(t.slug, t.tier.value, str(t.tenant_id), sorted(grouped.get(t.slug, []), key=_display_order))
-        for t in tenants
-        if only is None or t.slug in only
-    ]
+    with gc_paused():
+        tenants = require_tenants(tenants_dir)  # TenantLoadError carries every located problem
+        config, secret_keys = plan_config(
+            project_root, tenants_dir, stack, [t.servicedesk.api_key_secret for t in tenants]
+        )
+        run = run_program(project_root, stack, config, secret_keys)
+        grouped = run.by_parent()
+        plans = [
+            TenantPlan(t.slug, t.tier.value, str(t.tenant_id), sorted(grouped.get(t.slug, []), key=_display_order))
+            for t in tenants
+            if only is None or t.slug in only
+        ]
     return Plan(plans, run)
 
 
