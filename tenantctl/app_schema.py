@@ -21,18 +21,13 @@ APP_ROLE = "app_user"
 PROVISIONER_ROLE = "tenant_provisioner"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def schema_present(dsn: str, *, connect_timeout: float = 5.0) -> bool:
     """Whether the database already has a `tenant_configs` table (in its search path)."""
     with db.connect(dsn, connect_timeout=connect_timeout, autocommit=True) as conn:
         try:
             row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TENANT_CONFIGS,)).fetchone()
         except psycopg.Error as exc:
-            raise db.DatabaseError(f"cannot inspect {db.describe_dsn(dsn)}: {_first_line(exc)}") from None
+            raise db.DatabaseError(f"cannot inspect {db.describe_dsn(dsn)}: {db.first_line(exc)}") from None
     return bool(row and row[0])
 
 
@@ -49,7 +44,7 @@ def load_schema(dsn: str, path: Path = SCHEMA_PATH, *, connect_timeout: float = 
                 conn.execute(script)
         except psycopg.Error as exc:
             raise db.DatabaseError(
-                f"loading {Path(path).name} into {db.describe_dsn(dsn)} failed: {_first_line(exc)}"
+                f"loading {Path(path).name} into {db.describe_dsn(dsn)} failed: {db.first_line(exc)}"
             ) from None
 
 

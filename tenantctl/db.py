@@ -10,6 +10,12 @@ class DatabaseError(Exception):
     """A database problem described for an operator, never including a password."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a database error (libpq adds context lines an operator does not need)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def describe_dsn(dsn: str) -> str:
     """`user@host:port/db` for messages; the password and any other option are left out."""
     try:
@@ -39,8 +45,7 @@ def connect(dsn: str, connect_timeout: float = 5.0, autocommit: bool = False) ->
     try:
         return psycopg.connect(dsn, connect_timeout=max(1, int(connect_timeout)), autocommit=autocommit)
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseError(f"cannot connect to {describe_dsn(dsn)}: {reason}") from None
+        raise DatabaseError(f"cannot connect to {describe_dsn(dsn)}: {first_line(exc)}") from None
 
 
 def set_tenant_variable(cursor: psycopg.Cursor, tenant_id: str) -> None:

@@ -262,11 +262,10 @@ class _transaction:
         finally:
             self.connection.close()
         if isinstance(exc, psycopg.Error):
-            from tenantctl.db import describe_dsn
+            from tenantctl.db import describe_dsn, first_line
 
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise TenantConfigRowError(
-                f"tenant_configs on {describe_dsn(self.props['database_url'])}: {first_line}"
+                f"tenant_configs on {describe_dsn(self.props['database_url'])}: {first_line(exc)}"
             ) from None
         return False
 

@@ -65,20 +65,16 @@ def run_rls_checks(app_dsn: str, tenant_id: UUID | str, *, connect_timeout: floa
         try:
             conn.execute("SELECT set_config('statement_timeout', %s, false)", (STATEMENT_TIMEOUT,))
         except psycopg.Error as exc:
-            return CheckReport([CheckResult(CONNECTION, False, redact(f"{db.describe_dsn(app_dsn)}: {_reason(exc)}"))])
+            detail = redact(f"{db.describe_dsn(app_dsn)}: {db.first_line(exc)}")
+            return CheckReport([CheckResult(CONNECTION, False, detail)])
         for name, check in checks:
             try:
                 with conn.transaction(force_rollback=True):
                     ok, detail = check(conn, tenant)
             except psycopg.Error as exc:
-                ok, detail = False, f"database error: {_reason(exc)}"
+                ok, detail = False, f"database error: {db.first_line(exc)}"
             results.append(CheckResult(name, ok, redact(detail)))
     return CheckReport(results)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _scope_to(conn: psycopg.Connection, tenant: UUID | str) -> None:
@@ -173,7 +169,7 @@ def _check_set_tenant_context(conn: psycopg.Connection, tenant: UUID) -> Outcome
         with conn.transaction():
             conn.execute("SELECT set_tenant_context(%s)", (tenant,))
     except psycopg.Error as exc:
-        return False, f"set_tenant_context refused tenant {tenant}: {_reason(exc)}"
+        return False, f"set_tenant_context refused tenant {tenant}: {db.first_line(exc)}"
     current = conn.execute("SELECT current_setting(%s, true)", (TENANT_VARIABLE,)).fetchone()[0]
     if current != str(tenant):
         return False, f"set_tenant_context({tenant}) returned, but {TENANT_VARIABLE} is {current!r}"
@@ -182,7 +178,7 @@ def _check_set_tenant_context(conn: psycopg.Connection, tenant: UUID) -> Outcome
         with conn.transaction():
             conn.execute("SELECT set_tenant_context(%s)", (unknown,))
     except psycopg.Error as exc:
-        refusal = f"{exc.sqlstate}: {_reason(exc)}" if exc.sqlstate else _reason(exc)
+        refusal = f"{exc.sqlstate}: {db.first_line(exc)}" if exc.sqlstate else db.first_line(exc)
         return True, f"sets {TENANT_VARIABLE} for tenant {tenant}; refuses an unknown tenant ({refusal})"
     return False, (
         f"set_tenant_context accepted the unknown tenant id {unknown}: a mistyped or forged tenant id "
@@ -202,7 +198,8 @@ def _check_canary_isolation(conn: psycopg.Connection, tenant: UUID) -> Outcome:
             with conn.transaction():
                 canaries[table] = conn.execute(sql.SQL(insert).format(sql.Identifier(table)), (tenant,)).fetchone()[0]
         except psycopg.Error as exc:
-            problems.append(f"{table}: cannot insert a canary row under this tenant's own context: {_reason(exc)}")
+            reason = db.first_line(exc)
+            problems.append(f"{table}: cannot insert a canary row under this tenant's own context: {reason}")
 
     def visible(table: str) -> bool:
         query = sql.SQL("SELECT count(*) FROM {} WHERE ctid = %s::tid").format(sql.Identifier(table))
