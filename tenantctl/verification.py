@@ -6,6 +6,8 @@ row, decrypted with the application's Fernet key.
 
 from __future__ import annotations
 
+import psycopg
+
 from components.dynamic.onboarding_check import ALL_CHECKS, run_onboarding_checks
 from tenantctl import credentials, db
 from tenantctl.checks.report import CheckReport
@@ -20,10 +22,15 @@ def read_signing_secret(database_url: str, tenant_id: str, fernet_key: str) -> s
         connection = db.connect(database_url)
     except db.DatabaseError as exc:
         raise VerifyError(str(exc)) from None
-    with connection, connection.cursor() as cursor:
-        db.set_tenant_variable(cursor, tenant_id)
-        cursor.execute("SELECT webhook_signing_secret_encrypted FROM tenant_configs WHERE tenant_id = %s", (tenant_id,))
-        row = cursor.fetchone()
+    try:
+        with connection, connection.cursor() as cursor:
+            db.set_tenant_variable(cursor, tenant_id)
+            cursor.execute(
+                "SELECT webhook_signing_secret_encrypted FROM tenant_configs WHERE tenant_id = %s", (tenant_id,)
+            )
+            row = cursor.fetchone()
+    except psycopg.Error as exc:
+        raise VerifyError(f"reading tenant_configs on {db.describe_dsn(database_url)}: {db.first_line(exc)}") from None
     if row is None:
         raise VerifyError(f"tenant {tenant_id} has no tenant_configs row in {db.describe_dsn(database_url)}")
     try:

@@ -80,3 +80,17 @@ def test_unknown_check_is_rejected(onboarded):
 def test_unknown_tenant(tmp_path):
     result = runner.invoke(app, ["verify", "nobody", "--tenants-dir", str(tmp_path)])
     assert result.exit_code == 1 and "no tenant file" in result.stderr
+
+
+def test_database_without_the_schema_is_a_clear_error(onboarded, local_pg):
+    app_db, tenants_dir, receiver = onboarded
+    empty = f"verify_empty_{app_db.name[-8:]}"
+    local_pg.create_database(empty)
+    try:
+        bare = [a if a != app_db.provisioner_dsn else local_pg.dsn(dbname=empty)
+                for a in args(app_db, tenants_dir, receiver, "--checks", "webhook")]
+        result = runner.invoke(app, bare)
+        assert result.exit_code == 1 and "reading tenant_configs on" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        local_pg.drop_database(empty)
