@@ -40,6 +40,12 @@ def tenant_stack_urn(stack: str, slug: str, project: str = PROJECT) -> str:
     return f"urn:pulumi:{stack}::{project}::{TENANT_STACK_TYPE}::{slug}"
 
 
+def tenant_config_row_urn(stack: str, slug: str, project: str = PROJECT) -> str:
+    """URN of a tenant's `tenant_configs` row resource, for a targeted `pulumi up` of only that row."""
+    return (f"urn:pulumi:{stack}::{project}::{TENANT_STACK_TYPE}$pulumi-python:dynamic/{project}:TenantConfigRow"
+            f"::{slug}-tenant-config")
+
+
 def tenant_labels(slug: str, tenant_id: str, tier: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/managed-by": "pulumi",

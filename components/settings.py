@@ -34,6 +34,8 @@ class StackSettings:
     checks_nonce: str
     aws_endpoint: str | None
     kube_context: str | None
+    # Slugs whose history `tenantctl destroy --purge-data` asked to purge (`purgeData.<slug>: true`).
+    purge_slugs: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.webhook_base_url)
@@ -60,7 +62,17 @@ def read_settings(config: pulumi.Config | None = None) -> StackSettings:
         checks_nonce=config.get("checksNonce") or "0",
         aws_endpoint=config.get("awsEndpoint"),
         kube_context=config.get("kubeContext"),
+        purge_slugs=_purge_slugs(config.get_object("purgeData")),
     )
+
+
+def _purge_slugs(value: object) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, dict) or not all(isinstance(v, bool) for v in value.values()):
+        raise SettingsError("purgeData must map tenant slugs to true or false "
+                            "(`tenantctl destroy --purge-data` sets it)")
+    return frozenset(slug for slug, purge in value.items() if purge)
 
 
 DATABASE_KEYS = ("databaseUrl", "appDatabaseUrl", "fernetKey")

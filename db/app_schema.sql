@@ -1,5 +1,16 @@
 -- The application's database contract, as this project relies on it: the tenant tables, their
--- row-level security, the set_tenant_context() helper and the two roles that work inside it.
+-- row-level security, the set_tenant_context() helper, the role that owns them and the two roles
+-- that work inside them. What holds once this file has run (tests/db/test_app_schema.py checks each):
+--   * every tenant table is owned by app_owner, a NOLOGIN role that is neither superuser nor BYPASSRLS;
+--     with FORCE ROW LEVEL SECURITY the owner is bound by the policies too, so nothing the owner runs
+--     (set_tenant_context, a view, a SECURITY DEFINER function) can read past them;
+--   * every table with a tenant_id column has RLS enabled and forced, and one policy that admits a row
+--     only when tenant_id equals app.current_tenant_id; an unset, NULL or empty context admits none;
+--   * app_user and tenant_provisioner can log in, are not superuser or BYPASSRLS, own nothing, and hold
+--     no TRUNCATE, REFERENCES or TRIGGER privilege on a tenant table (TRUNCATE ignores RLS);
+--   * set_tenant_context() refuses an unknown tenant and sets the context for the current transaction only;
+--   * tenant_configs.provisioning_owner names the Pulumi resource that manages a row, so a resource deletes
+--     a row only while it still owns it (a rename, an alias or another stack may have adopted it).
 --
 -- In production the application's migrations own all of this; this file is for local clusters
 -- and tests (tenantctl.app_schema.ensure_schema loads it). It is safe to re-run: objects are
@@ -13,6 +24,16 @@
 SET search_path = public, pg_temp;
 
 -- Roles ---------------------------------------------------------------------------------------
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_owner') THEN
+        CREATE ROLE app_owner NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+    END IF;
+EXCEPTION
+    WHEN duplicate_object OR unique_violation THEN NULL;
+END
+$$;
 
 DO $$
 BEGIN
@@ -48,6 +69,10 @@ CREATE TABLE IF NOT EXISTS tenant_configs (
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- Added after the first release: re-running this file upgrades an existing table.
+ALTER TABLE tenant_configs ADD COLUMN IF NOT EXISTS provisioning_owner text;
+COMMENT ON COLUMN tenant_configs.provisioning_owner IS
+    'Token of the Pulumi resource that manages this row; NULL for a row made by hand. Deletes compare it.';
 
 -- History has no foreign key to tenant_configs: it may outlive the tenant's config row.
 -- Every column but tenant_id has a default, so a row needs only its tenant (the RLS canary relies on it).
@@ -79,6 +104,13 @@ CREATE TABLE IF NOT EXISTS system_inventory (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS system_inventory_tenant_id_idx ON system_inventory (tenant_id);
+
+-- Ownership: a NOLOGIN role, never a superuser (a superuser bypasses RLS even when it is forced) ------
+
+ALTER TABLE tenant_configs OWNER TO app_owner;
+ALTER TABLE enhancement_history OWNER TO app_owner;
+ALTER TABLE ticket_history OWNER TO app_owner;
+ALTER TABLE system_inventory OWNER TO app_owner;
 
 -- Row-level security --------------------------------------------------------------------------
 -- FORCE makes the policies bind the tables' owner too. An unset or empty app.current_tenant_id
@@ -115,6 +147,11 @@ $$;
 
 -- set_tenant_context() ------------------------------------------------------------------------
 
+-- The context is transaction-local on purpose: applications reach the database through connection
+-- pools (PgBouncer in transaction mode, driver pools), where the next transaction on the same server
+-- connection may belong to another tenant. A session-level setting would outlive the request that made
+-- it and hand that tenant's rows to the next one; a transaction-local one ends with the transaction.
+-- So callers run set_tenant_context() first in every transaction that touches tenant data.
 CREATE OR REPLACE FUNCTION set_tenant_context(p_tenant_id uuid)
 RETURNS void
 LANGUAGE plpgsql
@@ -125,19 +162,19 @@ BEGIN
     IF p_tenant_id IS NULL THEN
         RAISE EXCEPTION 'set_tenant_context: tenant id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    -- FORCE ROW LEVEL SECURITY binds this function's owner as well, so the existence check can only
-    -- see the row once the context names the candidate tenant. Set it transaction-locally first: if
-    -- the tenant is unknown, the exception rolls it back and the caller's previous context stands.
+    -- The function runs as app_owner, which FORCE ROW LEVEL SECURITY binds like everyone else, so the
+    -- existence check can only see the row once the context names the candidate tenant. If the tenant is
+    -- unknown, the exception undoes the setting and the caller's previous context stands.
     PERFORM set_config('app.current_tenant_id', p_tenant_id::text, true);
     IF NOT EXISTS (SELECT FROM tenant_configs WHERE tenant_id = p_tenant_id) THEN
         RAISE EXCEPTION 'unknown tenant %', p_tenant_id
             USING ERRCODE = 'no_data_found',
                   HINT = 'No tenant_configs row has this tenant_id: provision the tenant first.';
     END IF;
-    PERFORM set_config('app.current_tenant_id', p_tenant_id::text, false);
 END
 $$;
 
+ALTER FUNCTION set_tenant_context(uuid) OWNER TO app_owner;
 REVOKE ALL ON FUNCTION set_tenant_context(uuid) FROM PUBLIC;
 
 -- Grants --------------------------------------------------------------------------------------
@@ -154,3 +191,9 @@ GRANT USAGE ON SEQUENCE enhancement_history_id_seq, ticket_history_id_seq, syste
 -- (it sets app.current_tenant_id to the tenant it is working on).
 GRANT SELECT, INSERT, UPDATE, DELETE ON tenant_configs TO tenant_provisioner;
 GRANT SELECT, DELETE ON enhancement_history, ticket_history, system_inventory TO tenant_provisioner;
+
+-- TRUNCATE ignores row-level security, REFERENCES lets a role probe another tenant's keys through a
+-- foreign key, and TRIGGER runs the role's code on other tenants' rows: none of them for these roles.
+REVOKE TRUNCATE, REFERENCES, TRIGGER
+    ON tenant_configs, enhancement_history, ticket_history, system_inventory
+    FROM PUBLIC, app_user, tenant_provisioner;

@@ -1,7 +1,8 @@
 """The application's schema contract (db/app_schema.sql): the facts the checks rely on, and loading it.
 
 Production databases get the schema from the application's migrations; local clusters, rehearsals
-and tests get it from db/app_schema.sql through `ensure_schema`, which leaves an existing schema alone.
+and tests get it from db/app_schema.sql through `ensure_schema`, which leaves a current schema alone
+and re-runs the idempotent file on an older one.
 """
 
 from __future__ import annotations
@@ -19,13 +20,20 @@ HISTORY_TABLES = ("enhancement_history", "ticket_history", "system_inventory")
 TENANT_TABLES = (TENANT_CONFIGS, *HISTORY_TABLES)
 APP_ROLE = "app_user"
 PROVISIONER_ROLE = "tenant_provisioner"
+OWNER_ROLE = "app_owner"
+# The newest column the contract added; a database without it gets the (idempotent) file re-run.
+OWNER_COLUMN = "provisioning_owner"
 
 
 def schema_present(dsn: str, *, connect_timeout: float = 5.0) -> bool:
-    """Whether the database already has a `tenant_configs` table (in its search path)."""
+    """Whether the database already has the current contract: `tenant_configs` with its newest column."""
     with db.connect(dsn, connect_timeout=connect_timeout, autocommit=True) as conn:
         try:
-            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TENANT_CONFIGS,)).fetchone()
+            row = conn.execute(
+                "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s"
+                " AND NOT attisdropped)",
+                (TENANT_CONFIGS, OWNER_COLUMN),
+            ).fetchone()
         except psycopg.Error as exc:
             raise db.DatabaseError(f"cannot inspect {db.describe_dsn(dsn)}: {db.first_line(exc)}") from None
     return bool(row and row[0])
@@ -49,7 +57,7 @@ def load_schema(dsn: str, path: Path = SCHEMA_PATH, *, connect_timeout: float = 
 
 
 def ensure_schema(dsn: str, path: Path = SCHEMA_PATH, *, connect_timeout: float = 5.0) -> bool:
-    """Load the schema only if it is absent; return whether it was loaded."""
+    """Load the schema only if it is absent or older than the contract; return whether it was loaded."""
     if schema_present(dsn, connect_timeout=connect_timeout):
         return False
     load_schema(dsn, path, connect_timeout=connect_timeout)

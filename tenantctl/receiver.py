@@ -106,7 +106,8 @@ class WebhookReceiver:
         except ValueError:
             return 400, {"error": "tenant_id is not a UUID"}
         try:
-            with db.connect(self.app_dsn, autocommit=True) as conn:
+            # One transaction: set_tenant_context() scopes the transaction, not the connection.
+            with db.connect(self.app_dsn) as conn:
                 conn.execute("SELECT set_tenant_context(%s)", (tenant,))
                 row = conn.execute(
                     "SELECT webhook_signing_secret_encrypted FROM tenant_configs WHERE tenant_id = %s", (tenant,)

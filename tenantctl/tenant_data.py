@@ -1,7 +1,8 @@
-"""A tenant's application data beyond its config row: counting and purging its history rows.
+"""A tenant's application data beyond its config row: counting, locking and purging its history rows.
 
-Shared by the TenantConfigRow provider's delete and `tenantctl destroy`, so both refuse (or
-purge) by the same rule. Every function runs inside the caller's transaction, scoped to the tenant.
+Shared by the TenantConfigRow provider's delete and `tenantctl destroy`, so both apply one rule:
+history is deleted only for a tenant whose purge was applied, and then in the same transaction as
+its config row. Every function runs inside the caller's transaction, scoped to the tenant.
 """
 
 from __future__ import annotations
@@ -9,11 +10,26 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from tenantctl.app_schema import HISTORY_TABLES
 from tenantctl.db import set_tenant_variable
 
-__all__ = ["HISTORY_TABLES", "describe_counts", "history_counts", "purge_history"]
+__all__ = ["HISTORY_TABLES", "describe_counts", "history_counts", "lock_history", "purge_history"]
 
-from tenantctl.app_schema import HISTORY_TABLES
+# A delete waits at most this long for the application's in-flight inserts; then it fails and can be re-run.
+LOCK_TIMEOUT = "10s"
+
+
+def lock_history(cursor: psycopg.Cursor) -> None:
+    """Block inserts into the history tables until the transaction ends (reads go on).
+
+    Under READ COMMITTED a history row committed between a count and a delete would otherwise be
+    missed by the count (deleting the config row of a tenant that has history) or caught by a purge
+    nobody asked for. SHARE mode conflicts with the inserts' ROW EXCLUSIVE lock and with nothing a
+    reader takes; the provisioner may take it because it holds DELETE on these tables.
+    """
+    cursor.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_TIMEOUT,))
+    tables = sql.SQL(", ").join(sql.Identifier(table) for table in HISTORY_TABLES)
+    cursor.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(tables))
 
 
 def history_counts(cursor: psycopg.Cursor, tenant_id: str) -> dict[str, int]:
@@ -27,6 +43,7 @@ def history_counts(cursor: psycopg.Cursor, tenant_id: str) -> dict[str, int]:
 
 
 def purge_history(cursor: psycopg.Cursor, tenant_id: str) -> dict[str, int]:
+    """Delete the tenant's history rows. Callers hold `lock_history` and have checked the purge was applied."""
     set_tenant_variable(cursor, tenant_id)
     deleted = {}
     for table in HISTORY_TABLES:

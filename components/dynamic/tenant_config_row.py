@@ -1,10 +1,17 @@
 """TenantConfigRow: a tenant's row in the application's `tenant_configs` table, as a dynamic resource.
 
 pulumi-postgresql manages roles and grants but not rows, so this provider owns the row:
-create inserts it (or adopts a row onboarded by hand), diff compares plain fields and keyed
-fingerprints of the secrets, update rewrites it in one transaction, read shows drift on
-`pulumi refresh`, and delete refuses while the tenant still has history unless it was marked
-for purge. The provider works inside RLS: every transaction first scopes itself to the tenant.
+create inserts it (or adopts an existing row), diff compares plain fields and keyed fingerprints
+of the secrets, update rewrites it in one transaction, read shows drift on `pulumi refresh`, and
+delete removes it only as the offboarding rules allow. The provider works inside RLS: every
+transaction first scopes itself to the tenant.
+
+No change but a new `tenant_id` replaces the resource: connection details are state, not identity.
+Each resource writes its own owner token into `tenant_configs.provisioning_owner` on create, adopt
+and update, and a delete compares it: when a rename, an alias or another stack has adopted the row
+since, the delete leaves it (and all history) in place and says so. History is deleted only when
+the purge was applied (`purge_on_delete` in state), in the same transaction as the row, with the
+history tables locked against concurrent inserts.
 
 The engine serializes the provider with dill and runs it in another process, so everything it
 needs is imported inside the methods and every connection is opened and closed per call.
@@ -35,6 +42,8 @@ SECRET_FIELDS = {
 }
 # Written to state, and secret there: the provider needs them again in read and delete.
 SECRET_OUTPUTS = ["database_url", "fernet_key", "servicedesk_api_key", "webhook_signing_secret"]
+# Only a different tenant is a different row; everything else is an update (of the row or of state only).
+REPLACE_ON = ("tenant_id",)
 
 
 class TenantConfigRowError(Exception):
@@ -115,7 +124,9 @@ class TenantConfigRowProvider(ResourceProvider):
                 changed.append(field)
         if bool(news.get("purge_on_delete")) != bool(olds.get("purge_on_delete")):
             changed.append("purge_on_delete")
-        replaces = [f for f in ("tenant_id", "database_url") if news.get(f) != olds.get(f)]
+        if _is_unknown(news.get("database_url")) or news.get("database_url") != olds.get("database_url"):
+            changed.append("database_url")
+        replaces = [f for f in REPLACE_ON if _is_unknown(news.get(f)) or news.get(f) != olds.get(f)]
         return DiffResult(changes=bool(changed or replaces), replaces=replaces, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -123,9 +134,11 @@ class TenantConfigRowProvider(ResourceProvider):
 
         fps = _fingerprints(props)
         tenant_id = str(props["tenant_id"])
+        token = _new_owner_token()
         with _transaction(props) as cursor:
             db.set_tenant_variable(cursor, tenant_id)
-            cursor.execute("SELECT id FROM tenant_configs WHERE tenant_id = %s FOR UPDATE", (tenant_id,))
+            cursor.execute("SELECT id, provisioning_owner FROM tenant_configs WHERE tenant_id = %s FOR UPDATE",
+                           (tenant_id,))
             existing = cursor.fetchone()
             values = (
                 props["name"],
@@ -135,35 +148,43 @@ class TenantConfigRowProvider(ResourceProvider):
                 json.dumps(props["enhancement_preferences"]),
             )
             if existing:
-                # Onboarded by hand before this project: take it over under the same id.
+                # Onboarded by hand, renamed, or moved from another resource: take it over under the same id.
+                # Its history is never touched here; the previous owner's delete sees the new token and leaves it.
                 cursor.execute(
                     "UPDATE tenant_configs SET name = %s, servicedesk_url = %s, servicedesk_api_key_encrypted = %s,"
-                    " webhook_signing_secret_encrypted = %s, enhancement_preferences = %s::jsonb, updated_at = now()"
-                    " WHERE tenant_id = %s RETURNING id",
-                    (*values, tenant_id),
+                    " webhook_signing_secret_encrypted = %s, enhancement_preferences = %s::jsonb,"
+                    " provisioning_owner = %s, updated_at = now() WHERE tenant_id = %s RETURNING id",
+                    (*values, token, tenant_id),
                 )
             else:
                 cursor.execute(
                     "INSERT INTO tenant_configs (tenant_id, name, servicedesk_url, servicedesk_api_key_encrypted,"
-                    " webhook_signing_secret_encrypted, enhancement_preferences)"
-                    " VALUES (%s, %s, %s, %s, %s, %s::jsonb) RETURNING id",
-                    (tenant_id, *values),
+                    " webhook_signing_secret_encrypted, enhancement_preferences, provisioning_owner)"
+                    " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s) RETURNING id",
+                    (tenant_id, *values, token),
                 )
             row_id = str(cursor.fetchone()[0])
-        return CreateResult(row_id, _outputs(props, fps, adopted=existing is not None))
+        if existing and existing[1]:
+            pulumi.log.info(f"tenant_configs row of tenant {tenant_id} adopted from another resource "
+                            "(a rename, an alias or another stack); its history is kept")
+        return CreateResult(row_id, _outputs(props, fps, adopted=existing is not None, owner_token=token))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         from tenantctl import credentials, db
 
         fps = _fingerprints(news)
         tenant_id = str(news["tenant_id"])
+        token = olds.get("owner_token")
+        adopted = bool(olds.get("adopted"))
         row_unchanged = all(news.get(f) == olds.get(f) for f in PLAIN_FIELDS) and all(
             fps[fp] == olds.get(fp) for fp in SECRET_FIELDS.values()
         )
-        if row_unchanged:  # only the purge marker moved: state changes, the row does not
-            return UpdateResult(_outputs(news, fps, adopted=bool(olds.get("adopted"))))
-        assignments = ["name = %s", "servicedesk_url = %s", "enhancement_preferences = %s::jsonb"]
-        params: list[Any] = [news["name"], news["servicedesk_url"], json.dumps(news["enhancement_preferences"])]
+        if row_unchanged:  # only the purge marker or the connection moved: state changes, the row does not
+            return UpdateResult(_outputs(news, fps, adopted=adopted, owner_token=token))
+        token = token or _new_owner_token()  # state from before owner tokens: claim the row now
+        assignments = ["name = %s", "servicedesk_url = %s", "enhancement_preferences = %s::jsonb",
+                       "provisioning_owner = %s"]
+        params: list[Any] = [news["name"], news["servicedesk_url"], json.dumps(news["enhancement_preferences"]), token]
         # Only a secret that really changed is re-encrypted.
         for field, column in (("servicedesk_api_key", "servicedesk_api_key_encrypted"),
                               ("webhook_signing_secret", "webhook_signing_secret_encrypted")):
@@ -172,16 +193,21 @@ class TenantConfigRowProvider(ResourceProvider):
                 params.append(credentials.encrypt(news["fernet_key"], news[field]))
         with _transaction(news) as cursor:
             db.set_tenant_variable(cursor, tenant_id)
-            cursor.execute(
-                f"UPDATE tenant_configs SET {', '.join(assignments)}, updated_at = now() WHERE tenant_id = %s",
-                (*params, tenant_id),
-            )
-            if cursor.rowcount != 1:
+            cursor.execute("SELECT provisioning_owner FROM tenant_configs WHERE tenant_id = %s FOR UPDATE",
+                           (tenant_id,))
+            current = cursor.fetchone()
+            if current is None:
                 raise TenantConfigRowError(
                     f"tenant_configs has no row for tenant {tenant_id} to update; "
                     "run `pulumi refresh` so Pulumi sees it is gone, then `pulumi up` recreates it"
                 )
-        return UpdateResult(_outputs(news, fps, adopted=bool(olds.get("adopted"))))
+            if not _owns(current[0], olds.get("owner_token")):
+                raise TenantConfigRowError(_taken_over(tenant_id))
+            cursor.execute(
+                f"UPDATE tenant_configs SET {', '.join(assignments)}, updated_at = now() WHERE tenant_id = %s",
+                (*params, tenant_id),
+            )
+        return UpdateResult(_outputs(news, fps, adopted=adopted, owner_token=token))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         from tenantctl import credentials, db
@@ -191,16 +217,17 @@ class TenantConfigRowProvider(ResourceProvider):
             db.set_tenant_variable(cursor, tenant_id)
             cursor.execute(
                 "SELECT id, name, servicedesk_url, enhancement_preferences, servicedesk_api_key_encrypted,"
-                " webhook_signing_secret_encrypted FROM tenant_configs WHERE tenant_id = %s",
+                " webhook_signing_secret_encrypted, provisioning_owner FROM tenant_configs WHERE tenant_id = %s",
                 (tenant_id,),
             )
             row = cursor.fetchone()
-        if row is None:
+        # A row another resource adopted is no longer this resource's: refresh drops it from this state.
+        if row is None or not _owns(row[6], props.get("owner_token")):
             return ReadResult("", {})
         key = props["fernet_key"]
         outs = dict(props)
         outs.update(name=row[1], servicedesk_url=row[2], enhancement_preferences=row[3])
-        for (field, fp_name), token in zip(SECRET_FIELDS.items(), row[4:], strict=True):
+        for (field, fp_name), token in zip(SECRET_FIELDS.items(), row[4:6], strict=True):
             try:
                 outs[field] = credentials.decrypt(key, token)
                 outs[fp_name] = credentials.fingerprint(key, outs[field])
@@ -210,12 +237,26 @@ class TenantConfigRowProvider(ResourceProvider):
         return ReadResult(str(row[0]), outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        from tenantctl import tenant_data
+        from tenantctl import db, tenant_data
 
         tenant_id = str(props["tenant_id"])
+        purge = bool(props.get("purge_on_delete"))
         with _transaction(props) as cursor:
+            db.set_tenant_variable(cursor, tenant_id)
+            tenant_data.lock_history(cursor)
+            cursor.execute("SELECT provisioning_owner FROM tenant_configs WHERE tenant_id = %s FOR UPDATE",
+                           (tenant_id,))
+            current = cursor.fetchone()
+            if current is None:
+                pulumi.log.info(f"tenant_configs has no row for tenant {tenant_id} any more; nothing to delete "
+                                "(history, if any, is left in place)")
+                return
+            if not _owns(current[0], props.get("owner_token")):
+                pulumi.log.warn(f"tenant_configs row of tenant {tenant_id} is now managed by another resource "
+                                "(a rename, an alias or another stack adopted it): left in place with its history")
+                return
             counts = tenant_data.history_counts(cursor, tenant_id)
-            if any(counts.values()) and not props.get("purge_on_delete"):
+            if any(counts.values()) and not purge:
                 held = tenant_data.describe_counts(counts)
                 raise TenantConfigRowError(
                     f"refusing to delete tenant {props.get('name')!r} ({tenant_id}): "
@@ -223,14 +264,38 @@ class TenantConfigRowProvider(ResourceProvider):
                     "To delete its data too, set `offboarding: {purge_data: true}` in its tenant file and run "
                     "`pulumi up` before removing it (or use `tenantctl destroy <slug> --purge-data`)."
                 )
-            tenant_data.purge_history(cursor, tenant_id)
+            if purge:
+                tenant_data.purge_history(cursor, tenant_id)
             cursor.execute("DELETE FROM tenant_configs WHERE tenant_id = %s", (tenant_id,))
 
 
-def _outputs(props: dict, fingerprints: dict, adopted: bool) -> dict:
+def _owns(row_owner: str | None, token: str | None) -> bool:
+    """Whether a resource holding `token` still manages a row whose owner column is `row_owner`.
+
+    State written before owner tokens existed has none; it still owns a row nobody has claimed since.
+    """
+    return row_owner == token
+
+
+def _new_owner_token() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+def _taken_over(tenant_id: str) -> str:
+    return (
+        f"the tenant_configs row of tenant {tenant_id} is now managed by another resource (a rename, an alias or "
+        "another stack adopted it), so this one no longer changes it. If this stack should manage it, run "
+        "`pulumi refresh` (this resource then leaves the state) and `pulumi up` adopts the row again."
+    )
+
+
+def _outputs(props: dict, fingerprints: dict, adopted: bool, owner_token: str | None) -> dict:
     outs = {k: props.get(k) for k in ("tenant_id", *PLAIN_FIELDS, "database_url", "fernet_key", "purge_on_delete")}
     outs.update(fingerprints)
     outs["adopted"] = adopted
+    outs["owner_token"] = owner_token
     outs["revision"] = _revision(props, fingerprints)
     return outs
 
@@ -284,5 +349,6 @@ class TenantConfigRow(Resource, module="tenant-onboarding", name="TenantConfigRo
             "webhook_signing_secret_fingerprint": None,
             "revision": None,
             "adopted": None,
+            "owner_token": None,
         }
         super().__init__(TenantConfigRowProvider(), name, props, pulumi.ResourceOptions.merge(secret_opts, opts))

@@ -9,7 +9,14 @@ import pytest
 from psycopg import errors, sql
 
 from tenantctl import app_schema
-from tenantctl.app_schema import APP_ROLE, HISTORY_TABLES, PROVISIONER_ROLE, TENANT_TABLES, TENANT_VARIABLE
+from tenantctl.app_schema import (
+    APP_ROLE,
+    HISTORY_TABLES,
+    OWNER_ROLE,
+    PROVISIONER_ROLE,
+    TENANT_TABLES,
+    TENANT_VARIABLE,
+)
 
 
 def _policy_count(app_db) -> int:
@@ -70,40 +77,54 @@ def test_rls_is_enabled_and_forced_on_every_tenant_table(app_db):
 
 def test_set_tenant_context_refuses_unknown_tenant_and_keeps_previous_context(app_db):
     tenant = app_db.add_tenant()
-    with psycopg.connect(app_db.app_dsn, autocommit=True) as conn:
+    with psycopg.connect(app_db.app_dsn) as conn:
         conn.execute("SELECT set_tenant_context(%s)", (tenant.tenant_id,))
 
-        with pytest.raises(errors.NoDataFound, match="unknown tenant"):
+        with pytest.raises(errors.NoDataFound, match="unknown tenant"), conn.transaction():
             conn.execute("SELECT set_tenant_context(%s)", (uuid.uuid4(),))
 
         current = conn.execute("SELECT current_setting(%s)", (TENANT_VARIABLE,)).fetchone()[0]
     assert current == str(tenant.tenant_id)
 
 
-def test_set_tenant_context_works_when_its_owner_is_bound_by_forced_rls(app_db):
-    # In production the schema owner is no superuser, so FORCE ROW LEVEL SECURITY applies to the function too.
-    owner = f"schema_owner_{uuid.uuid4().hex[:8]}"
-    tenant = app_db.add_tenant()
-    app_db.execute(sql.SQL("CREATE ROLE {} NOSUPERUSER NOBYPASSRLS").format(sql.Identifier(owner)))
-    try:
-        app_db.execute(sql.SQL("ALTER TABLE tenant_configs OWNER TO {}").format(sql.Identifier(owner)))
-        app_db.execute(sql.SQL("ALTER FUNCTION set_tenant_context(uuid) OWNER TO {}").format(sql.Identifier(owner)))
-        with psycopg.connect(app_db.app_dsn, autocommit=True) as conn:
-            conn.execute("SELECT set_tenant_context(%s)", (tenant.tenant_id,))
-            with pytest.raises(errors.NoDataFound):
-                conn.execute("SELECT set_tenant_context(%s)", (uuid.uuid4(),))
-    finally:
-        app_db.execute(sql.SQL("REASSIGN OWNED BY {} TO postgres").format(sql.Identifier(owner)))
-        app_db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(owner)))
+def test_tenant_tables_and_set_tenant_context_belong_to_a_nologin_owner_bound_by_rls(app_db):
+    owners = app_db.execute(
+        "SELECT DISTINCT r.rolname, r.rolcanlogin, r.rolsuper, r.rolbypassrls FROM pg_class c"
+        " JOIN pg_roles r ON r.oid = c.relowner WHERE c.oid = ANY(%s::regclass[])",
+        (list(TENANT_TABLES),),
+    )
+    function_owner = app_db.execute(
+        "SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE oid = 'set_tenant_context(uuid)'::regprocedure"
+    )
+
+    assert owners == [(OWNER_ROLE, False, False, False)]
+    assert function_owner == [(OWNER_ROLE,)]
 
 
-def test_set_tenant_context_lasts_for_the_session(app_db):
+def test_set_tenant_context_lasts_for_the_transaction_only(app_db):
+    # Pooled connections: the next transaction on this connection may serve another tenant.
     tenant = app_db.add_tenant()
-    with psycopg.connect(app_db.app_dsn, autocommit=True) as conn:
+    with psycopg.connect(app_db.app_dsn) as conn:
         conn.execute("SELECT set_tenant_context(%s)", (tenant.tenant_id,))
+        inside = conn.execute("SELECT tenant_id FROM tenant_configs").fetchall()
+        conn.commit()
+        after = conn.execute("SELECT tenant_id FROM tenant_configs").fetchall()
 
-        visible = conn.execute("SELECT tenant_id FROM tenant_configs").fetchall()
-    assert visible == [(tenant.tenant_id,)]
+    assert inside == [(tenant.tenant_id,)]
+    assert after == []
+
+
+@pytest.mark.parametrize("role", [APP_ROLE, PROVISIONER_ROLE, "public"])
+def test_no_role_may_truncate_reference_or_trigger_tenant_tables(app_db, role):
+    granted = app_db.execute(
+        "SELECT t.name, p.priv FROM unnest(%s::text[]) AS t(name), unnest(ARRAY['TRUNCATE', 'REFERENCES', 'TRIGGER'])"
+        " AS p(priv) WHERE EXISTS (SELECT FROM aclexplode(coalesce((SELECT relacl FROM pg_class"
+        " WHERE oid = to_regclass(t.name)), '{}')) a WHERE a.privilege_type = p.priv"
+        " AND a.grantee = CASE WHEN %s = 'public' THEN 0 ELSE to_regrole(%s) END)",
+        (list(TENANT_TABLES), role, role),
+    )
+
+    assert granted == []
 
 
 def test_app_user_sees_and_writes_only_the_current_tenants_rows(app_db):
@@ -113,7 +134,7 @@ def test_app_user_sees_and_writes_only_the_current_tenants_rows(app_db):
             app_db.execute(sql.SQL("INSERT INTO {} (tenant_id) VALUES (%s)").format(sql.Identifier(table)),
                            (tenant.tenant_id,))
 
-    with psycopg.connect(app_db.app_dsn, autocommit=True) as conn:
+    with psycopg.connect(app_db.app_dsn) as conn:
         conn.execute("SELECT set_tenant_context(%s)", (mine.tenant_id,))
         for table in (*HISTORY_TABLES, "tenant_configs"):
             seen = conn.execute(sql.SQL("SELECT DISTINCT tenant_id FROM {}").format(sql.Identifier(table))).fetchall()

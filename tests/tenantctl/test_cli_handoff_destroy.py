@@ -63,14 +63,19 @@ def test_handoff_reveal_without_aws_is_a_clear_error(project, monkeypatch):
     assert result.exit_code == 1 and "aws CLI is not installed" in result.stderr
 
 
-def test_destroy_prints_the_exact_targeted_command(project, monkeypatch):
+TENANT_URN = "urn:pulumi:prod::tenant-onboarding::tenant-onboarding:index:TenantStack::acme"
+ROW_URN = ("urn:pulumi:prod::tenant-onboarding::tenant-onboarding:index:TenantStack$"
+           "pulumi-python:dynamic/tenant-onboarding:TenantConfigRow::acme-tenant-config")
+
+
+def test_destroy_prints_the_exact_targeted_commands(project, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     result = runner.invoke(app, ["destroy", "acme", "--stack", "prod", "--tenants-dir", str(project / "tenants")])
     assert result.exit_code == 0
-    assert result.stdout.strip() == (
-        "pulumi destroy --stack prod --target "
-        "urn:pulumi:prod::tenant-onboarding::tenant-onboarding:index:TenantStack::acme --target-dependents --yes"
-    )
+    assert result.stdout.strip().splitlines() == [
+        f"pulumi destroy --preview-only --stack prod --target {TENANT_URN} --target-dependents --non-interactive",
+        f"pulumi destroy --stack prod --target {TENANT_URN} --target-dependents --yes",
+    ]
     assert "30-day" in result.stderr
 
 
@@ -84,6 +89,17 @@ def _seed(app_db, project, history: bool):
     return tenant
 
 
+def fake_pulumi(tmp_path, monkeypatch, fail_on: str = ""):
+    """A `pulumi` that records its arguments and fails (exit 1) when they contain `fail_on`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp_path / "calls"
+    failing = f'case "$*" in *"{fail_on}"*) echo "error: no stack named prod" >&2; exit 1;; esac\n' if fail_on else ""
+    fake_tool(bin_dir, "pulumi", f'echo "$@" >> {calls}\n{failing}')
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
 def test_destroy_refuses_while_history_exists(project, app_db):
     _seed(app_db, project, history=True)
     result = runner.invoke(app, ["destroy", "acme", "--tenants-dir", str(project / "tenants"),
@@ -92,21 +108,54 @@ def test_destroy_refuses_while_history_exists(project, app_db):
     assert app_db.history_row_count() == 1
 
 
-def test_destroy_purge_data_yes_purges_then_runs_pulumi(project, app_db, tmp_path, monkeypatch):
+def test_destroy_purge_data_sets_up_the_purge_through_the_resource_then_destroys(project, app_db, tmp_path,
+                                                                              monkeypatch):
     _seed(app_db, project, history=True)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "calls"
-    fake_tool(bin_dir, "pulumi", f'echo "$@" >> {calls}\n')
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    calls = fake_pulumi(tmp_path, monkeypatch)
     result = runner.invoke(app, ["destroy", "acme", "--stack", "prod", "--tenants-dir", str(project / "tenants"),
                                  "--database-url", app_db.provisioner_dsn, "--purge-data", "--yes"])
     assert result.exit_code == 0, result.stderr
-    assert app_db.history_row_count() == 0
-    assert calls.read_text().strip() == (
-        "destroy --stack prod --target urn:pulumi:prod::tenant-onboarding::tenant-onboarding:index:TenantStack::acme"
-        " --target-dependents --yes"
-    )
+    assert app_db.history_row_count() == 1  # the command purges nothing itself: the resource's delete does
+    assert calls.read_text().strip().splitlines() == [
+        f"destroy --preview-only --stack prod --target {TENANT_URN} --target-dependents --non-interactive",
+        "config set --path purgeData.acme true --stack prod",
+        f"up --stack prod --target {ROW_URN} --yes --skip-preview --non-interactive",
+        f"destroy --stack prod --target {TENANT_URN} --target-dependents --yes",
+        "config rm --path purgeData.acme --stack prod",
+    ]
+
+
+def test_destroy_purge_data_changes_nothing_when_the_destroy_cannot_run(project, app_db, tmp_path, monkeypatch):
+    _seed(app_db, project, history=True)
+    calls = fake_pulumi(tmp_path, monkeypatch, fail_on="--preview-only")
+    result = runner.invoke(app, ["destroy", "acme", "--stack", "prod", "--tenants-dir", str(project / "tenants"),
+                                 "--database-url", app_db.provisioner_dsn, "--purge-data", "--yes"])
+    assert result.exit_code == 1 and "the destroy cannot run, so nothing was changed" in result.stderr
+    assert "no stack named prod" in result.stderr
+    assert app_db.history_row_count() == 1
+    assert len(calls.read_text().strip().splitlines()) == 1  # only the preview ran
+
+
+def test_a_failed_destroy_takes_the_purge_mark_back(project, app_db, tmp_path, monkeypatch):
+    _seed(app_db, project, history=True)
+    calls = fake_pulumi(tmp_path, monkeypatch, fail_on="--target-dependents --yes")
+    result = runner.invoke(app, ["destroy", "acme", "--stack", "prod", "--tenants-dir", str(project / "tenants"),
+                                 "--database-url", app_db.provisioner_dsn, "--purge-data", "--yes"])
+    assert result.exit_code == 1
+    assert calls.read_text().strip().splitlines()[-2:] == [
+        "config rm --path purgeData.acme --stack prod",
+        f"up --stack prod --target {ROW_URN} --yes --skip-preview --non-interactive",
+    ]
+    assert app_db.history_row_count() == 1
+
+
+def test_destroy_purge_data_without_the_tenant_file_is_refused(project, app_db, tmp_path, monkeypatch):
+    calls = fake_pulumi(tmp_path, monkeypatch)
+    (project / "tenants" / "acme.yaml").unlink()
+    result = runner.invoke(app, ["destroy", "acme", "--tenants-dir", str(project / "tenants"), "--purge-data",
+                                 "--tenant-id", "20ab6862-0914-44a5-8827-42ff80980e24", "--yes"])
+    assert result.exit_code == 1 and "--purge-data needs tenants/acme.yaml" in result.stderr
+    assert not calls.exists()
 
 
 def test_destroy_without_yes_never_purges(project, app_db, monkeypatch):
@@ -114,7 +163,8 @@ def test_destroy_without_yes_never_purges(project, app_db, monkeypatch):
     _seed(app_db, project, history=True)
     result = runner.invoke(app, ["destroy", "acme", "--tenants-dir", str(project / "tenants"),
                                  "--database-url", app_db.provisioner_dsn, "--purge-data"])
-    assert result.exit_code == 0 and "will delete: 1 ticket_history" in result.stderr
+    assert result.exit_code == 0 and "the destroy will purge: 1 ticket_history" in result.stderr
+    assert "config set --path purgeData.acme true" in result.stdout
     assert app_db.history_row_count() == 1
 
 

@@ -114,6 +114,96 @@ def test_new_tenant_id_replaces(host, app_db):
     assert host.diff(URN, _id, outs, {**news, "tenant_id": str(uuid.uuid4())}).replaces == ["tenant_id"]
 
 
+@pytest.mark.parametrize("new_url", [
+    lambda dsn: dsn + ("&" if "?" in dsn else "?") + "sslmode=disable",
+    lambda dsn: dsn.replace("tenant_provisioner@", "tenant_provisioner:rotated-password@"),
+])
+def test_changed_database_url_updates_state_and_keeps_the_row_and_history(host, app_db, new_url):
+    news = props(app_db)
+    row_id, outs = host.create(URN, news)
+    app_db.execute("INSERT INTO ticket_history (tenant_id) VALUES (%s)", (news["tenant_id"],))
+    before = row(app_db, news["tenant_id"])
+    moved = {**news, "database_url": new_url(app_db.provisioner_dsn)}
+
+    diff = host.diff(URN, row_id, outs, moved)
+    new_outs = host.update(URN, row_id, outs, moved)
+
+    assert diff.changes is True and diff.replaces == []
+    assert new_outs["database_url"] == moved["database_url"] and new_outs["owner_token"] == outs["owner_token"]
+    assert row(app_db, news["tenant_id"]) == before
+    assert app_db.history_row_count() == 1
+
+
+def test_create_records_an_owner_token_in_the_row(host, app_db):
+    news = props(app_db)
+    _id, outs = host.create(URN, news)
+    owner = app_db.execute("SELECT provisioning_owner FROM tenant_configs WHERE tenant_id = %s",
+                           (news["tenant_id"],))[0][0]
+    assert owner == outs["owner_token"] and len(owner) == 36
+
+
+def _taken_over(host, app_db):
+    """The engine's order for a rename or replacement: the new resource creates (adopts), then the old one deletes."""
+    news = props(app_db)
+    old_id, old_outs = host.create(URN, news)
+    app_db.execute("INSERT INTO enhancement_history (tenant_id) VALUES (%s)", (news["tenant_id"],))
+    renamed_urn = URN.replace("::t-row", "::t-row-renamed")
+    new_id, new_outs = host.create(renamed_urn, {**news, "name": "Acme Renamed"})
+    return news, (old_id, old_outs), (new_id, new_outs)
+
+
+def test_delete_after_a_takeover_keeps_the_row_and_history(host, app_db):
+    news, (old_id, old_outs), (new_id, new_outs) = _taken_over(host, app_db)
+
+    host.delete(URN, old_id, old_outs)
+
+    assert new_outs["adopted"] is True and new_id == old_id
+    assert row(app_db, news["tenant_id"])[1] == "Acme Renamed"
+    assert app_db.history_row_count() == 1
+
+
+def test_delete_with_purge_after_a_takeover_purges_nothing(host, app_db):
+    news, (old_id, old_outs), _new = _taken_over(host, app_db)
+
+    host.delete(URN, old_id, {**old_outs, "purge_on_delete": True})
+
+    assert row(app_db, news["tenant_id"]) is not None and app_db.history_row_count() == 1
+
+
+def test_update_and_refresh_after_a_takeover_leave_the_row_to_its_new_owner(host, app_db):
+    news, (old_id, old_outs), _new = _taken_over(host, app_db)
+
+    with pytest.raises(ProviderHostError) as info:
+        host.update(URN, old_id, old_outs, {**news, "name": "Stale stack"})
+    gone_id, _outs = host.read(URN, old_id, old_outs)
+
+    assert "managed by another resource" in info.value.message and "pulumi refresh" in info.value.message
+    assert row(app_db, news["tenant_id"])[1] == "Acme Renamed"
+    assert gone_id == ""
+
+
+def test_delete_of_a_row_remade_by_hand_leaves_it(host, app_db):
+    news = props(app_db)
+    row_id, outs = host.create(URN, news)
+    app_db.execute("UPDATE tenant_configs SET provisioning_owner = NULL WHERE tenant_id = %s", (news["tenant_id"],))
+
+    host.delete(URN, row_id, outs)
+
+    assert row(app_db, news["tenant_id"]) is not None
+
+
+def test_state_from_before_owner_tokens_still_owns_its_row(host, app_db):
+    news = props(app_db)
+    row_id, outs = host.create(URN, news)
+    app_db.execute("UPDATE tenant_configs SET provisioning_owner = NULL WHERE tenant_id = %s", (news["tenant_id"],))
+    legacy = {k: v for k, v in outs.items() if k != "owner_token"}
+
+    new_outs = host.update(URN, row_id, legacy, {**news, "name": "Claimed"})
+    host.delete(URN, row_id, new_outs)
+
+    assert new_outs["owner_token"] and row(app_db, news["tenant_id"]) is None
+
+
 def test_update_of_plain_field_does_not_reencrypt(host, app_db):
     news = props(app_db)
     row_id, outs = host.create(URN, news)
@@ -165,6 +255,37 @@ def test_delete_refuses_while_history_exists(host, app_db):
     assert "still has history rows (1 ticket_history)" in info.value.message
     assert "purge_data: true" in info.value.message
     assert row(app_db, news["tenant_id"]) is not None
+
+
+def test_delete_without_purge_waits_for_an_inflight_history_insert_and_refuses(host, app_db):
+    import threading
+    import time
+
+    import psycopg
+
+    news = props(app_db)
+    row_id, outs = host.create(URN, news)
+    outcome: dict = {}
+
+    def delete() -> None:
+        try:
+            host.delete(URN, row_id, outs)
+            outcome["deleted"] = True
+        except ProviderHostError as exc:
+            outcome["refused"] = exc.message
+
+    with psycopg.connect(app_db.app_dsn) as app:  # the application, mid-request, inserting history
+        app.execute("SELECT set_config('app.current_tenant_id', %s, true)", (news["tenant_id"],))
+        app.execute("INSERT INTO ticket_history (tenant_id) VALUES (%s)", (news["tenant_id"],))
+        worker = threading.Thread(target=delete)
+        worker.start()
+        time.sleep(0.5)
+        assert worker.is_alive(), "the delete must wait for the in-flight insert, not count around it"
+        app.commit()
+    worker.join(timeout=30)
+
+    assert "still has history rows (1 ticket_history)" in outcome.get("refused", "")
+    assert row(app_db, news["tenant_id"]) is not None and app_db.history_row_count() == 1
 
 
 def test_delete_with_purge_marker_removes_history_and_row(host, app_db):
