@@ -1,9 +1,11 @@
 """OnboardingCheck: the post-deploy proof that a tenant is really onboarded, as a dynamic resource.
 
 It runs after the tenant's row, secrets and namespace exist: a signed probe webhook must be
-accepted and a wrongly signed one refused, and RLS must isolate the tenant. A failure fails
-`pulumi up` with a report naming each failed check. It runs again whenever the tenant's row
-revision, webhook URL or signing secret changes, or when the stack's `checksNonce` changes.
+accepted and unsigned, wrongly signed and peer-signed ones refused, and RLS must isolate the tenant
+from other tenants (a made-up one and up to a few real peers). A failure fails `pulumi up` with a
+report naming each failed check. It runs again whenever the tenant's row revision, webhook URL or
+signing secret changes, or when the stack's `checksNonce` changes; a changed list of peers alone
+does not re-run it, so onboarding one tenant never re-checks the whole fleet.
 The checks themselves live in `tenantctl.checks`, shared with `tenantctl verify`.
 """
 
@@ -28,6 +30,9 @@ class OnboardingCheckArgs:
     signing_secret: pulumi.Input[str]
     app_database_url: pulumi.Input[str]
     row_revision: pulumi.Input[str]
+    # Real other tenants to probe isolation against, and the key to read one's signing secret with.
+    peer_tenant_ids: pulumi.Input[list[str]] | None = None
+    fernet_key: pulumi.Input[str] | None = None
     nonce: pulumi.Input[str] = "0"
     checks: pulumi.Input[list[str]] | None = None
     timeout_seconds: pulumi.Input[float] = 30.0
@@ -38,16 +43,21 @@ def run_onboarding_checks(props: dict[str, Any]):
     from tenantctl.checks.report import CheckReport
     from tenantctl.checks.rls import run_rls_checks
     from tenantctl.checks.webhook import run_webhook_checks
+    from tenantctl.signing_secrets import first_peer_secret
 
     selected = props.get("checks") or list(ALL_CHECKS)
+    peers = [str(peer) for peer in props.get("peer_tenant_ids") or []]
     results = []
     if "webhook" in selected:
+        peer_secret = props.get("peer_signing_secret")
+        if peer_secret is None and props.get("fernet_key") and peers:
+            peer_secret = first_peer_secret(props["app_database_url"], peers, props["fernet_key"])
         results += run_webhook_checks(
-            props["webhook_url"], props["signing_secret"], props["tenant_id"],
+            props["webhook_url"], props["signing_secret"], props["tenant_id"], peer_signing_secret=peer_secret,
             timeout=float(props.get("timeout_seconds") or 30.0),
         ).results
     if "rls" in selected:
-        results += run_rls_checks(props["app_database_url"], props["tenant_id"]).results
+        results += run_rls_checks(props["app_database_url"], props["tenant_id"], peer_tenant_ids=peers).results
     return CheckReport(results)
 
 
@@ -106,5 +116,7 @@ class OnboardingCheck(Resource, module="tenant-onboarding", name="OnboardingChec
 
     def __init__(self, name: str, args: OnboardingCheckArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         props = {**vars(args), "report": None, "checked_at": None, "signing_secret_fingerprint": None}
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["signing_secret", "app_database_url"])
+        secret_opts = pulumi.ResourceOptions(
+            additional_secret_outputs=["signing_secret", "app_database_url", "fernet_key"]
+        )
         super().__init__(OnboardingCheckProvider(), name, props, pulumi.ResourceOptions.merge(secret_opts, opts))

@@ -43,7 +43,7 @@ def test_passing_tenant_exits_zero(onboarded):
     app_db, tenants_dir, receiver = onboarded
     result = runner.invoke(app, args(app_db, tenants_dir, receiver))
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert "all 8 checks passed" in result.stdout
+    assert "all 10 checks passed" in result.stdout
 
 
 def test_broken_isolation_exits_one_with_report(onboarded):
@@ -51,7 +51,7 @@ def test_broken_isolation_exits_one_with_report(onboarded):
     app_db.execute("CREATE POLICY leak ON enhancement_history USING (true)")
     result = runner.invoke(app, args(app_db, tenants_dir, receiver, "--checks", "rls"))
     assert result.exit_code == 1
-    assert "FAIL  tenant_policies" in result.stdout
+    assert "FAIL  cross_tenant_isolation" in result.stdout and "enhancement_history" in result.stdout
 
 
 def test_json_report(onboarded):
@@ -59,7 +59,42 @@ def test_json_report(onboarded):
     result = runner.invoke(app, args(app_db, tenants_dir, receiver, "--json", "--checks", "webhook"))
     report = json.loads(result.stdout)
     assert report["ok"] is True and set(report["checks"]) == {
-        "webhook_signed_probe_accepted", "webhook_wrong_signature_refused"}
+        "webhook_signed_probe_accepted", "webhook_unsigned_refused", "webhook_wrong_signature_refused"}
+
+
+def _add_peer(app_db, tenants_dir):
+    peer = app_db.add_tenant(name="Globex")
+    (tenants_dir / "globex.yaml").write_text(tenant_yaml("globex", tenant_id=str(peer.tenant_id)))
+    return peer
+
+
+def test_a_peer_in_the_registry_is_probed_with_its_real_secret(onboarded):
+    app_db, tenants_dir, receiver = onboarded
+    _add_peer(app_db, tenants_dir)
+    result = runner.invoke(app, args(app_db, tenants_dir, receiver, "--json"))
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0, result.stdout
+    assert report["checks"]["webhook_peer_secret_refused"]["ok"] is True
+    assert "1 real one" in report["checks"]["cross_tenant_isolation"]["detail"]
+
+
+def test_a_receiver_that_accepts_a_peers_secret_fails_verify(onboarded, monkeypatch):
+    from tenantctl import credentials
+
+    app_db, tenants_dir, receiver = onboarded
+    peer = _add_peer(app_db, tenants_dir)
+    honest = receiver._verify
+
+    def accepts_any_tenants_secret(query, signature, body):  # the bug: any known tenant's secret will do
+        if signature and credentials.signature_matches(peer.signing_secret, body, signature):
+            return 202, {"status": "accepted"}
+        return honest(query, signature, body)
+
+    monkeypatch.setattr(receiver, "_verify", accepts_any_tenants_secret)
+    result = runner.invoke(app, args(app_db, tenants_dir, receiver, "--json", "--checks", "webhook"))
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and report["checks"]["webhook_peer_secret_refused"]["ok"] is False
+    assert peer.signing_secret not in result.stdout
 
 
 def test_wrong_fernet_key_is_a_clear_error(onboarded):

@@ -41,9 +41,28 @@ def test_sound_setup_passes_and_records_report(host, onboarded):
     app_db, tenant, receiver = onboarded
     _id, outs = host.create(URN, props(app_db, tenant, receiver))
     assert outs["report"]["ok"] is True
-    assert {"webhook_signed_probe_accepted", "canary_isolation"} <= set(outs["report"]["checks"])
-    assert receiver.accepted == 1 and receiver.rejected == 1
+    assert {"webhook_signed_probe_accepted", "webhook_unsigned_refused", "cross_tenant_isolation"} <= set(
+        outs["report"]["checks"])
+    assert receiver.accepted == 1 and receiver.rejected == 2
     assert tenant.signing_secret not in str(outs["report"])
+
+
+def test_peers_are_probed_with_a_real_peer_secret_read_from_the_database(host, onboarded):
+    app_db, tenant, receiver = onboarded
+    peer = app_db.add_tenant(name="Peer Corp")
+    news = props(app_db, tenant, receiver, peer_tenant_ids=[str(peer.tenant_id)], fernet_key=app_db.fernet_key)
+    _id, outs = host.create(URN, news)
+    checks = outs["report"]["checks"]
+    assert checks["webhook_peer_secret_refused"]["ok"] is True and receiver.rejected == 3
+    assert "1 real one" in checks["cross_tenant_isolation"]["detail"]
+    assert peer.signing_secret not in str(outs["report"])
+
+
+def test_a_new_peer_alone_does_not_rerun_the_checks(host, onboarded):
+    app_db, tenant, receiver = onboarded
+    news = props(app_db, tenant, receiver, peer_tenant_ids=[])
+    _id, outs = host.create(URN, news)
+    assert host.diff(URN, _id, outs, {**news, "peer_tenant_ids": [str(app_db.add_tenant().tenant_id)]}).changes is False
 
 
 def test_wrong_signing_secret_fails_up_naming_the_check(host, onboarded):
