@@ -12,6 +12,7 @@ from components.providers import stack_providers
 from components.provisioner_access import ProvisionerAccess, ProvisionerAccessArgs
 from components.settings import DATABASE_KEYS, SettingsError, missing_secret_keys, read_database_settings, read_settings
 from components.tenant_stack import TenantStack, TenantStackArgs
+from tenantctl.checks.peers import peer_tenant_ids
 from tenantctl.loader import TenantLoadError, require_tenants
 from tenantctl.model import SECRET_SET_COMMAND
 
@@ -48,8 +49,12 @@ def main() -> None:
                 servicedesk_api_key=config.require_secret(tenant.servicedesk.api_key_secret),
                 settings=settings,
                 database=database,
+                peer_tenant_ids=peer_tenant_ids([t.tenant_id for t in tenants], tenant.tenant_id),
             ),
-            opts=pulumi.ResourceOptions(providers=providers),
+            opts=pulumi.ResourceOptions(
+                providers=providers,
+                aliases=[pulumi.Alias(name=old) for old in tenant.previous_slugs],
+            ),
         )
         outputs[tenant.slug] = {
             "tenant_id": stack.tenant_id,

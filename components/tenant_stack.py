@@ -7,11 +7,16 @@ Creates, all parented to the component and named from the slug:
 - a Kubernetes Secret `tenant-<slug>-credentials` in the tenant's namespace (premium) or the shared one (basic);
 - premium only: the namespace with Pod Security labels, quota, limit range, network policies and RBAC;
 - with database settings: the `tenant_configs` row and the post-deploy OnboardingCheck.
+
+A renamed tenant (`previous_slugs` in its file) passes aliases to this component: children are named
+from the component's name, so the engine moves every one of them to the new name instead of
+recreating it; only the objects whose physical name comes from the slug (alias, secret, namespace,
+Kubernetes objects) are replaced, and the signing secret, KMS key and `tenant_configs` row stay.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -52,6 +57,8 @@ class TenantStackArgs:
     servicedesk_api_key: pulumi.Input[str]
     settings: StackSettings
     database: DatabaseSettings | None = None
+    # A few other tenants of the stack, whose contexts and signing secret the post-deploy check probes.
+    peer_tenant_ids: list[str] = field(default_factory=list)
 
 
 class TenantStack(pulumi.ComponentResource):
@@ -194,7 +201,7 @@ class TenantStack(pulumi.ComponentResource):
                 webhook_signing_secret=signing_secret,
                 fernet_key=database.fernet_key,
                 database_url=database.provisioner_url,
-                purge_on_delete=tenant.offboarding.purge_data,
+                purge_on_delete=tenant.offboarding.purge_data or tenant.slug in args.settings.purge_slugs,
             ),
             opts=self._child(),
         )
@@ -209,6 +216,8 @@ class TenantStack(pulumi.ComponentResource):
                 signing_secret=signing_secret,
                 app_database_url=database.app_url,
                 row_revision=row.revision,
+                peer_tenant_ids=args.peer_tenant_ids,
+                fernet_key=database.fernet_key,
                 nonce=args.settings.checks_nonce,
             ),
             opts=self._child(depends_on=[row, *ready]),

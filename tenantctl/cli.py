@@ -48,6 +48,10 @@ def validate(
     tenants_dir: TenantsDir = Path("tenants"),
     stack: Stack = None,
     output: Annotated[Format, typer.Option("--format", help="text or json")] = Format.text,
+    changed_since: Annotated[
+        str | None,
+        typer.Option("--changed-since", help="Compare with this git ref: report renames, refuse tenant_id changes."),
+    ] = None,
 ) -> None:
     """Check tenant files, each alone and all together; report every error as file:line: field: message."""
     from tenantctl.stack_files import StackFileError, find_project_root, missing_secret_problems, read_stack_file
@@ -66,15 +70,29 @@ def validate(
         problems += missing_secret_problems(
             stack_file, [(t.path, str(t.path), t.tenant) for t in result.tenants]
         )
+    renames: list[tuple[str, str]] = []
+    if changed_since:
+        from tenantctl.identity_changes import GitRefError, identity_changes
+
+        try:
+            changes = identity_changes(find_project_root(tenants_dir.resolve().parent), tenants_dir, changed_since,
+                                       result)
+        except GitRefError as exc:
+            raise fail(str(exc)) from None
+        problems += changes.problems
+        renames = changes.renames
     problems.sort()
     if output is Format.json:
         emit_json({
             "ok": not problems,
             "files": result.files_checked,
             "tenants": [t.tenant.slug for t in result.tenants],
+            "renames": [{"from": old, "to": new} for old, new in renames],
             "errors": [p.as_dict() for p in problems],
         })
     else:
+        for old, new in renames:
+            err.print(f"rename: {old} -> {new} (same tenant_id; its row and history stay)", markup=False)
         for problem in problems:
             out.print(str(problem), markup=False)
         if problems:
@@ -257,35 +275,33 @@ def destroy(
     import re
     import shlex
 
-    from tenantctl.offboarding import (
-        OffboardingError,
-        check_history,
-        database_url_from_stack,
-        destroy_command,
-        run_destroy,
-    )
+    from tenantctl.offboarding import OffboardingError, Runner, count_history, database_url_from_stack, offboard
+    from tenantctl.offboarding import offboarding_commands as planned_commands
     from tenantctl.tenant_data import describe_counts
 
     if not re.fullmatch(SLUG_PATTERN, slug):
         raise fail(f"{slug!r} is not a tenant slug")
     tenant = _tenant_for(slug, tenants_dir)
+    if purge_data and tenant is None:
+        raise fail(
+            f"--purge-data needs tenants/{slug}.yaml: the purge is applied through the tenant's own resource, "
+            "which the program declares from its file. Restore the file (with `offboarding: {purge_data: true}` "
+            "if you prefer a pull request), or destroy without --purge-data to keep the history."
+        )
     tenant_id = tenant_id or (str(tenant.tenant_id) if tenant else None)
-    command = destroy_command(stack, slug)
     url = database_url or database_url_from_stack(stack)
     if url and tenant_id:
         try:
-            history = check_history(url, tenant_id, purge=purge_data and yes)
+            counts = count_history(url, tenant_id)
         except OffboardingError as exc:
             raise fail(str(exc)) from None
-        if history.has_history and not purge_data:
+        if any(counts.values()) and not purge_data:
             raise fail(
-                f"tenant {slug} still has history rows ({describe_counts(history.counts)}); "
+                f"tenant {slug} still has history rows ({describe_counts(counts)}); "
                 "re-run with --purge-data to delete them too, or export them first"
             )
-        if history.purged:
-            err.print(f"purged history of {slug}: {describe_counts(history.purged)}", markup=False)
-        elif history.has_history:
-            err.print(f"--purge-data with --yes will delete: {describe_counts(history.counts)}", markup=False)
+        if any(counts.values()):
+            err.print(f"the destroy will purge: {describe_counts(counts)}", markup=False)
     else:
         err.print(
             "[yellow]history not checked (no database URL or tenant id); the tenant_configs row's delete "
@@ -301,10 +317,11 @@ def destroy(
         "keeps a 30-day recovery window; both can be restored within that time."
     )
     if not yes:
-        out.print(shlex.join(command), markup=False)
+        for command in planned_commands(stack, slug, purge_data):
+            out.print(shlex.join(command), markup=False)
         return
     try:
-        code = run_destroy(command)
+        code = offboard(stack, slug, purge_data, Runner(lambda line: err.print(line, markup=False)))
     except OffboardingError as exc:
         raise fail(str(exc)) from None
     raise typer.Exit(code)
@@ -332,8 +349,11 @@ def verify(
 ) -> None:
     """Run the post-deploy checks (signed webhook probe, RLS isolation) for one tenant; exit 1 on failure."""
     from components import naming
+    from tenantctl.checks.peers import peer_tenant_ids
+    from tenantctl.checks.rls import MAX_REAL_PEERS
     from tenantctl.db import with_user
-    from tenantctl.verification import VerifyError, read_signing_secret
+    from tenantctl.signing_secrets import SigningSecretError, first_peer_secret, read_signing_secret
+    from tenantctl.verification import VerifyError
     from tenantctl.verification import verify as run_verify
 
     tenant = _tenant_for(slug, tenants_dir)
@@ -341,11 +361,14 @@ def verify(
         raise fail(f"no tenant file {tenants_dir / (slug + '.yaml')}")
     selected = [c.strip() for c in checks.split(",") if c.strip()]
     tenant_id = str(tenant.tenant_id)
+    # Other tenants of the registry are probed as real peers: isolation must hold against them, not just a made-up one.
+    peers = peer_tenant_ids([t.tenant.tenant_id for t in load_tenants(tenants_dir=tenants_dir).tenants],
+                            tenant.tenant_id, count=MAX_REAL_PEERS)
     if app_database_url is None and database_url:
         app_database_url = with_user(database_url, "app_user")
     if "rls" in selected and not app_database_url:
         raise fail("the rls check needs --app-database-url (or --database-url)")
-    secret = None
+    secret = peer_secret = None
     if "webhook" in selected:
         if not (database_url and fernet_key):
             raise fail("the webhook check needs --database-url and --fernet-key to read the signing secret")
@@ -355,8 +378,9 @@ def verify(
     try:
         if "webhook" in selected:
             secret = read_signing_secret(database_url, tenant_id, fernet_key)
-        report = run_verify(tenant_id, slug, selected, app_database_url, webhook_url, secret)
-    except VerifyError as exc:
+            peer_secret = first_peer_secret(database_url, peers, fernet_key)
+        report = run_verify(tenant_id, slug, selected, app_database_url, webhook_url, secret, peers, peer_secret)
+    except (VerifyError, SigningSecretError) as exc:
         raise fail(str(exc)) from None
     if as_json:
         emit_json({"slug": slug, **report.as_dict()})

@@ -137,6 +137,15 @@ def _reject_aliases(node: object, seen: set[int], path: str = "") -> str | None:
     return None
 
 
+def line_of_key(path: Path, key: str) -> int | None:
+    """The line of a top-level key in a (valid) tenant file, for messages about a whole-file comparison."""
+    try:
+        document = _yaml().load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, YAMLError, ValueError):
+        return None
+    return _locate(document, (key,)) if isinstance(document, dict) else None
+
+
 def _field_path(loc: Iterable) -> str:
     return ".".join(str(part) for part in loc)
 
@@ -285,6 +294,13 @@ def _cross_file_problems(parsed: list[tuple[Path, str, Tenant]]) -> list[Problem
                 problems.append(Problem(display, None, attribute, f"{value} is already used by {first_seen[value]}"))
             else:
                 first_seen[value] = display
+    # A previous slug is an alias of this tenant's resources: another tenant must not hold that name.
+    current = {tenant.slug: display for _path, display, tenant in parsed}
+    for _path, display, tenant in parsed:
+        for old in tenant.previous_slugs:
+            if old in current:
+                problems.append(Problem(display, None, "previous_slugs",
+                                        f"{old} is the slug of {current[old]}; a previous slug must be free"))
     return problems
 
 

@@ -104,6 +104,7 @@ class RegisteredResource:
     outputs: dict = field(default_factory=dict)
     id: str | None = None
     status: str = "created"
+    aliases: list[str] = field(default_factory=list)  # previous names the engine would move this resource from
 
     @property
     def parent_name(self) -> str:
@@ -132,7 +133,8 @@ class SimulatedCloud(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
         urn, parent = self.current.urn, self.current.parent
-        resource = RegisteredResource(urn, args.typ, args.name, parent, args.custom, mark_secrets(args.inputs))
+        resource = RegisteredResource(urn, args.typ, args.name, parent, args.custom, mark_secrets(args.inputs),
+                                      aliases=self.current.aliases)
         plain_inputs = unwrap_secrets(args.inputs)
         if args.typ.startswith(DYNAMIC_PREFIX) and self.executor is not None:
             resource.id, outputs, resource.status = self.executor(resource, plain_inputs)
@@ -199,6 +201,7 @@ class RecordingMonitor(MockMonitor):
         self.cloud.current.urn = self.make_urn(request.parent, request.type, request.name)
         self.cloud.current.parent = request.parent
         self.cloud.current.secret_outputs = list(request.additionalSecretOutputs)
+        self.cloud.current.aliases = [alias.spec.name for alias in request.aliases if alias.spec.name]
         return super().RegisterResource(request)
 
 

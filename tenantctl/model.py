@@ -183,6 +183,16 @@ class Tenant(_Section):
 
     tenant_id: Annotated[UUID, Field(description="Generated once by `tenantctl new`; never changes.")]
     slug: Slug
+    previous_slugs: Annotated[
+        list[Slug],
+        Field(
+            max_length=10,
+            description=(
+                "Slugs this tenant had before a rename. Pulumi then moves its resources (aliases) instead of "
+                "recreating them, and keeps its signing secret; objects named from the slug get the new name."
+            ),
+        ),
+    ] = []
     name: Annotated[str, Field(min_length=1, max_length=255)]
     tier: Tier
     servicedesk: ServiceDesk
@@ -193,6 +203,14 @@ class Tenant(_Section):
     )
     contacts: Contacts
     offboarding: Offboarding = Offboarding()
+
+    @model_validator(mode="after")
+    def _previous_slugs_are_other_names(self) -> Tenant:
+        if self.slug in self.previous_slugs:
+            raise ValueError("previous_slugs: must not list the current slug")
+        if len(set(self.previous_slugs)) != len(self.previous_slugs):
+            raise ValueError("previous_slugs: must not list a slug twice")
+        return self
 
     @model_validator(mode="after")
     def _resources_are_premium_only(self) -> Tenant:

@@ -83,6 +83,8 @@ class RehearsalResult:
     changes: int
     removed: list[str]
     delete_error: str | None = None
+    # Config and history rows of the tenants still declared: counted before and after the run.
+    rows_lost: int = 0
 
     @property
     def ok(self) -> bool:
@@ -98,6 +100,7 @@ class RehearsalResult:
             "tenants": [t.as_dict() for t in self.tenants],
             "changes": self.changes,
             "removed_tenants": self.removed_tenants,
+            "rows_lost": self.rows_lost,
             "errors": [self.delete_error] if self.delete_error else [],
         }
 

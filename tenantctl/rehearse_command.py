@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from tenantctl import app_schema, db
+from tenantctl import app_schema, db, tenant_data
 from tenantctl.loader import TenantLoadError, require_tenants
 from tenantctl.localpg import LocalPostgres, LocalPostgresError
 from tenantctl.receiver import WebhookReceiver
@@ -70,10 +70,15 @@ def run_rehearse(
             say(f"removed {len(result.removed)} resource(s)")
         else:
             fernet_key = state.secret("fernetKey", _new_fernet_key)
+            kept = [str(t.tenant_id) for t in tenants]
+            before = tenant_row_counts(database_url, kept)
             with WebhookReceiver(app_url, fernet_key, port=state.environment.get("receiver_port", 0)) as receiver:
                 state.environment["receiver_port"] = int(receiver.base_url.rsplit(":", 1)[1])
                 say(f"webhook receiver on {receiver.base_url}; running the program for {len(tenants)} tenant(s)")
                 result = apply(root, tenants_dir, tenants, state, database_url, app_url, receiver.base_url)
+            after = tenant_row_counts(database_url, kept)
+            result.rows_lost = sum(max(0, before[t] - after[t]) for t in kept)
+            say(f"{result.rows_lost} row(s) lost of the {sum(before.values())} the declared tenants had before")
             for outcome in result.tenants:
                 checks = " ".join(f"{name}={'ok' if ok else 'FAILED'}" for name, ok in outcome.checks.items())
                 say(f"  {outcome.slug}: {outcome.status} {checks}".rstrip())
@@ -96,6 +101,17 @@ def run_rehearse(
     return result
 
 
+def tenant_row_counts(database_url: str, tenant_ids: list[str]) -> dict[str, int]:
+    """Each tenant's tenant_configs row plus history rows, read inside its own RLS context."""
+    counts = {}
+    with db.connect(database_url) as connection, connection.cursor() as cursor:
+        for tenant_id in tenant_ids:
+            history = tenant_data.history_counts(cursor, tenant_id)
+            cursor.execute("SELECT count(*) FROM tenant_configs WHERE tenant_id = %s", (tenant_id,))
+            counts[tenant_id] = cursor.fetchone()[0] + sum(history.values())
+    return counts
+
+
 def _new_fernet_key() -> str:
     from cryptography.fernet import Fernet
 
@@ -108,7 +124,7 @@ def _database_exists(postgres: LocalPostgres) -> bool:
 
 
 def summary_table(result: RehearsalResult) -> Table:
-    table = Table(title=f"Rehearsal: {result.changes} change(s)")
+    table = Table(title=f"Rehearsal: {result.changes} change(s), {result.rows_lost} row(s) lost")
     table.add_column("tenant")
     table.add_column("status")
     table.add_column("checks")

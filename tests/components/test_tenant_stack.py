@@ -217,3 +217,38 @@ def test_onboarding_check_registers_after_row_secrets_and_namespace(example_plan
     for prerequisite in ("acme-tenant-config", "acme-k8s-credentials", "acme-credentials-version", "acme-namespace",
                          "acme-deny-all"):
         assert order.index(prerequisite) < check, prerequisite
+
+
+def test_a_renamed_tenant_aliases_its_component_to_each_previous_slug(tmp_path):
+    from tenantctl.plan import build_plan
+    from tests.conftest import ROOT
+    from tests.tenantctl.tenant_text import tenant_yaml
+
+    (tmp_path / "acme-corp.yaml").write_text(tenant_yaml("acme-corp", extra="previous_slugs: [acme, acme-old]\n"))
+    plan = build_plan(ROOT, tmp_path, "dev")
+    component = next(r for r in plan.run.resources if r.type == naming.TENANT_STACK_TYPE)
+    # Children are named from the component, so the engine derives their aliases from these.
+    assert (component.name, component.aliases) == ("acme-corp", ["acme", "acme-old"])
+    assert all(r.name.startswith("acme-corp-") for r in plan.tenants[0].resources)
+
+
+def test_each_tenant_gets_two_real_peers_for_its_checks(example_plan):
+    tenant_ids = {p.slug: p.tenant_id for p in example_plan.tenants}
+    checks = {r.parent_name: r for r in example_plan.run.resources if r.type.endswith(":OnboardingCheck")}
+    # Two example tenants: each has the other as its only peer.
+    assert checks["acme"].inputs["peer_tenant_ids"] == [tenant_ids["globex"]]
+    assert checks["globex"].inputs["peer_tenant_ids"] == [tenant_ids["acme"]]
+    assert isinstance(checks["acme"].inputs["fernet_key"], Secret)
+
+
+def test_purge_data_config_marks_only_that_tenants_row_for_purge():
+    from tenantctl.mock_runtime import run_program
+    from tenantctl.plan import plan_config
+    from tests.conftest import ROOT
+
+    config, secret_keys = plan_config(ROOT, ROOT / "tenants", "dev", ["acme-servicedesk-api-key",
+                                                                       "globex-servicedesk-api-key"])
+    config["tenant-onboarding:purgeData"] = '{"acme": true}'
+    run = run_program(ROOT, "dev", config, secret_keys)
+    rows = {r.parent_name: r.inputs["purge_on_delete"] for r in run.resources if r.type.endswith(":TenantConfigRow")}
+    assert rows == {"acme": True, "globex": False}

@@ -102,3 +102,64 @@ def test_stack_check_unknown_stack(tmp_path, tenants_dir):
     result = run("validate", "--tenants-dir", str(tenants_dir), "--stack", "nosuch")
     assert result.exit_code == 1
     assert "Pulumi.nosuch.yaml" in result.stderr
+
+
+def _git_project(tmp_path, repo_root):
+    import shutil
+
+    tenants = tmp_path / "tenants"
+    shutil.copytree(repo_root / "tenants", tenants)
+    shutil.copy(repo_root / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=tmp_path, check=True)
+    return tenants
+
+
+def test_changed_since_refuses_a_changed_tenant_id_in_an_existing_file(tmp_path, repo_root):
+    tenants = _git_project(tmp_path, repo_root)
+    text = (tenants / "acme.yaml").read_text()
+    old_id = text.split("tenant_id:", 1)[1].split()[0]
+    (tenants / "acme.yaml").write_text(text.replace(old_id, "0b7a0e3c-9d0e-4c1f-8a51-7f2f1b9d2c44"))
+
+    result = run("validate", "--tenants-dir", str(tenants), "--changed-since", "main")
+
+    assert result.exit_code == 1
+    assert "acme.yaml:" in result.stdout and "tenant_id: changed since main" in result.stdout
+    assert old_id in result.stdout
+
+
+def test_changed_since_reports_a_rename_and_asks_for_previous_slugs(tmp_path, repo_root):
+    tenants = _git_project(tmp_path, repo_root)
+    text = (tenants / "acme.yaml").read_text().replace("slug: acme", "slug: acme-corp")
+    (tenants / "acme.yaml").unlink()
+    (tenants / "acme-corp.yaml").write_text(text)
+
+    missing = run("validate", "--tenants-dir", str(tenants), "--changed-since", "main", "--format", "json")
+    (tenants / "acme-corp.yaml").write_text(text + "previous_slugs: [acme]\n")
+    declared = run("validate", "--tenants-dir", str(tenants), "--changed-since", "main", "--format", "json")
+
+    assert missing.exit_code == 1
+    report = json.loads(missing.stdout)
+    assert report["renames"] == [{"from": "acme", "to": "acme-corp"}]
+    assert [e["field"] for e in report["errors"]] == ["previous_slugs"]
+    assert declared.exit_code == 0, declared.stdout
+    assert json.loads(declared.stdout)["renames"] == [{"from": "acme", "to": "acme-corp"}]
+
+
+def test_changed_since_with_an_unknown_ref_is_a_clear_error(tmp_path, repo_root):
+    tenants = _git_project(tmp_path, repo_root)
+
+    result = run("validate", "--tenants-dir", str(tenants), "--changed-since", "no-such-ref")
+
+    assert result.exit_code == 1 and "git rev-parse failed" in result.stderr
+
+
+def test_a_previous_slug_may_not_be_another_tenants_slug(tenants_dir):
+    text = (tenants_dir / "acme.yaml").read_text()
+    (tenants_dir / "acme.yaml").write_text(text + "previous_slugs: [globex]\n")
+
+    result = run("validate", "--tenants-dir", str(tenants_dir))
+
+    assert result.exit_code == 1 and "previous_slugs: globex is the slug of" in result.stdout

@@ -138,3 +138,23 @@ def test_embedded_default_from_the_command_line(repo_root):
         assert not (base / "embedded").exists()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_database_url_change_and_a_rename_lose_no_row(app_db, tenants_dir, state_dir):
+    ids = tenant_ids(tenants_dir)
+    first = run_rehearse(tenants_dir, app_db.provisioner_dsn, app_db.app_dsn, False, state_base=state_dir)
+    assert first.ok and first.rows_lost == 0
+    for tenant_id in ids.values():
+        app_db.execute("INSERT INTO ticket_history (tenant_id) VALUES (%s), (%s)", (tenant_id, tenant_id))
+    text = (tenants_dir / "acme.yaml").read_text().replace("slug: acme", "slug: acme-corp")
+    (tenants_dir / "acme.yaml").unlink()
+    (tenants_dir / "acme-corp.yaml").write_text(text + "previous_slugs: [acme]\n")
+    moved_url = app_db.provisioner_dsn + "?sslmode=disable"
+
+    second = run_rehearse(tenants_dir, moved_url, app_db.app_dsn, False, state_base=state_dir)
+
+    assert second.ok, second.as_dict()
+    assert second.rows_lost == 0 and second.as_dict()["rows_lost"] == 0
+    assert rows(app_db) == set(ids.values())
+    assert app_db.history_row_count() == 4
+    assert {t.slug: t.checks for t in second.tenants}["acme-corp"] == {"rls": True, "webhook": True}
