@@ -1,17 +1,30 @@
-# `make setup` builds .venv from requirements.txt; `make test` runs the whole suite.
+# `make setup` builds .venv from requirements.txt and the Pulumi engine into .venv/bin (engine/build.sh);
+# `make test` runs the whole suite.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+AWS_VERSION := $(shell sed -n 's/^pulumi-aws==//p' requirements.txt)
+AWS_PLUGIN_DIR := $(VENV)/pulumi-home/plugins/resource-aws-v$(AWS_VERSION)
 
-.PHONY: setup test lint schema bench clean
+.PHONY: setup engine test lint schema bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed engine
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
+
+# The CLI and the plugins that can be built from Go modules; the AWS stand-in only where no real
+# pulumi-resource-aws is installed (see README: what runs for real).
+engine: $(VENV)/.installed
+	engine/build.sh $(VENV)/bin
+	@if [ -x $(VENV)/bin/pulumi ] && ! ls $(AWS_PLUGIN_DIR)/pulumi-resource-aws >/dev/null 2>&1 \
+	    && ! ls $$HOME/.pulumi/plugins/resource-aws-v* >/dev/null 2>&1; then \
+	  mkdir -p $(AWS_PLUGIN_DIR) && ln -sf $(CURDIR)/tests/standins/bin/pulumi-resource-aws $(AWS_PLUGIN_DIR)/; \
+	  echo "engine: no pulumi-resource-aws here; registered the AWS stand-in (tests/standins) in $(AWS_PLUGIN_DIR)"; \
+	fi
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -63,6 +63,7 @@ def main() -> None:
             "webhook_url": stack.webhook_url,
             "kms_key_arn": stack.kms_key_arn,
             "secret_arn": stack.secret_arn,
+            "checks": stack.checks,
         }
     pulumi.export("tenants", outputs)
 

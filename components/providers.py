@@ -1,7 +1,9 @@
 """Explicit AWS and Kubernetes providers when the stack points at local endpoints (the dev stack).
 
-With no `awsEndpoint`/`kubeContext` in config the default providers are used, which read the
-ambient credentials (OIDC role in CI, `aws:region` from config) and kubeconfig.
+With no `awsEndpoint`/`kubeContext`/`kubernetesRenderDir` in config the default providers are used,
+which read the ambient credentials (OIDC role in CI, `aws:region` from config) and kubeconfig.
+`kubernetesRenderDir` writes every Kubernetes object as YAML into that folder instead of applying it:
+a rehearsal without a cluster, or manifests for a GitOps tool to apply.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def stack_providers(settings: StackSettings) -> dict[str, pulumi.ProviderResourc
             skip_metadata_api_check=True,
             endpoints=[{"kms": endpoint, "secretsmanager": endpoint, "sts": endpoint, "iam": endpoint}],
         )
-    if settings.kube_context:
+    if settings.kubernetes_render_dir:
+        providers["kubernetes"] = k8s.Provider("kubernetes-render",
+                                               render_yaml_to_directory=settings.kubernetes_render_dir)
+    elif settings.kube_context:
         providers["kubernetes"] = k8s.Provider("kubernetes-local", context=settings.kube_context)
     return providers

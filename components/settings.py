@@ -34,6 +34,8 @@ class StackSettings:
     checks_nonce: str
     aws_endpoint: str | None
     kube_context: str | None
+    # Write Kubernetes objects as YAML here instead of applying them (no cluster; or for a GitOps tool).
+    kubernetes_render_dir: str | None = None
     # Slugs whose history `tenantctl destroy --purge-data` asked to purge (`purgeData.<slug>: true`).
     purge_slugs: frozenset[str] = frozenset()
 
@@ -44,6 +46,8 @@ class StackSettings:
             raise SettingsError(
                 f"webhookBaseUrl {self.webhook_base_url!r} must be https (http is allowed only on loopback)"
             )
+        if self.kubernetes_render_dir and self.kube_context:
+            raise SettingsError("set kubernetesRenderDir or kubeContext, not both: rendered objects are not applied")
         if self.aws_endpoint:
             endpoint = urlsplit(self.aws_endpoint)
             if endpoint.hostname not in LOOPBACK_HOSTS:
@@ -62,6 +66,7 @@ def read_settings(config: pulumi.Config | None = None) -> StackSettings:
         checks_nonce=config.get("checksNonce") or "0",
         aws_endpoint=config.get("awsEndpoint"),
         kube_context=config.get("kubeContext"),
+        kubernetes_render_dir=config.get("kubernetesRenderDir"),
         purge_slugs=_purge_slugs(config.get_object("purgeData")),
     )
 

@@ -67,6 +67,7 @@ class TenantStack(pulumi.ComponentResource):
     webhook_url: pulumi.Output[str]
     kms_key_arn: pulumi.Output[str]
     secret_arn: pulumi.Output[str]
+    checks: pulumi.Output[dict | None]
 
     def __init__(self, name: str, args: TenantStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(naming.TENANT_STACK_TYPE, name, None, opts)
@@ -98,7 +99,7 @@ class TenantStack(pulumi.ComponentResource):
             tags=tags,
             opts=self._child(),
         )
-        aws.kms.Alias(
+        kms_alias = aws.kms.Alias(
             f"{name}-kms-alias", name=naming.kms_alias_name(tenant.slug), target_key_id=kms_key.key_id,
             opts=self._child(),
         )
@@ -144,10 +145,11 @@ class TenantStack(pulumi.ComponentResource):
         )
 
         webhook_url = naming.webhook_url(settings.webhook_base_url, tenant_id)
+        check = None
         if args.database is not None:
-            self._database_and_checks(
+            check = self._database_and_checks(
                 name, tenant, args, signing_secret.result, webhook_url,
-                ready=[k8s_secret, secret_version, *isolation],
+                ready=[kms_key, kms_alias, credentials_secret, secret_version, k8s_secret, *isolation],
             )
 
         self.tenant_id = pulumi.Output.from_input(tenant_id)
@@ -155,12 +157,15 @@ class TenantStack(pulumi.ComponentResource):
         self.webhook_url = pulumi.Output.from_input(webhook_url)
         self.kms_key_arn = kms_key.arn
         self.secret_arn = credentials_secret.arn
+        # The post-deploy check's verdict per check, for the stack's outputs (details stay in its state).
+        self.checks = check.report.apply(_check_verdicts) if check is not None else pulumi.Output.from_input(None)
         self.register_outputs({
             "tenant_id": self.tenant_id,
             "namespace": self.namespace,
             "webhook_url": self.webhook_url,
             "kms_key_arn": self.kms_key_arn,
             "secret_arn": self.secret_arn,
+            "checks": self.checks,
         })
 
     def _child(self, **kwargs) -> pulumi.ResourceOptions:
@@ -188,7 +193,7 @@ class TenantStack(pulumi.ComponentResource):
         signing_secret: pulumi.Output[str],
         webhook_url: str,
         ready: list[pulumi.Resource],
-    ) -> None:
+    ) -> OnboardingCheck | None:
         database = args.database
         row = TenantConfigRow(
             f"{name}-tenant-config",
@@ -203,11 +208,14 @@ class TenantStack(pulumi.ComponentResource):
                 database_url=database.provisioner_url,
                 purge_on_delete=tenant.offboarding.purge_data or tenant.slug in args.settings.purge_slugs,
             ),
-            opts=self._child(),
+            # The engine deletes dependents first: with every other object of the tenant a dependency of the
+            # row, removing a tenant starts with the row's guarded delete, and a refusal (history, no purge)
+            # stops the removal before a key, secret or namespace is gone.
+            opts=self._child(depends_on=ready),
         )
         if not args.settings.run_checks:
-            return
-        OnboardingCheck(
+            return None
+        return OnboardingCheck(
             f"{name}-onboarding-check",
             OnboardingCheckArgs(
                 tenant_id=str(tenant.tenant_id),
@@ -222,3 +230,9 @@ class TenantStack(pulumi.ComponentResource):
             ),
             opts=self._child(depends_on=[row, *ready]),
         )
+
+
+def _check_verdicts(report: dict | None) -> dict | None:
+    if not isinstance(report, dict):
+        return None
+    return {name: bool(result.get("ok")) for name, result in (report.get("checks") or {}).items()}

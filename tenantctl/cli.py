@@ -400,18 +400,21 @@ def rehearse(
         str | None, typer.Option("--app-database-url", help="Application role URL (default: app_user, same db).")
     ] = None,
     destroy_all: Annotated[bool, typer.Option("--destroy", help="Remove everything the rehearsal created.")] = False,
+    preview: Annotated[bool, typer.Option("--preview", help="Run `pulumi preview` instead; change nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     state_dir: Annotated[
         Path | None, typer.Option("--state-dir", help="Where the rehearsal keeps its state (default .rehearsal/).")
     ] = None,
 ) -> None:
-    """Rehearse `pulumi up` for every tenant against local services, running the dynamic providers for real."""
+    """A real `pulumi up` (or preview, or destroy) of every tenant on a local backend, against local services."""
     from tenantctl.rehearse_command import RehearseFailure, run_rehearse
 
+    if preview and destroy_all:
+        raise fail("choose --preview or --destroy, not both")
     try:
         result = run_rehearse(tenants_dir, database_url, app_database_url, destroy_all,
                               progress=None if as_json else lambda line: err.print(line, markup=False),
-                              state_base=state_dir)
+                              state_base=state_dir, preview=preview)
     except RehearseFailure as exc:
         for problem in exc.details:
             err.print(problem, markup=False)

@@ -1,8 +1,8 @@
 """Runs the real Pulumi program (`__main__.py`) under Pulumi's mock runtime, recording every resource.
 
 The cloud and Kubernetes are simulated: each resource type gets plausible outputs (ARNs, key ids,
-a generated password). Dynamic resources are either echoed (for `plan`) or handed to an executor
-that runs their provider for real from its serialized form (for `rehearse`).
+a generated password), and dynamic resources echo their inputs. `tenantctl plan` and the unit tests
+use it; `tenantctl rehearse` and the end-to-end tests run the real engine (`tenantctl.engine`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import string
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,17 +111,11 @@ class RegisteredResource:
         return self.parent_urn.rsplit("::", 1)[-1] if self.parent_urn else ""
 
 
-# An executor runs a dynamic resource for real: (resource, plain inputs) -> (id, outputs, status).
-DynamicExecutor = Callable[[RegisteredResource, dict], tuple[str, dict, str]]
-# Simulated outputs from earlier runs, keyed by URN, so unchanged resources keep theirs (as in real state).
-PriorState = dict[str, dict]
 
 
 class SimulatedCloud(pulumi.runtime.Mocks):
-    def __init__(self, region: str, executor: DynamicExecutor | None, prior: PriorState | None) -> None:
+    def __init__(self, region: str) -> None:
         self.region = region
-        self.executor = executor
-        self.prior = prior or {}
         self.registered: list[RegisteredResource] = []
         self.lock = threading.Lock()
         self.current = threading.local()
@@ -136,10 +130,7 @@ class SimulatedCloud(pulumi.runtime.Mocks):
         resource = RegisteredResource(urn, args.typ, args.name, parent, args.custom, mark_secrets(args.inputs),
                                       aliases=self.current.aliases)
         plain_inputs = unwrap_secrets(args.inputs)
-        if args.typ.startswith(DYNAMIC_PREFIX) and self.executor is not None:
-            resource.id, outputs, resource.status = self.executor(resource, plain_inputs)
-        else:
-            resource.id, outputs, resource.status = self._simulate(urn, args, plain_inputs)
+        resource.id, outputs = self._simulate(args, plain_inputs)
         resource.outputs = outputs
         with self.lock:
             self.registered.append(resource)
@@ -152,14 +143,10 @@ class SimulatedCloud(pulumi.runtime.Mocks):
             key: _secret_envelope(value) if key in secret_outputs else value for key, value in outputs.items()
         }
 
-    def _simulate(self, urn: str, args, inputs: dict) -> tuple[str, dict, str]:
-        previous = self.prior.get(urn)
-        if previous and previous.get("inputs") == inputs:
-            return previous["id"], previous["outputs"], "unchanged"
+    def _simulate(self, args, inputs: dict) -> tuple[str, dict]:
         if not args.custom:  # a component: no cloud object behind it
-            return "", dict(inputs), ("updated" if previous else "created")
-        resource_id, outputs = self._outputs_for(args.typ, args.name, inputs)
-        return resource_id, outputs, ("updated" if previous else "created")
+            return "", dict(inputs)
+        return self._outputs_for(args.typ, args.name, inputs)
 
     def _outputs_for(self, typ: str, name: str, inputs: dict) -> tuple[str, dict]:
         outputs = dict(inputs)
@@ -252,12 +239,10 @@ def run_program(
     stack: str,
     config: dict[str, str],
     secret_keys: list[str],
-    executor: DynamicExecutor | None = None,
-    prior: PriorState | None = None,
 ) -> ProgramRun:
     """Run `project_root/__main__.py` as `pulumi up` would, against the simulated cloud."""
     region = config.get("aws:region", "us-east-1")
-    cloud = SimulatedCloud(region, executor, prior)
+    cloud = SimulatedCloud(region)
     _track_event_loops()
     pulumi.runtime.settings.reset_options(project=PROJECT, stack=stack)
     pulumi.runtime.set_all_config(config, secret_keys)

@@ -1,4 +1,4 @@
-"""Orchestrates `tenantctl rehearse`: the local services, one apply (or destroy), and the summary."""
+"""Orchestrates `tenantctl rehearse`: the local services, one engine operation, and the summary."""
 
 from __future__ import annotations
 
@@ -9,11 +9,22 @@ from pathlib import Path
 
 from rich.table import Table
 
-from tenantctl import app_schema, db, tenant_data
+from tenantctl import app_schema, aws_emulator, db, engine, tenant_data
 from tenantctl.loader import TenantLoadError, require_tenants
 from tenantctl.localpg import LocalPostgres, LocalPostgresError
 from tenantctl.receiver import WebhookReceiver
-from tenantctl.rehearsal import STATE_FILE, RehearsalResult, RehearsalState, apply, destroy
+from tenantctl.rehearsal import (
+    STACK,
+    STATE_FILE,
+    LocalServices,
+    RehearsalResult,
+    RehearsalState,
+    changes_from,
+    outcomes,
+    removed_tenants,
+    stack_spec,
+    tenant_of,
+)
 from tenantctl.stack_files import find_project_root
 
 DATABASE = "app"
@@ -40,16 +51,25 @@ def run_rehearse(
     destroy_all: bool,
     progress: Callable[[str], None] | None = None,
     state_base: Path | None = None,
+    preview: bool = False,
 ) -> RehearsalResult:
     say = progress or (lambda _line: None)
     root = find_project_root(tenants_dir.resolve().parent)
     try:
-        tenants = [] if destroy_all else require_tenants(tenants_dir)
+        tenants = require_tenants(tenants_dir)
     except TenantLoadError as exc:
-        raise RehearseFailure(f"{len(exc.problems)} error(s) in tenant files", [str(p) for p in exc.problems]) from None
+        if not destroy_all:
+            raise RehearseFailure(f"{len(exc.problems)} error(s) in tenant files",
+                                  [str(p) for p in exc.problems]) from None
+        tenants = []
+    try:
+        version = engine.engine_version(root)
+    except engine.EngineError as exc:
+        raise RehearseFailure(str(exc)) from None
     state_dir = _state_dir(state_base or root / REHEARSAL_DIR, database_url)
     state = RehearsalState.load(state_dir / STATE_FILE)
     postgres = None
+    operation = "destroy" if destroy_all else "preview" if preview else "up"
     try:
         if database_url is None:
             postgres = LocalPostgres(root=state_dir / "postgres", port=state.environment.get("postgres_port"))
@@ -65,40 +85,108 @@ def run_rehearse(
         if app_schema.ensure_schema(schema_url):
             say("loaded db/app_schema.sql")
         app_url = app_database_url or db.with_user(database_url, app_schema.APP_ROLE)
-        if destroy_all:
-            result = destroy(root, state)
-            say(f"removed {len(result.removed)} resource(s)")
-        else:
-            fernet_key = state.secret("fernetKey", _new_fernet_key)
-            kept = [str(t.tenant_id) for t in tenants]
-            before = tenant_row_counts(database_url, kept)
-            with WebhookReceiver(app_url, fernet_key, port=state.environment.get("receiver_port", 0)) as receiver:
-                state.environment["receiver_port"] = int(receiver.base_url.rsplit(":", 1)[1])
-                say(f"webhook receiver on {receiver.base_url}; running the program for {len(tenants)} tenant(s)")
-                result = apply(root, tenants_dir, tenants, state, database_url, app_url, receiver.base_url)
-            after = tenant_row_counts(database_url, kept)
-            result.rows_lost = sum(max(0, before[t] - after[t]) for t in kept)
-            say(f"{result.rows_lost} row(s) lost of the {sum(before.values())} the declared tenants had before")
-            for outcome in result.tenants:
-                checks = " ".join(f"{name}={'ok' if ok else 'FAILED'}" for name, ok in outcome.checks.items())
-                say(f"  {outcome.slug}: {outcome.status} {checks}".rstrip())
-                for error in outcome.errors:
-                    say("    " + error.replace("\n", "\n    "))
-        for tenant in result.removed_tenants:
-            say(f"  {tenant}: deleted")
-        if result.delete_error:
-            say("  delete refused: " + result.delete_error.replace("\n", "\n    "))
+        aws = aws_emulator.ensure_running(state_dir)
+        say(f"AWS emulator (moto) on {aws.endpoint}")
+        fernet_key = state.secret("fernetKey", _new_fernet_key)
+        with WebhookReceiver(app_url, fernet_key, port=state.environment.get("receiver_port", 0)) as receiver:
+            state.environment["receiver_port"] = int(receiver.base_url.rsplit(":", 1)[1])
+            services = LocalServices(database_url, app_url, receiver.base_url, aws.endpoint)
+            spec = stack_spec(root, tenants_dir, tenants, state, state_dir, services)
+            state.save()
+            result = _operate(spec, operation, tenants, aws.fresh, database_url, version, say)
         state.save()
-    except (LocalPostgresError, db.DatabaseError) as exc:
+    except (LocalPostgresError, db.DatabaseError, aws_emulator.AwsEmulatorError, engine.EngineError) as exc:
         raise RehearseFailure(str(exc)) from None
     finally:
         if postgres is not None:
             postgres.stop()
     if destroy_all and result.ok:
+        aws_emulator.stop(state_dir)
         if postgres is not None:
             postgres.destroy()
         shutil.rmtree(state_dir, ignore_errors=True)
     return result
+
+
+def existing_stack(tenants_dir: Path, database_url: str | None, state_base: Path | None = None):
+    """The rehearsal's stack as the last run left it, with its stored config, for refresh, export or
+    a targeted destroy; no local service is started. EngineError when there is none."""
+    root = find_project_root(tenants_dir.resolve().parent)
+    state_dir = _state_dir(state_base or root / REHEARSAL_DIR, database_url)
+    state = RehearsalState.load(state_dir / STATE_FILE)
+    if "passphrase" not in state.environment.get("secrets", {}):
+        raise engine.EngineError(f"no rehearsal in {state_dir}: run `tenantctl rehearse` first")
+    return engine.open_stack(engine.StackSpec(
+        project_root=root, name=STACK, backend_dir=state_dir / "backend", work_dir=state_dir / "workspace",
+        passphrase=state.environment["secrets"]["passphrase"],
+    ))
+
+
+def _operate(spec, operation: str, tenants, aws_fresh: bool, database_url: str, version: str,
+             say: Callable[[str], None]) -> RehearsalResult:
+    from pulumi.automation import errors as auto_errors
+
+    stack = engine.open_stack(spec)
+    events = engine.EngineEvents()
+    aws_urns = [r["urn"] for r in engine.export_state(stack).get("deployment", {}).get("resources") or []
+                if engine.resource_type(r["urn"]).startswith("aws:")]
+    if aws_fresh and operation != "preview" and aws_urns:
+        # moto keeps nothing across restarts: let the engine see the AWS objects are gone before it plans.
+        # (Only those: rendered Kubernetes objects have no cluster to be read back from.)
+        say("the AWS emulator was restarted: refreshing its objects first")
+        stack.refresh(color="never", target=aws_urns, on_output=lambda _line: None)
+    kept = [str(t.tenant_id) for t in tenants]
+    before = tenant_row_counts(database_url, kept) if operation == "up" else {}
+    say(f"pulumi {operation} of {len(tenants)} tenant(s) on {version}")
+    summary: dict[str, int] = {}
+    errors: list[str] = []
+    try:
+        if operation == "up":
+            summary = dict(stack.up(color="never", on_event=events, on_output=lambda _l: None).summary.resource_changes
+                           or {})
+        elif operation == "preview":
+            summary = {k.value if hasattr(k, "value") else str(k): v for k, v in stack.preview(
+                color="never", on_event=events, on_output=lambda _l: None).change_summary.items()}
+        else:
+            summary = dict(stack.destroy(color="never", on_event=events,
+                                         on_output=lambda _l: None).summary.resource_changes or {})
+    except auto_errors.CommandError as exc:
+        summary = _counted(events)
+        slugs = [t.slug for t in tenants]
+        # A declared tenant's errors go to its own line; the rest (a removed tenant's, the engine's) here.
+        errors = [message for urn, messages in events.errors.items() if tenant_of(urn, slugs) is None
+                  for message in messages] + events.general_errors
+        errors = errors or ([] if events.errors else [_last_lines(str(exc))])
+    outputs = {key: value.value for key, value in stack.outputs().items()} if operation == "up" else {}
+    result = RehearsalResult(
+        engine=version, operation=operation, tenants=outcomes(tenants, events, outputs) if tenants else [],
+        changes=changes_from(summary), removed_tenants=removed_tenants(events), errors=errors, summary=summary,
+    )
+    if operation == "up":
+        after = tenant_row_counts(database_url, kept)
+        result.rows_lost = sum(max(0, before[t] - after[t]) for t in kept)
+        say(f"{result.rows_lost} row(s) lost of the {sum(before.values())} the declared tenants had before")
+    for outcome in result.tenants:
+        checks = " ".join(f"{name}={'ok' if ok else 'FAILED'}" for name, ok in outcome.checks.items())
+        say(f"  {outcome.slug}: {outcome.status} {checks}".rstrip())
+        for error in outcome.errors:
+            say("    " + error.replace("\n", "\n    "))
+    for slug in result.removed_tenants:
+        say(f"  {slug}: deleted")
+    for error in result.errors:
+        say("  error: " + error.replace("\n", "\n    "))
+    return result
+
+
+def _counted(events: engine.EngineEvents) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for op in events.ops.values():
+        counts[op] = counts.get(op, 0) + 1
+    return counts
+
+
+def _last_lines(text: str, lines: int = 6) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 def tenant_row_counts(database_url: str, tenant_ids: list[str]) -> dict[str, int]:
@@ -124,7 +212,10 @@ def _database_exists(postgres: LocalPostgres) -> bool:
 
 
 def summary_table(result: RehearsalResult) -> Table:
-    table = Table(title=f"Rehearsal: {result.changes} change(s), {result.rows_lost} row(s) lost")
+    title = f"Rehearsal ({result.operation}, {result.engine}): {result.changes} change(s)"
+    if result.operation == "up":
+        title += f", {result.rows_lost} row(s) lost"
+    table = Table(title=title)
     table.add_column("tenant")
     table.add_column("status")
     table.add_column("checks")
@@ -133,6 +224,6 @@ def summary_table(result: RehearsalResult) -> Table:
         table.add_row(outcome.slug, outcome.status, checks)
     for slug in result.removed_tenants:
         table.add_row(slug, "deleted", "-")
-    if result.delete_error:
-        table.add_row("(delete)", "failed", result.delete_error.splitlines()[0])
+    for error in result.errors:
+        table.add_row("(error)", "failed", error.splitlines()[0] if error else "")
     return table

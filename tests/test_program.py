@@ -45,3 +45,23 @@ def test_run_checks_false_leaves_out_the_check(repo_root, tenants_dir):
     types = {r.type for r in run.resources}
     assert "pulumi-python:dynamic/tenant-onboarding:TenantConfigRow" in types
     assert "pulumi-python:dynamic/tenant-onboarding:OnboardingCheck" not in types
+
+
+def test_engine_versions_match_the_python_sdk_pins(repo_root):
+    """engine/build.sh builds the provider versions the SDKs in requirements.txt ask the engine for."""
+    versions = dict(line.split("=", 1) for line in (repo_root / "engine" / "versions.env").read_text().splitlines()
+                    if line and not line.startswith("#"))
+    pins = dict(line.split("==", 1) for line in (repo_root / "requirements.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert versions["PULUMI_SDK_VERSION"] == pins["pulumi"]
+    assert versions["KUBERNETES_VERSION"] == pins["pulumi-kubernetes"]
+    assert versions["RANDOM_VERSION"] == pins["pulumi-random"]
+
+
+def test_every_engine_process_is_told_not_to_download(repo_root):
+    from tenantctl.engine import engine_environment
+
+    env = engine_environment(repo_root, {})
+    assert env["PULUMI_SKIP_UPDATE_CHECK"] == "true"
+    assert env["PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"] == "true"
+    assert env["PULUMI_IGNORE_AMBIENT_PLUGINS"] == "true"

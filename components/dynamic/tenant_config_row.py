@@ -64,9 +64,11 @@ class TenantConfigRowArgs:
 
 
 def _is_unknown(value: Any) -> bool:
+    """A value the engine does not know yet: `Unknown` from the provider host, the sentinel string elsewhere."""
+    from pulumi.output import Unknown
     from pulumi.runtime import rpc
 
-    return value == rpc.UNKNOWN
+    return isinstance(value, Unknown) or value == rpc.UNKNOWN
 
 
 def _fingerprints(props: dict) -> dict[str, str | None]:

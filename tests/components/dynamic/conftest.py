@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tenantctl.provider_host import DynamicProviderHost
+from tests.components.dynamic.provider_host import DynamicProviderHost
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
 from components.dynamic.onboarding_check import OnboardingCheckProvider
-from tenantctl.provider_host import ProviderHostError
 from tenantctl.receiver import WebhookReceiver
+from tests.components.dynamic.provider_host import ProviderHostError
 
 URN = "urn:pulumi:dev::tenant-onboarding::tenant-onboarding:index:TenantStack$pulumi-python:dynamic:Resource::t-check"
 PROVIDER = serialize_provider(OnboardingCheckProvider())

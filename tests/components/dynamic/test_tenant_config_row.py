@@ -10,7 +10,7 @@ from pulumi.dynamic.dynamic import serialize_provider
 
 from components.dynamic.tenant_config_row import TenantConfigRowProvider
 from tenantctl import credentials
-from tenantctl.provider_host import ProviderHostError
+from tests.components.dynamic.provider_host import ProviderHostError
 
 URN = "urn:pulumi:dev::tenant-onboarding::tenant-onboarding:index:TenantStack$pulumi-python:dynamic:Resource::t-row"
 PROVIDER = serialize_provider(TenantConfigRowProvider())
@@ -319,3 +319,15 @@ def test_unreachable_database_is_a_readable_error_without_password(host, app_db)
         host.create(URN, news)
     assert "cannot connect to tenant_provisioner@127.0.0.1:1/app" in info.value.message
     assert "hunter2" not in info.value.message and "Traceback" not in info.value.message
+
+
+def test_diff_with_secrets_the_engine_does_not_know_yet_is_a_change_not_an_error(host, app_db):
+    from pulumi.runtime import rpc
+
+    news = props(app_db)
+    row_id, outs = host.create(URN, news)
+    pending = {**news, "servicedesk_api_key": rpc.UNKNOWN, "webhook_signing_secret": rpc.UNKNOWN}
+
+    diff = host.diff(URN, row_id, outs, pending)
+
+    assert diff.changes is True and diff.replaces == []

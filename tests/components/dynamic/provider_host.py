@@ -2,8 +2,8 @@
 
 The host is started in the project root, receives each resource's serialized provider in its
 `__provider` property, deserializes it with dill and runs check/diff/create/update/read/delete.
-`tenantctl rehearse` executes the dynamic resources this way, and the tests use it to prove the
-providers survive serialization into a separate process.
+The provider-contract tests use it to call each method directly (a takeover, a concurrent insert),
+which the engine end-to-end tests cannot stage; they also prove the providers survive serialization.
 """
 
 from __future__ import annotations

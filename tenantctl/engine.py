@@ -1,0 +1,168 @@
+"""The real Pulumi engine, driven through the Automation API (`pulumi.automation`).
+
+The program is `__main__.py`, exactly as `pulumi up` runs it. It runs as the Automation API's inline
+program (the SDK's own language server, which the CLI reaches with `--client`) rather than through
+the `pulumi-language-python` plugin, because that plugin's Go module is not served where this project
+is built; the program's code, its config and the engine's steps are the same either way.
+
+Nothing is downloaded at run time: every engine process gets PULUMI_SKIP_UPDATE_CHECK and
+PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION, and finds its plugins next to the CLI in `.venv/bin`.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components.naming import PROJECT
+
+NO_DOWNLOADS = {"PULUMI_SKIP_UPDATE_CHECK": "true", "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true"}
+SETUP_HINT = "run `make setup`, which builds it into .venv/bin from Go modules (or install Pulumi)"
+
+
+class EngineError(Exception):
+    """The engine is missing or a run failed; the message says what to do, never a secret."""
+
+
+def pulumi_binary(project_root: Path) -> Path:
+    """The CLI `make setup` built into .venv/bin, else a `pulumi` on PATH; EngineError when neither exists."""
+    built = project_root / ".venv" / "bin" / "pulumi"
+    if built.is_file() and os.access(built, os.X_OK):
+        return built
+    found = shutil.which("pulumi")
+    if found:
+        return Path(found)
+    raise EngineError(f"the Pulumi CLI is not installed: {SETUP_HINT}")
+
+
+def engine_version(project_root: Path) -> str:
+    binary = pulumi_binary(project_root)
+    result = subprocess.run([str(binary), "version"], capture_output=True, text=True, timeout=60,
+                            env=engine_environment(project_root, {}))
+    if result.returncode != 0:
+        raise EngineError(f"{binary} version failed: {result.stderr.strip()[-300:]}")
+    return result.stdout.strip()
+
+
+def engine_environment(project_root: Path, extra: dict[str, str]) -> dict[str, str]:
+    """What every engine process gets: no downloads, the venv's plugins and Python, the project importable
+    by the dynamic provider host (it unpickles the providers by module name)."""
+    venv_bin = project_root / ".venv" / "bin"
+    python = venv_bin / "python" if (venv_bin / "python").exists() else Path(sys.executable)
+    # `make setup` registers the plugins it built in the venv's own Pulumi home; a normal install keeps its own.
+    home = project_root / ".venv" / "pulumi-home"
+    return {
+        **os.environ,
+        **({"PULUMI_HOME": str(home)} if home.is_dir() and "PULUMI_HOME" not in os.environ else {}),
+        **NO_DOWNLOADS,
+        # Plugins load as installed, at the versions the SDKs ask for, never whatever is first on PATH.
+        "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
+        "PATH": f"{pulumi_binary(project_root).parent}{os.pathsep}{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PULUMI_PYTHON_CMD": str(python),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(project_root), os.environ.get("PYTHONPATH")])),
+        **extra,
+    }
+
+
+def program(project_root: Path) -> Callable[[], None]:
+    """`__main__.py` as the inline program: the same file `pulumi up` runs, in the project root."""
+
+    def run() -> None:
+        if str(project_root) not in sys.path:
+            sys.path.insert(0, str(project_root))
+        runpy.run_path(str(project_root / "__main__.py"), run_name="__main__")
+
+    return run
+
+
+@dataclass
+class StackSpec:
+    """Where a stack lives and what its config is. `secrets` are stored encrypted by the passphrase provider."""
+
+    project_root: Path
+    name: str
+    backend_dir: Path
+    work_dir: Path
+    passphrase: str
+    config: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def open_stack(spec: StackSpec):
+    """Create or select the stack on a local `file://` backend, with its config set."""
+    from pulumi import automation as auto
+
+    spec.backend_dir.mkdir(parents=True, exist_ok=True)
+    spec.work_dir.mkdir(parents=True, exist_ok=True)
+    env = engine_environment(spec.project_root, {"PULUMI_CONFIG_PASSPHRASE": spec.passphrase, **spec.env})
+    binary = pulumi_binary(spec.project_root)
+    command = auto.PulumiCommand(root=str(binary.parent.parent), skip_version_check=True)
+    options = auto.LocalWorkspaceOptions(
+        work_dir=str(spec.work_dir),
+        pulumi_home=env.get("PULUMI_HOME"),
+        env_vars=env,
+        pulumi_command=command,
+        secrets_provider="passphrase",
+        project_settings=auto.ProjectSettings(
+            name=PROJECT, runtime="python", backend=auto.ProjectBackend(url=spec.backend_dir.as_uri()),
+        ),
+    )
+    stack = auto.create_or_select_stack(stack_name=spec.name, project_name=PROJECT,
+                                        program=program(spec.project_root), opts=options)
+    values = {f"{PROJECT}:{k}" if ":" not in k else k: auto.ConfigValue(value=v) for k, v in spec.config.items()}
+    values.update({f"{PROJECT}:{k}": auto.ConfigValue(value=v, secret=True) for k, v in spec.secrets.items()})
+    stack.set_all_config(values)
+    return stack
+
+
+@dataclass
+class EngineEvents:
+    """What the engine said about each resource during one operation, from its event stream."""
+
+    ops: dict[str, str] = field(default_factory=dict)  # urn -> op of the final step
+    errors: dict[str, list[str]] = field(default_factory=dict)  # urn -> error diagnostics
+    general_errors: list[str] = field(default_factory=list)
+
+    def __call__(self, event: Any) -> None:
+        if event.res_outputs_event is not None:
+            self.ops[event.res_outputs_event.metadata.urn] = event.res_outputs_event.metadata.op.value
+        elif event.resource_pre_event is not None and event.resource_pre_event.metadata.urn not in self.ops:
+            self.ops[event.resource_pre_event.metadata.urn] = event.resource_pre_event.metadata.op.value
+        elif event.res_op_failed_event is not None:
+            self.ops[event.res_op_failed_event.metadata.urn] = "failed"
+        elif event.diagnostic_event is not None and event.diagnostic_event.severity == "error":
+            message = event.diagnostic_event.message.strip()
+            urn = event.diagnostic_event.urn
+            if urn:
+                self.errors.setdefault(urn, []).append(message)
+            else:
+                self.general_errors.append(message)
+
+
+def resource_name(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+def resource_type(urn: str) -> str:
+    return urn.split("::")[2].split("$")[-1]
+
+
+def export_state(stack) -> dict:
+    """`pulumi stack export` as a reviewer or backup job sees it: secrets stay ciphertext.
+
+    (The Automation API's own `export_stack` passes --show-secrets.)
+    """
+    import json
+
+    workspace = stack.workspace
+    result = workspace.pulumi_command.run(["stack", "export", "--stack", stack.name], workspace.work_dir,
+                                          workspace.env_vars)
+    return json.loads(result.stdout)

@@ -1,0 +1,64 @@
+"""End-to-end fixtures: the real Pulumi engine (built by `make setup`) on a local file backend.
+
+Every test here runs the engine for real: a missing engine is a failure that says how to get it, never
+a skip. Each test gets its own backend, AWS emulator and database, through `tenantctl rehearse`'s own
+code path (`run_rehearse`), so what is tested is what an operator runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tenantctl import aws_emulator, engine
+from tenantctl.rehearse_command import _state_dir, existing_stack, run_rehearse
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_engine() -> str:
+    try:
+        return engine.engine_version(ROOT)
+    except engine.EngineError as exc:
+        pytest.fail(f"the end-to-end tests need the real Pulumi engine: {exc}", pytrace=False)
+
+
+@dataclass
+class Rehearsal:
+    app_db: object
+    tenants_dir: Path
+    state_base: Path
+    database_url: str
+
+    def up(self, **kwargs):
+        return run_rehearse(self.tenants_dir, kwargs.pop("database_url", self.database_url), self.app_db.app_dsn,
+                            False, state_base=self.state_base, **kwargs)
+
+    def preview(self):
+        return run_rehearse(self.tenants_dir, self.database_url, self.app_db.app_dsn, False,
+                            state_base=self.state_base, preview=True)
+
+    def stack(self):
+        return existing_stack(self.tenants_dir, self.database_url, self.state_base)
+
+    @property
+    def state_dir(self) -> Path:
+        return _state_dir(self.state_base, self.database_url)
+
+
+@pytest.fixture
+def rehearsal(app_db, tenants_dir, tmp_path) -> Iterator[Rehearsal]:
+    """A rehearsal environment on `app_db`, sharing its Fernet key so the checks can read the rows."""
+    from tenantctl.rehearsal import STATE_FILE, RehearsalState
+
+    rehearsal = Rehearsal(app_db, tenants_dir, tmp_path / "state", app_db.provisioner_dsn)
+    state = RehearsalState.load(rehearsal.state_dir / STATE_FILE)
+    state.secret("fernetKey", lambda: app_db.fernet_key)
+    state.save()
+    try:
+        yield rehearsal
+    finally:
+        aws_emulator.stop(rehearsal.state_dir)

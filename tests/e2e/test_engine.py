@@ -1,0 +1,186 @@
+"""The program under the real Pulumi engine: preview, up, refresh, renames, removals, policy and state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+from ruamel.yaml import YAML
+
+from components.naming import tenant_stack_urn
+from tenantctl import credentials
+from tenantctl.rehearsal import STACK, tenant_of
+from tests.conftest import ROOT
+
+POLICY_PACK = str(ROOT / "tests" / "standins" / "policy-pack")
+
+
+def _ids(tenants_dir: Path) -> dict[str, str]:
+    from tenantctl.loader import load_tenants
+
+    return {t.tenant.slug: str(t.tenant.tenant_id) for t in load_tenants(tenants_dir=tenants_dir).tenants}
+
+
+def _rows(app_db) -> dict[str, str]:
+    return {str(r[0]): r[1] for r in app_db.execute("SELECT tenant_id, name FROM tenant_configs")}
+
+
+def _signing_secret(app_db, tenant_id: str) -> str:
+    token = app_db.execute("SELECT webhook_signing_secret_encrypted FROM tenant_configs WHERE tenant_id = %s",
+                           (tenant_id,))[0][0]
+    return credentials.decrypt(app_db.fernet_key, token)
+
+
+def _ops_by_tenant(events_ops: dict[str, str], slugs: list[str]) -> dict[str | None, set[str]]:
+    grouped: dict[str | None, set[str]] = {}
+    for urn, op in events_ops.items():
+        grouped.setdefault(tenant_of(urn, slugs), set()).add(op)
+    return grouped
+
+
+def test_preview_of_new_tenants_shows_unknowns_and_changes_nothing(rehearsal, app_db):
+    lines: list[str] = []
+    result = rehearsal.preview()
+    stack = rehearsal.stack()
+    stack.preview(color="never", on_output=lines.append)
+
+    assert result.ok and result.operation == "preview"
+    assert result.summary["create"] >= 29 and result.changes >= 29
+    assert any("kms_key_arn: [unknown]" in line for line in lines)
+    assert _rows(app_db) == {}
+
+
+def test_up_creates_everything_and_a_second_up_changes_nothing(rehearsal, app_db, tenants_dir):
+    first = rehearsal.up()
+    second = rehearsal.up()
+
+    assert first.ok, first.as_dict()
+    assert first.engine.startswith("v3.") and {t.status for t in first.tenants} == {"created"}
+    assert all(t.checks == {"rls": True, "webhook": True} for t in first.tenants)
+    assert set(_rows(app_db)) == set(_ids(tenants_dir).values())
+    assert second.ok and second.changes == 0 and set(second.summary) == {"same"}
+    rehearsal.stack().up(color="never", expect_no_changes=True)  # the engine's own word for it
+
+
+def test_rendered_kubernetes_objects_are_valid_1_33(rehearsal):
+    assert rehearsal.up().ok
+    documents = [doc for path in sorted((rehearsal.state_dir / "manifests").rglob("*.yaml"))
+                 for doc in YAML(typ="safe").load_all(path.read_text()) if doc]
+
+    kinds = sorted(doc["kind"] for doc in documents)
+    assert kinds.count("Namespace") == 1 and kinds.count("NetworkPolicy") == 4 and kinds.count("Secret") == 2
+    for document in documents:
+        kubernetes_validate.validate(document, "1.33", strict=True)
+
+
+def test_editing_one_tenant_updates_only_that_tenants_resources(rehearsal, tenants_dir, app_db):
+    assert rehearsal.up().ok
+    path = tenants_dir / "globex.yaml"
+    path.write_text(path.read_text().replace("max_tokens: 500", "max_tokens: 800"))
+
+    result = rehearsal.up()
+
+    assert {t.slug: t.status for t in result.tenants} == {"acme": "unchanged", "globex": "updated"}
+    prefs = app_db.execute("SELECT enhancement_preferences FROM tenant_configs WHERE tenant_id = %s",
+                           (_ids(tenants_dir)["globex"],))[0][0]
+    assert prefs["max_tokens"] == 800
+
+
+def test_refresh_shows_a_row_edited_by_hand(rehearsal, tenants_dir, app_db):
+    assert rehearsal.up().ok
+    acme = _ids(tenants_dir)["acme"]
+    app_db.execute("UPDATE tenant_configs SET name = 'Edited by hand' WHERE tenant_id = %s", (acme,))
+
+    # Rendered Kubernetes objects have no cluster to be read back from, so the refresh names the row.
+    row_urn = next(r["urn"] for r in rehearsal.stack().export_stack().deployment["resources"]
+                   if r["urn"].endswith("::acme-tenant-config"))
+    refreshed = rehearsal.stack().refresh(color="never", target=[row_urn])
+    state = rehearsal.stack().export_stack().deployment["resources"]
+    row = next(r for r in state if r["urn"].endswith("::acme-tenant-config"))
+    restored = rehearsal.up()
+
+    assert refreshed.summary.resource_changes.get("update") == 1
+    assert row["outputs"]["name"] == "Edited by hand"
+    assert restored.ok and _rows(app_db)[acme] == "Acme Corp MSP"
+
+
+def test_a_database_url_change_and_a_rename_keep_the_row_history_and_signing_secret(rehearsal, tenants_dir, app_db):
+    assert rehearsal.up().ok
+    ids = _ids(tenants_dir)
+    secret_before = _signing_secret(app_db, ids["acme"])
+    for tenant_id in ids.values():
+        app_db.execute("INSERT INTO ticket_history (tenant_id) VALUES (%s), (%s)", (tenant_id, tenant_id))
+    text = (tenants_dir / "acme.yaml").read_text().replace("slug: acme", "slug: acme-corp")
+    (tenants_dir / "acme.yaml").unlink()
+    (tenants_dir / "acme-corp.yaml").write_text(text + "previous_slugs: [acme]\n")
+
+    result = rehearsal.up(database_url=app_db.provisioner_dsn + "?sslmode=disable")
+    resources = rehearsal.stack().export_stack().deployment["resources"]
+
+    assert result.ok, result.as_dict()
+    assert result.rows_lost == 0 and set(_rows(app_db)) == set(ids.values())
+    assert app_db.history_row_count() == 4
+    assert _signing_secret(app_db, ids["acme"]) == secret_before  # the RandomPassword moved, not recreated
+    assert result.summary.get("delete", 0) == 0 or "acme" not in result.removed_tenants
+    names = {r["urn"].rsplit("::", 1)[-1] for r in resources}
+    assert "acme-corp-tenant-config" in names and "acme-tenant-config" not in names
+    assert (rehearsal.state_dir / "manifests").exists()
+
+
+def test_removing_a_tenant_file_deletes_exactly_that_tenant(rehearsal, tenants_dir, app_db):
+    ids = _ids(tenants_dir)
+    assert rehearsal.up().ok
+    (tenants_dir / "globex.yaml").unlink()
+
+    result = rehearsal.up()
+
+    assert result.ok and result.removed_tenants == ["globex"]
+    assert {t.slug: t.status for t in result.tenants} == {"acme": "unchanged"}
+    assert set(_rows(app_db)) == {ids["acme"]}
+
+
+def test_a_targeted_destroy_removes_one_tenant_and_nothing_else(rehearsal, tenants_dir, app_db):
+    ids = _ids(tenants_dir)
+    assert rehearsal.up().ok
+    stack = rehearsal.stack()
+    before = {r["urn"] for r in stack.export_stack().deployment["resources"]}
+
+    stack.destroy(color="never", target=[tenant_stack_urn(STACK, "globex")], target_dependents=True)
+    after = {r["urn"] for r in stack.export_stack().deployment["resources"]}
+
+    gone = before - after
+    assert gone and all(tenant_of(urn, ["acme", "globex"]) == "globex" for urn in gone)
+    assert set(_rows(app_db)) == {ids["acme"]}
+
+
+def test_the_policy_pack_reports_a_violating_tenant(rehearsal):
+    from pulumi.automation import errors
+
+    assert rehearsal.up().ok
+    stack = rehearsal.stack()
+    stack.set_config("tenant-onboarding:sharedNamespace", __import__("pulumi").automation.ConfigValue("elsewhere"))
+    lines: list[str] = []
+    with pytest.raises(errors.CommandError):
+        stack.preview(color="never", policy_packs=[POLICY_PACK], on_output=lines.append)
+
+    text = "\n".join(lines)
+    assert "tenant-objects-in-tenant-namespace" in text and "globex" in text
+
+
+def test_secrets_never_appear_in_clear_in_the_exported_state_or_on_disk(rehearsal, tenants_dir, app_db):
+    from tenantctl.engine import export_state
+    from tenantctl.rehearsal import STATE_FILE, RehearsalState
+
+    assert rehearsal.up().ok
+    exported = json.dumps(export_state(rehearsal.stack()))
+    checkpoints = "".join(path.read_text() for path in (rehearsal.state_dir / "backend").rglob("*.json"))
+    config = "".join(path.read_text() for path in (rehearsal.state_dir / "workspace").glob("Pulumi.*.yaml"))
+    state = RehearsalState.load(rehearsal.state_dir / STATE_FILE)
+    secrets = [value for name, value in state.environment["secrets"].items() if name != "passphrase"]
+    secrets += [_signing_secret(app_db, tenant_id) for tenant_id in _ids(tenants_dir).values()]
+
+    assert len(secrets) >= 5 and '"ciphertext"' in exported and checkpoints
+    for secret in secrets:
+        assert secret not in exported and secret not in checkpoints and secret not in config
