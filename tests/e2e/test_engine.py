@@ -9,7 +9,6 @@ import kubernetes_validate
 import pytest
 from ruamel.yaml import YAML
 
-from components.naming import tenant_stack_urn
 from tenantctl import credentials
 from tenantctl.rehearsal import STACK, tenant_of
 from tests.conftest import ROOT
@@ -141,17 +140,31 @@ def test_removing_a_tenant_file_deletes_exactly_that_tenant(rehearsal, tenants_d
     assert set(_rows(app_db)) == {ids["acme"]}
 
 
-def test_a_targeted_destroy_removes_one_tenant_and_nothing_else(rehearsal, tenants_dir, app_db):
+def test_tenantctl_destroy_removes_one_tenant_and_nothing_else(rehearsal, tenants_dir, app_db):
+    """`tenantctl destroy` runs its targeted `pulumi destroy` with the real CLI, in the stack's project folder."""
+    import subprocess
+    import sys
+
+    from tenantctl.engine import engine_environment
+    from tenantctl.rehearsal import STATE_FILE, RehearsalState
+
     ids = _ids(tenants_dir)
     assert rehearsal.up().ok
-    stack = rehearsal.stack()
-    before = {r["urn"] for r in stack.export_stack().deployment["resources"]}
+    before = {r["urn"] for r in rehearsal.stack().export_stack().deployment["resources"]}
+    passphrase = RehearsalState.load(rehearsal.state_dir / STATE_FILE).environment["secrets"]["passphrase"]
+    env = engine_environment(ROOT, {"PULUMI_CONFIG_PASSPHRASE": passphrase, "PYTHONPATH": str(ROOT)})
 
-    stack.destroy(color="never", target=[tenant_stack_urn(STACK, "globex")], target_dependents=True)
-    after = {r["urn"] for r in stack.export_stack().deployment["resources"]}
+    result = subprocess.run(
+        [sys.executable, "-m", "tenantctl", "destroy", "globex", "--stack", STACK, "--yes",
+         "--tenants-dir", str(tenants_dir), "--database-url", app_db.provisioner_dsn],
+        cwd=rehearsal.state_dir / "workspace", env=env, capture_output=True, text=True, timeout=300,
+    )
+    after = {r["urn"] for r in rehearsal.stack().export_stack().deployment["resources"]}
 
+    assert result.returncode == 0, result.stdout + result.stderr
     gone = before - after
     assert gone and all(tenant_of(urn, ["acme", "globex"]) == "globex" for urn in gone)
+    assert any(urn.endswith("::globex") for urn in gone)
     assert set(_rows(app_db)) == {ids["acme"]}
 
 
