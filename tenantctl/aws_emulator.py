@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tenantctl.localpg import process_alive
+
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
 
@@ -57,16 +59,6 @@ def _answers(port: int) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _server_command() -> list[str]:
     beside = Path(sys.executable).parent / "moto_server"
     command = str(beside) if beside.exists() else shutil.which("moto_server")
@@ -84,7 +76,7 @@ def ensure_running(state_dir: Path) -> AwsEmulator:
             pid, port = (int(part) for part in record.read_text().split())
         except ValueError:
             pid, port = 0, 0
-        if pid and _alive(pid) and _answers(port):
+        if pid and process_alive(pid) and _answers(port):
             return AwsEmulator(f"http://{HOST}:{port}", pid, fresh=False)
     # The stack's AWS provider keeps the endpoint in its state: a restart on the same port lets a refresh
     # reach the new (empty) emulator and see the objects are gone.

@@ -60,7 +60,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -141,7 +141,7 @@ class LocalPostgres:
         try:
             if pid is None:  # start() failed after the server may have come up
                 pid = _read_postmaster_pid(root / "data")
-            if pid is not None and _process_alive(pid) and bin_dir is not None:
+            if pid is not None and process_alive(pid) and bin_dir is not None:
                 with contextlib.suppress(LocalPostgresError):
                     self._run([bin_dir / "pg_ctl", "-D", root / "data", "-m", "fast" if keep else "immediate",
                                "-w", "-t", "30", "stop"], "pg_ctl stop", self._server_owner())
@@ -320,10 +320,10 @@ class LocalPostgres:
     def _kill(self, pid: int) -> None:
         """Make sure the postmaster is gone even if pg_ctl could not stop it."""
         for sig in (signal.SIGQUIT, signal.SIGKILL):
-            if not _process_alive(pid):
+            if not process_alive(pid):
                 return
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
             deadline = time.monotonic() + 5
-            while _process_alive(pid) and time.monotonic() < deadline:
+            while process_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
