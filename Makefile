@@ -6,9 +6,12 @@ PY := $(VENV)/bin/python
 AWS_VERSION := $(shell sed -n 's/^pulumi-aws==//p' requirements.txt)
 AWS_PLUGIN_DIR := $(VENV)/pulumi-home/plugins/resource-aws-v$(AWS_VERSION)
 
-.PHONY: setup engine test lint schema bench clean
+.PHONY: setup venv engine test lint schema bench clean
 
 setup: $(VENV)/.installed engine
+
+# The virtualenv alone, for CI jobs that install the Pulumi CLI and plugins the usual way (pulumi/actions).
+venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
