@@ -24,11 +24,12 @@ def main() -> None:
     except SettingsError as exc:
         raise pulumi.RunError(str(exc)) from None
     try:
-        tenants = require_tenants(Path(settings.tenants_dir))
+        tenants = require_tenants(Path(settings.tenants_dir), allow_none=config.get_bool("allowNoTenants") or False)
     except TenantLoadError as exc:
         for problem in exc.problems:
             pulumi.log.error(str(problem))
-        raise pulumi.RunError(f"{len(exc.problems)} error(s) in tenant files; run `tenantctl validate`") from None
+        only = f": {exc.problems[0]}" if len(exc.problems) == 1 else ""
+        raise pulumi.RunError(f"{len(exc.problems)} error(s) in tenant files; run `tenantctl validate`{only}") from None
 
     manage_role = config.get_bool("manageProvisionerRole") or False
     database_keys = [key for key in DATABASE_KEYS if not (manage_role and key == "databaseUrl")]

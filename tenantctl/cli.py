@@ -56,9 +56,11 @@ def validate(
     """Check tenant files, each alone and all together; report every error as file:line: field: message."""
     from tenantctl.stack_files import StackFileError, find_project_root, missing_secret_problems, read_stack_file
 
+    if paths and len(paths) == 1 and paths[0].is_dir():
+        tenants_dir, paths = paths[0], None  # `validate tenants/`: the folder, every file in it
     missing = [p for p in paths or [] if not p.is_file()]
     if missing:
-        raise fail(", ".join(f"{p}: no such file" for p in missing))
+        raise fail(", ".join(f"{p}: no such file" + (" (give a folder alone)" if p.is_dir() else "") for p in missing))
     result = load_tenants(paths=paths, tenants_dir=tenants_dir)
     problems = list(result.problems)
     if stack:

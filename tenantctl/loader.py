@@ -80,13 +80,31 @@ def _safe_yaml() -> YAML:
     return yaml
 
 
-def tenant_files(tenants_dir: Path) -> list[Path]:
+# The editor schema lives beside the tenant files; dotfiles (.gitkeep, editor droppings) are not files of ours.
+NOT_TENANT_FILES = {"schema.json"}
+
+
+def tenant_files(tenants_dir: Path) -> tuple[list[Path], list[Problem]]:
+    """The tenant files of a folder, and a problem for everything else in it: nothing is skipped unsaid."""
+    shown = _display_name(tenants_dir)
+    if not tenants_dir.exists():
+        return [], [Problem(shown, None, "", "no such folder (check --tenants-dir or the stack's tenantsDir)")]
     if not tenants_dir.is_dir():
-        return []
-    return sorted(
-        p for p in tenants_dir.iterdir()
-        if p.suffix in TENANT_SUFFIXES and not p.name.startswith(".") and p.is_file()
-    )
+        return [], [Problem(shown, None, "", "is not a folder of tenant files")]
+    files, problems = [], []
+    for entry in sorted(tenants_dir.iterdir()):
+        if entry.name.startswith(".") or entry.name in NOT_TENANT_FILES:
+            continue
+        name = _display_name(entry)
+        if entry.is_symlink():
+            problems.append(Problem(name, None, "", "symlinks are not read: keep the tenant file in this folder"))
+        elif entry.is_dir():
+            problems.append(Problem(name, None, "", f"subfolders are not read: tenant files live directly in {shown}"))
+        elif entry.suffix not in TENANT_SUFFIXES:
+            problems.append(Problem(name, None, "", "not a tenant file: tenant files are <slug>.yaml (or .yml)"))
+        else:
+            files.append(entry)
+    return files, problems
 
 
 def _line_of(node: object, key: object | None = None) -> int | None:
@@ -306,8 +324,11 @@ def _cross_file_problems(parsed: list[tuple[Path, str, Tenant]]) -> list[Problem
 
 def load_tenants(paths: Iterable[Path] | None = None, tenants_dir: Path | None = None) -> LoadResult:
     """Load and check the given files (or every file in `tenants_dir`), each alone and all together."""
-    files = list(paths) if paths else tenant_files(tenants_dir or Path("tenants"))
-    result = LoadResult(files_checked=len(files))
+    if paths:
+        files, problems = list(paths), []
+    else:
+        files, problems = tenant_files(tenants_dir or Path("tenants"))
+    result = LoadResult(files_checked=len(files), problems=problems)
     parsed: list[tuple[Path, str, Tenant]] = []
     for path in files:
         display = _display_name(path)
@@ -322,11 +343,20 @@ def load_tenants(paths: Iterable[Path] | None = None, tenants_dir: Path | None =
     return result
 
 
-def require_tenants(tenants_dir: Path) -> list[Tenant]:
-    """All tenants in `tenants_dir`, or `TenantLoadError` listing every problem."""
+def require_tenants(tenants_dir: Path, allow_none: bool = False) -> list[Tenant]:
+    """All tenants in `tenants_dir`, or `TenantLoadError` listing every problem.
+
+    No tenant at all is an error unless `allow_none`: for a deployment, an empty or mistyped folder would
+    otherwise mean "remove every tenant".
+    """
     result = load_tenants(tenants_dir=tenants_dir)
     if not result.ok:
         raise TenantLoadError(result.problems)
+    if not result.tenants and not allow_none:
+        raise TenantLoadError([Problem(_display_name(tenants_dir), None, "", (
+            "no tenant files: deploying this would remove every tenant. Check the folder; to really remove "
+            "them all, set the stack config allowNoTenants: true"
+        ))])
     return [loaded.tenant for loaded in result.tenants]
 
 

@@ -56,7 +56,7 @@ def run_rehearse(
     say = progress or (lambda _line: None)
     root = find_project_root(tenants_dir.resolve().parent)
     try:
-        tenants = require_tenants(tenants_dir)
+        tenants = require_tenants(tenants_dir, allow_none=destroy_all)
     except TenantLoadError as exc:
         if not destroy_all:
             raise RehearseFailure(f"{len(exc.problems)} error(s) in tenant files",

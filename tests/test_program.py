@@ -65,3 +65,14 @@ def test_every_engine_process_is_told_not_to_download(repo_root):
     assert env["PULUMI_SKIP_UPDATE_CHECK"] == "true"
     assert env["PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"] == "true"
     assert env["PULUMI_IGNORE_AMBIENT_PLUGINS"] == "true"
+
+
+def test_an_empty_tenants_folder_stops_the_program_unless_allowed(repo_root, tmp_path):
+    empty = tmp_path / "tenants"
+    empty.mkdir()
+    config, secret_keys = plan_config(repo_root, empty, "dev", [])
+
+    with pytest.raises(ProgramError, match="would remove every tenant"):
+        run_program(repo_root, "dev", config, secret_keys)
+    config["tenant-onboarding:allowNoTenants"] = "true"
+    assert run_program(repo_root, "dev", config, secret_keys).resources == []

@@ -163,3 +163,19 @@ def test_a_previous_slug_may_not_be_another_tenants_slug(tenants_dir):
     result = run("validate", "--tenants-dir", str(tenants_dir))
 
     assert result.exit_code == 1 and "previous_slugs: globex is the slug of" in result.stdout
+
+
+def test_validate_takes_a_folder(tenants_dir):
+    result = run("validate", str(tenants_dir))
+
+    assert result.exit_code == 0 and "2 tenant file(s) OK" in result.stderr
+
+
+def test_a_mistyped_tenants_folder_is_an_error_for_validate_plan_and_rehearse(tmp_path, repo_root):
+    typo = tmp_path / "tenant"
+    for command in (["validate"], ["plan"], ["rehearse", "--database-url", "postgresql://x@127.0.0.1:1/app"]):
+        result = subprocess.run([sys.executable, "-m", "tenantctl", *command, "--tenants-dir", str(typo)],
+                                cwd=repo_root, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1, command
+        assert "no such folder" in result.stdout + result.stderr, command
+        assert "Traceback" not in result.stderr

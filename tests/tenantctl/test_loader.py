@@ -148,10 +148,13 @@ def test_require_tenants_raises_with_all_problems(tmp_path):
     assert len(info.value.problems) == 2
 
 
-def test_schema_json_and_non_yaml_files_are_ignored(tenants_dir):
+def test_schema_json_is_the_one_other_file_the_folder_may_hold(tenants_dir):
+    (tenants_dir / "schema.json").write_text("{}")
+    assert load_tenants(tenants_dir=tenants_dir).ok
     (tenants_dir / "README.md").write_text("notes")
     result = load_tenants(tenants_dir=tenants_dir)
-    assert result.ok and result.files_checked == 2
+    assert not result.ok and result.files_checked == 2
+    assert [Path(p.file).name for p in result.problems] == ["README.md"]
 
 
 def test_scalar_alias_is_refused(tmp_path):
@@ -176,3 +179,46 @@ def test_fast_parser_declines_every_invalid_file(tmp_path):
                  tenant_yaml().replace("https", "http")):
         assert _valid_tenant_fast(text.encode(), "acme") is None
     assert _valid_tenant_fast(tenant_yaml().encode(), "other-name") is None
+
+
+def test_everything_in_the_tenants_folder_is_a_tenant_file_or_an_error(tenants_dir):
+    from tenantctl.loader import load_tenants
+
+    (tenants_dir / "eu").mkdir()
+    (tenants_dir / "eu" / "initech.yaml").write_text("slug: initech\n")
+    (tenants_dir / "dangling.yaml").symlink_to(tenants_dir / "nowhere.yaml")
+    (tenants_dir / "notes.txt").write_text("todo\n")
+    (tenants_dir / ".gitkeep").write_text("")
+
+    result = load_tenants(tenants_dir=tenants_dir)
+
+    messages = {Path(p.file).name: p.message for p in result.problems}
+    assert set(messages) == {"eu", "dangling.yaml", "notes.txt"}
+    assert "subfolders are not read" in messages["eu"] and "symlinks are not read" in messages["dangling.yaml"]
+    assert sorted(t.tenant.slug for t in result.tenants) == ["acme", "globex"]
+
+
+def test_a_yml_file_is_a_tenant_file_like_yaml(tenants_dir):
+    from tenantctl.loader import load_tenants
+
+    (tenants_dir / "globex.yaml").rename(tenants_dir / "globex.yml")
+
+    result = load_tenants(tenants_dir=tenants_dir)
+
+    assert result.ok and sorted(t.tenant.slug for t in result.tenants) == ["acme", "globex"]
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_a_missing_or_empty_folder_refuses_to_deploy_instead_of_removing_every_tenant(tmp_path, folder):
+    from tenantctl.loader import TenantLoadError, require_tenants
+
+    target = tmp_path / folder
+    if folder == "empty":
+        target.mkdir()
+
+    with pytest.raises(TenantLoadError) as raised:
+        require_tenants(target)
+
+    assert ("no such folder" if folder == "missing" else "would remove every tenant") in str(raised.value)
+    if folder == "empty":
+        assert require_tenants(target, allow_none=True) == []
