@@ -47,6 +47,7 @@ build_cli() {
 
 build_kubernetes() {
   cd "$here/kubernetes"
+  go mod download  # `go list -m` below names a module's folder only once it is in the module cache
   local src
   src=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)/cmd/pulumi-resource-kubernetes
   VERSION=$KUBERNETES_VERSION SRC=$src DST=cmd/pulumi-resource-kubernetes go run ./gen
@@ -57,6 +58,7 @@ build_kubernetes() {
 
 build_random() {
   cd "$here/random"
+  go mod download  # tfgen reads the upstream provider's docs from the module cache
   # tfgen embeds the provider package, which embeds the metadata tfgen writes: start from an empty one.
   [ -s provider/bridge-metadata.json ] || echo '{}' > provider/bridge-metadata.json
   local gen
