@@ -78,9 +78,14 @@ def ensure_running(state_dir: Path) -> AwsEmulator:
             pid, port = 0, 0
         if pid and process_alive(pid) and _answers(port):
             return AwsEmulator(f"http://{HOST}:{port}", pid, fresh=False)
-    # The stack's AWS provider keeps the endpoint in its state: a restart on the same port lets a refresh
-    # reach the new (empty) emulator and see the objects are gone.
-    port = port if port and not _answers(port) and _port_free(port) else _free_port()
+    # The stack's AWS provider keeps the endpoint in its state (a refresh reads with it), so a restarted
+    # emulator must come back on the same port for the engine to see that its objects are gone.
+    if port and not _port_free(port):
+        raise AwsEmulatorError(
+            f"the AWS emulator's port {port} is taken by another process; free it, or start the rehearsal "
+            "afresh with `tenantctl rehearse --destroy`"
+        )
+    port = port or _free_port()
     state_dir.mkdir(parents=True, exist_ok=True)
     log = (state_dir / "aws-emulator.log").open("ab")
     process = subprocess.Popen(

@@ -125,3 +125,15 @@ def test_embedded_default_from_the_command_line(repo_root):
     finally:
         aws_emulator.stop(base / "embedded")
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_taken_emulator_port_is_a_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        (tmp_path / "aws-emulator").write_text(f"999999 {port}\n")
+        with pytest.raises(aws_emulator.AwsEmulatorError, match=f"port {port} is taken"):
+            aws_emulator.ensure_running(tmp_path)
