@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,7 +293,11 @@ def _parse_with_locations(raw: bytes, name: str, expected_slug: str) -> tuple[Te
             loc = tuple(error["loc"])
             if loc in secret_set:
                 continue
-            problems.append(Problem(name, _locate(document, loc), _field_path(loc), _pydantic_message(error)))
+            message = _pydantic_message(error)
+            if not loc and (named := re.match(r"([a-z_]+(?:\.[a-z_]+)*): (.+)", message, re.S)):
+                # A whole-file rule names the field it is about: report it there.
+                loc, message = tuple(named.group(1).split(".")), named.group(2)
+            problems.append(Problem(name, _locate(document, loc), _field_path(loc), message))
 
     if tenant is not None and tenant.slug != expected_slug:
         problems.append(Problem(

@@ -75,6 +75,39 @@ def looks_like_literal_secret(value: str) -> bool:
     return False
 
 
+INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa", ".lan", ".intranet", ".corp")
+METADATA_HOSTS = {"metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal"}
+
+
+def non_public_host(hostname: str) -> str | None:
+    """Why `hostname` is not a public host (loopback, private, link-local or metadata address, internal name),
+    or None. Offline: names are judged by their form, never resolved."""
+    import ipaddress
+
+    host = hostname.rstrip(".").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        mapped = getattr(address, "ipv4_mapped", None) or address
+        if mapped.is_loopback:
+            return f"a loopback address ({host})"
+        if mapped.is_link_local:
+            return f"a link-local address ({host}; the cloud metadata service lives there)"
+        if mapped.is_private or mapped.is_reserved or mapped.is_unspecified or mapped.is_multicast:
+            return f"a private or reserved address ({host})"
+        return None
+    # inet_aton reads 2130706433, 0x7f.1 or 0177.0.0.1 as 127.0.0.1: every label a number is an address.
+    if all(re.fullmatch(r"0x[0-9a-f]*|\d+", label) for label in host.split(".")):
+        return f"an IP address in a non-standard form ({host})"
+    if host == "localhost" or host in METADATA_HOSTS or host.endswith(INTERNAL_SUFFIXES):
+        return f"an internal name ({host})"
+    if "." not in host:
+        return f"a single-label internal name ({host})"
+    return None
+
+
 class ServiceDesk(_Section):
     url: Annotated[str, Field(max_length=500, description="The client's ServiceDesk Plus base URL (https).")]
     api_key_secret: Annotated[
@@ -102,6 +135,9 @@ class ServiceDesk(_Section):
                 "must not contain credentials; store the API key with "
                 + SECRET_SET_COMMAND.format(key="<api_key_secret>")
             )
+        reason = non_public_host(parts.hostname)
+        if reason:
+            raise ValueError(f"must name the client's public ServiceDesk Plus host, not {reason}")
         return value
 
     @field_validator("api_key_secret")
@@ -213,6 +249,22 @@ class Tenant(_Section):
         return self
 
     @model_validator(mode="after")
+    def _api_key_secret_is_this_tenants_own(self) -> Tenant:
+        # The value is copied into this tenant's Kubernetes Secret, readable by its service account: naming
+        # any other stack secret (fernetKey, another tenant's key) would hand it to this tenant.
+        # After a rename the key may keep its old name: a previous slug is never another tenant's (loader).
+        allowed = [api_key_secret_name(slug) for slug in (self.slug, *self.previous_slugs)]
+        named = self.servicedesk.api_key_secret
+        if named not in allowed:
+            old = named.removesuffix("-servicedesk-api-key")
+            hint = (f"; if this tenant was renamed from {old!r}, add `previous_slugs: [{old}]`"
+                    if named.endswith("-servicedesk-api-key") and re.fullmatch(SLUG_PATTERN, old) else "")
+            raise ValueError(
+                f"servicedesk.api_key_secret: must be {allowed[0]!r}, this tenant's own stack secret{hint}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _resources_are_premium_only(self) -> Tenant:
         if self.resources is not None and self.tier is not Tier.PREMIUM:
             raise ValueError("resources: only premium tenants get a namespace quota; remove it or use tier: premium")
@@ -247,8 +299,13 @@ def literal_secret_paths(data: object, path: tuple[str, ...] = ()) -> list[tuple
     return found
 
 
+def api_key_secret_name(slug: str) -> str:
+    """The only stack secret a tenant file may name for its ServiceDesk Plus API key."""
+    return f"{slug}-servicedesk-api-key"
+
+
 def literal_secret_message(slug: str) -> str:
-    key = f"{slug or '<slug>'}-servicedesk-api-key"
+    key = api_key_secret_name(slug or "<slug>")
     return (
         "literal secrets are not allowed in tenant files; store the value with "
         + SECRET_SET_COMMAND.format(key=key)

@@ -142,8 +142,9 @@ def test_changed_since_reports_a_rename_and_asks_for_previous_slugs(tmp_path, re
 
     assert missing.exit_code == 1
     report = json.loads(missing.stdout)
-    assert report["renames"] == [{"from": "acme", "to": "acme-corp"}]
-    assert [e["field"] for e in report["errors"]] == ["previous_slugs"]
+    # Its key still has the old name, which only a declared rename may keep: the file says what to add.
+    assert [e["field"] for e in report["errors"]] == ["servicedesk.api_key_secret"]
+    assert "add `previous_slugs: [acme]`" in report["errors"][0]["message"]
     assert declared.exit_code == 0, declared.stdout
     assert json.loads(declared.stdout)["renames"] == [{"from": "acme", "to": "acme-corp"}]
 
@@ -179,3 +180,16 @@ def test_a_mistyped_tenants_folder_is_an_error_for_validate_plan_and_rehearse(tm
         assert result.returncode == 1, command
         assert "no such folder" in result.stdout + result.stderr, command
         assert "Traceback" not in result.stderr
+
+
+def test_changed_since_asks_for_previous_slugs_when_the_key_was_renamed_too(tmp_path, repo_root):
+    tenants = _git_project(tmp_path, repo_root)
+    text = (tenants / "acme.yaml").read_text().replace("acme", "acme-corp")
+    (tenants / "acme.yaml").unlink()
+    (tenants / "acme-corp.yaml").write_text(text)
+
+    result = run("validate", "--tenants-dir", str(tenants), "--changed-since", "main", "--format", "json")
+
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and report["renames"] == [{"from": "acme", "to": "acme-corp"}]
+    assert [e["field"] for e in report["errors"]] == ["previous_slugs"]

@@ -111,3 +111,63 @@ def test_generated_keys_look_like_literal_secrets(value):
 @pytest.mark.parametrize("value", ["acme-servicedesk-api-key", "acmeApiKey", "globex_sdp_key"])
 def test_config_key_names_do_not_look_like_secrets(value):
     assert not looks_like_literal_secret(value)
+
+
+@pytest.mark.parametrize("named", ["fernetKey", "databaseUrl", "globex-servicedesk-api-key"])
+def test_api_key_secret_must_be_the_tenants_own(tmp_path, named):
+    from tenantctl.loader import parse_tenant_file
+    from tests.tenantctl.tenant_text import tenant_yaml
+
+    path = tmp_path / "acme.yaml"
+    path.write_text(tenant_yaml("acme").replace("api_key_secret: acme-servicedesk-api-key",
+                                                f"api_key_secret: {named}"))
+
+    tenant, problems = parse_tenant_file(path)
+
+    assert tenant is None
+    assert [(p.line, p.field) for p in problems] == [(7, "servicedesk.api_key_secret")]
+    assert "'acme-servicedesk-api-key'" in problems[0].message
+
+
+def test_a_renamed_tenant_may_keep_its_old_key_name(tmp_path):
+    from tenantctl.loader import parse_tenant_file
+    from tests.tenantctl.tenant_text import tenant_yaml
+
+    path = tmp_path / "acme-corp.yaml"
+    path.write_text(tenant_yaml("acme-corp").replace("acme-corp-servicedesk-api-key", "acme-servicedesk-api-key")
+                    + "previous_slugs: [acme]\n")
+
+    tenant, problems = parse_tenant_file(path)
+
+    assert problems == [] and tenant.servicedesk.api_key_secret == "acme-servicedesk-api-key"  # noqa: S105
+
+
+@pytest.mark.parametrize("url", [
+    "https://localhost/", "https://127.0.0.1/", "https://[::1]/", "https://10.1.2.3/", "https://192.168.0.10/",
+    "https://172.16.5.4/", "https://169.254.169.254/latest/meta-data/", "https://[fd00:ec2::254]/",
+    "https://metadata.google.internal/", "https://servicedesk/", "https://sdp.corp/", "https://2130706433/",
+    "https://0x7f.1/", "https://0177.0.0.1/", "https://[::ffff:127.0.0.1]/", "https://0.0.0.0/",
+])
+def test_servicedesk_url_must_name_a_public_host(tmp_path, url):
+    from tenantctl.loader import parse_tenant_file
+    from tests.tenantctl.tenant_text import tenant_yaml
+
+    path = tmp_path / "acme.yaml"
+    path.write_text(tenant_yaml("acme").replace("https://acme.sdpondemand.com", url))
+
+    tenant, problems = parse_tenant_file(path)
+
+    assert tenant is None and [(p.line, p.field) for p in problems] == [(6, "servicedesk.url")]
+    assert "public ServiceDesk Plus host" in problems[0].message
+
+
+@pytest.mark.parametrize("url", ["https://acme.sdpondemand.com", "https://sdp.acme-msp.co.uk:8443/app",
+                                 "https://93.184.216.34/", "https://abc1.de/", "https://cafe.de/"])
+def test_public_servicedesk_urls_pass(tmp_path, url):
+    from tenantctl.loader import parse_tenant_file
+    from tests.tenantctl.tenant_text import tenant_yaml
+
+    path = tmp_path / "acme.yaml"
+    path.write_text(tenant_yaml("acme").replace("https://acme.sdpondemand.com", url))
+
+    assert parse_tenant_file(path)[1] == []
