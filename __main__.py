@@ -10,7 +10,14 @@ import pulumi
 
 from components.providers import stack_providers
 from components.provisioner_access import ProvisionerAccess, ProvisionerAccessArgs
-from components.settings import DATABASE_KEYS, SettingsError, missing_secret_keys, read_database_settings, read_settings
+from components.settings import (
+    DATABASE_KEYS,
+    SettingsError,
+    check_database_urls,
+    missing_secret_keys,
+    read_database_settings,
+    read_settings,
+)
 from components.tenant_stack import TenantStack, TenantStackArgs
 from tenantctl.checks.peers import peer_tenant_ids
 from tenantctl.loader import TenantLoadError, require_tenants
@@ -38,6 +45,10 @@ def main() -> None:
         commands = "\n".join("  " + SECRET_SET_COMMAND.format(key=k).replace(" --stack <stack>", "") for k in missing)
         raise pulumi.RunError(f"missing secret config for stack {pulumi.get_stack()}:\n{commands}")
 
+    try:
+        check_database_urls(config, [key for key in database_keys if key.endswith("Url")])
+    except SettingsError as exc:
+        raise pulumi.RunError(str(exc)) from None
     provisioner_url = managed_provisioner_url(config) if manage_role else None
     database = read_database_settings(config, provisioner_url)
     providers = stack_providers(settings)

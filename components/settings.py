@@ -87,6 +87,24 @@ def missing_secret_keys(config: pulumi.Config, names: list[str]) -> list[str]:
     return [name for name in names if config.get(name) is None]
 
 
+def check_database_urls(config: pulumi.Config, keys: list[str]) -> None:
+    """Every database URL of the stack, parsed and checked up front (SettingsError names them all, no password)."""
+    from tenantctl.database_url import DatabaseUrlError, parse_database_url
+
+    allow = config.get_bool("allowUnverifiedDatabaseTls") or False
+    problems = []
+    for key in keys:
+        value = config.get(key)  # plain only for this check; the program uses require_secret
+        if value is None:
+            continue
+        try:
+            parse_database_url(value, what=key, allow_unverified=allow)
+        except DatabaseUrlError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SettingsError("\n".join(problems))
+
+
 def read_database_settings(
     config: pulumi.Config, provisioner_url: pulumi.Output[str] | None = None
 ) -> DatabaseSettings:

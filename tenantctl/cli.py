@@ -27,6 +27,24 @@ TenantsDir = Annotated[Path, typer.Option("--tenants-dir", help="Directory of te
 Stack = Annotated[str | None, typer.Option("--stack", help="Pulumi stack name (reads Pulumi.<stack>.yaml).")]
 
 
+AllowUnverifiedTls = Annotated[
+    bool, typer.Option("--allow-unverified-tls",
+                       help="Accept database URLs to other hosts without sslmode=verify-full/verify-ca.")
+]
+
+
+def checked_url(url: str | None, what: str, allow_unverified: bool) -> str | None:
+    """A database URL from a flag, parsed once here; a bad one ends the command with a message, no password."""
+    from tenantctl.database_url import DatabaseUrlError, parse_database_url
+
+    if url is None:
+        return None
+    try:
+        return parse_database_url(url, what=what, allow_unverified=allow_unverified)
+    except DatabaseUrlError as exc:
+        raise fail(str(exc)) from None
+
+
 class Format(StrEnum):
     text = "text"
     json = "json"
@@ -272,6 +290,7 @@ def destroy(
                      help="Provisioner database URL (default: the stack's databaseUrl via the Pulumi CLI)."),
     ] = None,
     tenant_id: Annotated[str | None, typer.Option("--tenant-id", help="Needed when the tenant file is gone.")] = None,
+    allow_unverified_tls: AllowUnverifiedTls = False,
 ) -> None:
     """Remove exactly one tenant: a targeted `pulumi destroy` of its TenantStack and everything under it."""
     import re
@@ -291,7 +310,7 @@ def destroy(
             "if you prefer a pull request), or destroy without --purge-data to keep the history."
         )
     tenant_id = tenant_id or (str(tenant.tenant_id) if tenant else None)
-    url = database_url or database_url_from_stack(stack)
+    url = checked_url(database_url or database_url_from_stack(stack), "--database-url", allow_unverified_tls)
     if url and tenant_id:
         try:
             counts = count_history(url, tenant_id)
@@ -348,6 +367,7 @@ def verify(
     ] = None,
     checks: Annotated[str, typer.Option("--checks", help="Comma-separated: rls,webhook.")] = "rls,webhook",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    allow_unverified_tls: AllowUnverifiedTls = False,
 ) -> None:
     """Run the post-deploy checks (signed webhook probe, RLS isolation) for one tenant; exit 1 on failure."""
     from components import naming
@@ -366,6 +386,8 @@ def verify(
     # Other tenants of the registry are probed as real peers: isolation must hold against them, not just a made-up one.
     peers = peer_tenant_ids([t.tenant.tenant_id for t in load_tenants(tenants_dir=tenants_dir).tenants],
                             tenant.tenant_id, count=MAX_REAL_PEERS)
+    database_url = checked_url(database_url, "--database-url", allow_unverified_tls)
+    app_database_url = checked_url(app_database_url, "--app-database-url", allow_unverified_tls)
     if app_database_url is None and database_url:
         app_database_url = with_user(database_url, "app_user")
     if "rls" in selected and not app_database_url:
@@ -407,12 +429,15 @@ def rehearse(
     state_dir: Annotated[
         Path | None, typer.Option("--state-dir", help="Where the rehearsal keeps its state (default .rehearsal/).")
     ] = None,
+    allow_unverified_tls: AllowUnverifiedTls = False,
 ) -> None:
     """A real `pulumi up` (or preview, or destroy) of every tenant on a local backend, against local services."""
     from tenantctl.rehearse_command import RehearseFailure, run_rehearse
 
     if preview and destroy_all:
         raise fail("choose --preview or --destroy, not both")
+    database_url = checked_url(database_url, "--database-url", allow_unverified_tls)
+    app_database_url = checked_url(app_database_url, "--app-database-url", allow_unverified_tls)
     try:
         result = run_rehearse(tenants_dir, database_url, app_database_url, destroy_all,
                               progress=None if as_json else lambda line: err.print(line, markup=False),

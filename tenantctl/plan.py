@@ -22,6 +22,8 @@ from tenantctl.mock_runtime import SECRET_MASK, ProgramRun, RegisteredResource, 
 from tenantctl.stack_files import StackFileError, read_stack_file
 
 PLACEHOLDER_SECRET = "plan-placeholder-not-a-real-secret"  # noqa: S105 (a placeholder, by definition)
+# Database URLs are checked by the program before use, so their placeholder must be a usable URL.
+PLACEHOLDER_DATABASE_URL = f"postgresql://plan:{PLACEHOLDER_SECRET}@127.0.0.1:5432/app"
 # Paths whose change can alter every tenant's resources, so a preview must not be targeted.
 PROGRAM_PATHS = (
     "__main__.py", "components/", "tenantctl/", "policy/", "Pulumi.", "requirements.txt", "tenants/schema.json",
@@ -84,7 +86,8 @@ def plan_config(project_root: Path, tenants_dir: Path, stack: str, secret_names:
             config[key] = str(value).lower() if isinstance(value, bool) else str(value)
     for name in [*DATABASE_KEYS, *secret_names]:
         key = f"{PROJECT}:{name}"
-        config[key] = Fernet.generate_key().decode() if name == "fernetKey" else PLACEHOLDER_SECRET
+        config[key] = (Fernet.generate_key().decode() if name == "fernetKey"
+                       else PLACEHOLDER_DATABASE_URL if name.endswith("Url") else PLACEHOLDER_SECRET)
         secret_keys.append(key)
     # The simulated cloud has no local emulator or cluster to point at.
     config.pop(f"{PROJECT}:awsEndpoint", None)
