@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rich.table import Table
@@ -67,6 +70,26 @@ def run_rehearse(
     except engine.EngineError as exc:
         raise RehearseFailure(str(exc)) from None
     state_dir = _state_dir(state_base or root / REHEARSAL_DIR, database_url)
+    with _exclusive(state_dir):
+        return _rehearse(root, tenants_dir, tenants, version, state_dir, database_url, app_database_url,
+                         destroy_all, preview, say)
+
+
+@contextlib.contextmanager
+def _exclusive(state_dir: Path) -> Iterator[None]:
+    """One rehearsal per state folder at a time: two would share one stack, database and emulator."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RehearseFailure(f"another rehearsal is running on {state_dir}; wait for it to finish") from None
+        yield
+
+
+def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: Path, database_url: str | None,
+              app_database_url: str | None, destroy_all: bool, preview: bool,
+              say: Callable[[str], None]) -> RehearsalResult:
     state = RehearsalState.load(state_dir / STATE_FILE)
     postgres = None
     operation = "destroy" if destroy_all else "preview" if preview else "up"
@@ -82,13 +105,14 @@ def run_rehearse(
             schema_url = postgres.dsn(dbname=DATABASE)
         else:
             schema_url = database_url
+        _require_utf8(schema_url)
         if app_schema.ensure_schema(schema_url):
             say("loaded db/app_schema.sql")
         app_url = app_database_url or db.with_user(database_url, app_schema.APP_ROLE)
         aws = aws_emulator.ensure_running(state_dir)
         say(f"AWS emulator (moto) on {aws.endpoint}")
         fernet_key = state.secret("fernetKey", _new_fernet_key)
-        with WebhookReceiver(app_url, fernet_key, port=state.environment.get("receiver_port", 0)) as receiver:
+        with _receiver(app_url, fernet_key, state.environment.get("receiver_port", 0), say) as receiver:
             state.environment["receiver_port"] = int(receiver.base_url.rsplit(":", 1)[1])
             services = LocalServices(database_url, app_url, receiver.base_url, aws.endpoint)
             spec = stack_spec(root, tenants_dir, tenants, state, state_dir, services)
@@ -106,6 +130,27 @@ def run_rehearse(
             postgres.destroy()
         shutil.rmtree(state_dir, ignore_errors=True)
     return result
+
+
+def _receiver(app_url: str, fernet_key: str, port: int, say: Callable[[str], None]) -> WebhookReceiver:
+    """The receiver on its earlier port (the stack's webhook URLs name it), or on a new one if that is taken."""
+    try:
+        return WebhookReceiver(app_url, fernet_key, port=port).start()
+    except OSError as exc:
+        if not port or exc.errno != errno.EADDRINUSE:
+            raise RehearseFailure(f"the webhook receiver cannot listen: {exc.strerror}") from None
+        say(f"port {port} is taken: the webhook receiver moves, and the checks run again against the new URL")
+        return WebhookReceiver(app_url, fernet_key, port=0).start()
+
+
+def _require_utf8(dsn: str) -> None:
+    with db.connect(dsn, autocommit=True) as connection:
+        encoding = connection.execute("SHOW server_encoding").fetchone()[0]
+    if isinstance(encoding, bytes):  # psycopg hands out bytes where the client encoding is SQL_ASCII
+        encoding = encoding.decode("ascii", "replace")
+    if encoding.upper() not in ("UTF8", "UTF-8"):
+        raise RehearseFailure(f"{db.describe_dsn(dsn)} uses the {encoding} encoding; tenant names and preferences "
+                              "need UTF8 (createdb -E UTF8 -T template0)")
 
 
 def existing_stack(tenants_dir: Path, database_url: str | None, state_base: Path | None = None):

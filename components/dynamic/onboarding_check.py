@@ -3,9 +3,9 @@
 It runs after the tenant's row, secrets and namespace exist: a signed probe webhook must be
 accepted and unsigned, wrongly signed and peer-signed ones refused, and RLS must isolate the tenant
 from other tenants (a made-up one and up to a few real peers). A failure fails `pulumi up` with a
-report naming each failed check. It runs again whenever the tenant's row revision, webhook URL or
-signing secret changes, or when the stack's `checksNonce` changes; a changed list of peers alone
-does not re-run it, so onboarding one tenant never re-checks the whole fleet.
+report naming each failed check. It runs again whenever the tenant's row revision, webhook URL,
+application database URL or signing secret changes, or when the stack's `checksNonce` changes; a
+changed list of peers alone does not re-run it, so onboarding one tenant never re-checks the fleet.
 The checks themselves live in `tenantctl.checks`, shared with `tenantctl verify`.
 """
 
@@ -19,7 +19,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
 ALL_CHECKS = ("webhook", "rls")
-TRIGGERS = ("tenant_id", "webhook_url", "row_revision", "nonce", "checks")
+TRIGGERS = ("tenant_id", "webhook_url", "app_database_url", "row_revision", "nonce", "checks")
 
 
 @dataclass

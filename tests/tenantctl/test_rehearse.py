@@ -137,3 +137,49 @@ def test_a_taken_emulator_port_is_a_clear_error(tmp_path):
         (tmp_path / "aws-emulator").write_text(f"999999 {port}\n")
         with pytest.raises(aws_emulator.AwsEmulatorError, match=f"port {port} is taken"):
             aws_emulator.ensure_running(tmp_path)
+
+
+def test_two_rehearsals_on_one_state_folder_cannot_collide(rehearsal):  # noqa: F811
+    import fcntl
+
+    from tenantctl.rehearse_command import RehearseFailure
+
+    rehearsal.state_dir.mkdir(parents=True, exist_ok=True)
+    with (rehearsal.state_dir / ".lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RehearseFailure, match="another rehearsal is running"):
+            rehearsal.up()
+
+
+def test_a_database_that_is_not_utf8_is_refused_up_front(local_pg, tenants_dir, tmp_path):
+    from psycopg import sql
+
+    from tenantctl.rehearse_command import RehearseFailure, run_rehearse
+
+    name = f"ascii_{tmp_path.name[-8:]}".replace("-", "_")
+    with __import__("psycopg").connect(local_pg.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'")
+                     .format(sql.Identifier(name)))
+    try:
+        with pytest.raises(RehearseFailure, match="SQL_ASCII encoding"):
+            run_rehearse(tenants_dir, local_pg.dsn(dbname=name), None, False, state_base=tmp_path / "state")
+    finally:
+        local_pg.drop_database(name)
+
+
+def test_a_taken_receiver_port_moves_the_receiver_and_reruns_the_checks(rehearsal):  # noqa: F811
+    import socket
+
+    from tenantctl.rehearsal import STATE_FILE, RehearsalState
+
+    assert rehearsal.up().ok
+    port = RehearsalState.load(rehearsal.state_dir / STATE_FILE).environment["receiver_port"]
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        again = rehearsal.up()
+
+    assert again.ok, again.as_dict()
+    assert {t.slug: t.status for t in again.tenants} == {"acme": "updated", "globex": "updated"}
+    assert RehearsalState.load(rehearsal.state_dir / STATE_FILE).environment["receiver_port"] != port

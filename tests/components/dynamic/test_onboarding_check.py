@@ -83,7 +83,8 @@ def test_broken_isolation_fails_up_naming_the_check(host, onboarded):
     assert "FAIL  rls_enabled_and_forced" in info.value.message
 
 
-@pytest.mark.parametrize("field,value", [("row_revision", "r2"), ("nonce", "1"), ("webhook_url", "http://x/")])
+@pytest.mark.parametrize("field,value", [("row_revision", "r2"), ("nonce", "1"), ("webhook_url", "http://x/"),
+                                         ("app_database_url", "postgresql://app_user@127.0.0.1:1/other")])
 def test_reruns_when_its_triggers_change(host, onboarded, field, value):
     app_db, tenant, receiver = onboarded
     news = props(app_db, tenant, receiver)
