@@ -1,20 +1,26 @@
 """The tenant-onboarding CrossGuard policies, importable without starting a policy pack.
 
-Owns four policies (collected in `POLICIES`, which `__main__.py` turns into the pack):
+Owns eight policies (collected in `POLICIES`, which `__main__.py` turns into the pack):
 - `premium-namespace-isolation` (stack): every premium tenant namespace has a ResourceQuota, a LimitRange
   and a default-deny NetworkPolicy in the same stack;
 - `kms-key-rotation-enabled`: every KMS key rotates;
 - `tenant-objects-in-tenant-namespace`: a Kubernetes object labelled with a tenant slug lives in that
   tenant's namespace (premium) or in the shared namespace (basic);
-- `kubernetes-secret-data-is-secret`: a Kubernetes Secret's `data`/`stringData` is a Pulumi secret.
+- `kubernetes-secret-data-is-secret`: a Kubernetes Secret's `data`/`stringData` is a Pulumi secret;
+- `no-allow-all-network-policy`: no tenant NetworkPolicy rule admits every source or destination, or every
+  namespace (it would undo the default deny beside it);
+- `no-binding-to-every-service-account`: no RoleBinding grants to system:serviceaccounts (or authenticated,
+  unauthenticated) groups;
+- `restricted-pod-security`: a premium tenant namespace enforces the `restricted` Pod Security level;
+- `credentials-secret-uses-tenant-key`: a Secrets Manager secret names its KMS key (the tenant's own).
 
 Secretness. The engine sends every analyzer its properties with secrets still marked (the 4dabf18193...
 envelope), but pulumi-policy's `Analyze`/`AnalyzeStack` deserialize them with `proxy_secrets=False`,
 which drops the mark: a validation cannot tell a secret from a plain value (pulumi/pulumi-policy#241,
 open; true of the pinned 1.21.0). Only `Remediate` keeps the mark, as `pulumi_policy.Secret` wrappers.
 `analyze_with_secrets()` makes validations see that same representation, and `__main__.py` calls it
-before starting the pack. The secret policy declares itself not applicable when it was not called,
-instead of flagging every Secret (a plain value would look the same as a secret one). The other
+before starting the pack. The secret policy fails closed when it was not called (or a pulumi-policy
+upgrade moved the name it patches): it cannot tell a secret from a plain value, so it reports that. The other
 policies read values through `plain()`, so they work with and without it.
 
 The pack runs in its own virtualenv with only pulumi and pulumi-policy (see `__main__.py`), so it
@@ -71,6 +77,11 @@ LIMIT_RANGE_TYPE = "kubernetes:core/v1:LimitRange"
 NETWORK_POLICY_TYPE = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 K8S_SECRET_TYPE = "kubernetes:core/v1:Secret"  # noqa: S105 (a type token, not a password)
 KMS_KEY_TYPE = "aws:kms/key:Key"
+SM_SECRET_TYPE = "aws:secretsmanager/secret:Secret"  # noqa: S105 (a type token)
+ROLE_BINDING_TYPES = ("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
+                      "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
+EVERYONE_GROUPS = ("system:serviceaccounts", "system:authenticated", "system:unauthenticated")
+ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 
 # Kinds that have no namespace; every other Kubernetes kind is namespaced.
 CLUSTER_SCOPED_KINDS = frozenset({
@@ -120,8 +131,12 @@ def analyze_with_secrets() -> None:
     """Make the running analyzer hand validations secrets as `pulumi_policy.Secret` (see the docstring).
 
     pulumi-policy has no option for this, so it swaps the name its analyzer module deserializes with;
-    call it once, before `PolicyPack(...)`.
+    call it once, before `PolicyPack(...)`. If that name is gone (an upgrade), the pack refuses to start:
+    a preview then fails instead of passing without the secret checks.
     """
+    if not callable(getattr(_servicer_module, "deserialize_properties", None)):
+        raise RuntimeError("pulumi-policy no longer deserializes through pulumi_policy.policy.deserialize_properties:"
+                           " secretness cannot be kept visible; update tenant_policies.analyze_with_secrets")
     _servicer_module.deserialize_properties = deserialize_keeping_secrets
 
 
@@ -398,7 +413,7 @@ def validate_secret_data_is_secret(args: ResourceValidationArgs, report_violatio
     if args.resource_type != K8S_SECRET_TYPE:
         return
     if not secrets_visible():
-        args.not_applicable(_SECRETS_INVISIBLE)
+        report_violation(f"{_describe('Secret', args.props, args.name)} cannot be checked: {_SECRETS_INVISIBLE}")
         return
     # Read the raw mapping: the analyzer's unknown-checking proxy returns the Secret wrappers as they are.
     exposed = [p for key in ("data", "stringData") if key in args.props for p in plain_paths(args.props[key], key)]
@@ -420,9 +435,139 @@ kubernetes_secret_data_is_secret = ResourceValidationPolicy(
 )
 
 
+# --- 5. no NetworkPolicy rule that lets everything in or out ------------------------------------
+
+
+def _open_peers(rules: Any, direction: str) -> list[str]:
+    """Why rules of one direction admit everything: a rule without peers, or a peer of every namespace."""
+    found = []
+    for index, rule in enumerate(rules if isinstance(rules, list) else []):
+        peers = rule.get("from" if direction == "ingress" else "to") if isinstance(rule, dict) else None
+        if not peers:
+            found.append(f"{direction}[{index}] has no {'from' if direction == 'ingress' else 'to'}: every "
+                         f"{'source' if direction == 'ingress' else 'destination'}")
+            continue
+        for peer in peers:
+            if not isinstance(peer, dict):
+                continue
+            if "namespaceSelector" in peer and _selects_every_pod(peer["namespaceSelector"]) \
+                    and _selects_every_pod(peer.get("podSelector", {})):
+                found.append(f"{direction}[{index}] admits every pod of every namespace (namespaceSelector {{}})")
+            elif isinstance(peer.get("ipBlock"), dict) and peer["ipBlock"].get("cidr") in ("0.0.0.0/0", "::/0"):
+                found.append(f"{direction}[{index}] admits every address ({peer['ipBlock']['cidr']})")
+    return found
+
+
+def validate_no_allow_all_network_policy(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != NETWORK_POLICY_TYPE or not _labels(args.props).get(SLUG_LABEL):
+        return
+    spec = _field(args.props, "spec")
+    if not isinstance(spec, dict):
+        return
+    problems = _open_peers(spec.get("ingress"), "ingress") + _open_peers(spec.get("egress"), "egress")
+    if problems:
+        report_violation(
+            f"{_describe('NetworkPolicy', args.props, args.name)} of {_tenant_of(args.props)} opens the tenant's "
+            f"namespace: {'; '.join(problems)}. NetworkPolicies add up, so this undoes the default deny; "
+            "name the namespaces (and pods) that may connect."
+        )
+
+
+no_allow_all_network_policy = ResourceValidationPolicy(
+    name="no-allow-all-network-policy",
+    description="No tenant NetworkPolicy rule admits every source, destination or namespace.",
+    validate=validate_no_allow_all_network_policy,
+    severity=Severity.HIGH,
+    remediation_steps="Give each rule from/to peers naming specific namespaces (and pods).",
+)
+
+
+# --- 6. no RoleBinding to every service account -----------------------------------------------------
+
+
+def validate_no_binding_to_everyone(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type not in ROLE_BINDING_TYPES:
+        return
+    subjects = _field(args.props, "subjects")
+    for subject in subjects if isinstance(subjects, list) else []:
+        name = subject.get("name") if isinstance(subject, dict) else None
+        if isinstance(name, str) and name.startswith(EVERYONE_GROUPS):
+            report_violation(
+                f"{_describe(_kind(args.resource_type), args.props, args.name)} binds the group {name!r}: every "
+                "service account (or user) it covers, of every tenant, gets the role. Bind the tenant's own "
+                "ServiceAccount instead."
+            )
+
+
+no_binding_to_every_service_account = ResourceValidationPolicy(
+    name="no-binding-to-every-service-account",
+    description="No RoleBinding or ClusterRoleBinding names the system:serviceaccounts, authenticated or "
+                "unauthenticated groups.",
+    validate=validate_no_binding_to_everyone,
+    severity=Severity.CRITICAL,
+    remediation_steps="Bind the tenant's ServiceAccount by name.",
+)
+
+
+# --- 7. premium namespaces enforce the restricted Pod Security level --------------------------------
+
+
+def validate_restricted_pod_security(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != NAMESPACE_TYPE or _labels(args.props).get(TIER_LABEL) != PREMIUM:
+        return
+    level = _labels(args.props).get(ENFORCE_LABEL)
+    if level != "restricted":
+        shown = "no" if level is None else repr(level)
+        report_violation(
+            f"premium namespace {_field(args.props, 'metadata', 'name')!r} of {_tenant_of(args.props)} has {shown} "
+            f"{ENFORCE_LABEL} label; it must be 'restricted' (privileged pods could reach the node and other tenants)."
+        )
+
+
+restricted_pod_security = ResourceValidationPolicy(
+    name="restricted-pod-security",
+    description=f"A premium tenant namespace is labelled {ENFORCE_LABEL}: restricted.",
+    validate=validate_restricted_pod_security,
+    severity=Severity.HIGH,
+    remediation_steps="Keep the Pod Security labels TenantStack renders.",
+)
+
+
+# --- 8. tenant credentials are encrypted with the tenant's own key ----------------------------------
+
+
+def validate_secret_uses_tenant_key(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != SM_SECRET_TYPE:
+        return
+    try:
+        key = _field(args.props, "kmsKeyId")
+    except UnknownValueError:
+        return  # the tenant's key is created in the same run: known only after it exists
+    if not key:
+        tags = _field(args.props, "tags")
+        slug = tags.get("slug") if isinstance(tags, dict) else None
+        report_violation(
+            f"Secrets Manager secret {args.name!r}{f' of tenant {slug!r}' if slug else ''} names no kmsKeyId, so AWS "
+            "encrypts it with the account's default key, shared by every tenant; pass the tenant's KMS key ARN."
+        )
+
+
+credentials_secret_uses_tenant_key = ResourceValidationPolicy(
+    name="credentials-secret-uses-tenant-key",
+    description="A Secrets Manager secret is encrypted with a named KMS key (the tenant's), not the account default.",
+    validate=validate_secret_uses_tenant_key,
+    severity=Severity.HIGH,
+    remediation_steps="Pass kms_key_id=<the tenant's aws.kms.Key>.arn.",
+)
+
+
 POLICIES = [
     premium_namespace_isolation,
     kms_key_rotation_enabled,
     tenant_objects_in_tenant_namespace,
     kubernetes_secret_data_is_secret,
+    no_allow_all_network_policy,
+    no_binding_to_every_service_account,
+    restricted_pod_security,
+    credentials_secret_uses_tenant_key,
 ]

@@ -26,9 +26,13 @@ from components import naming
 from policy import tenant_policies
 from policy.tenant_policies import (
     POLICIES,
+    credentials_secret_uses_tenant_key,
     kms_key_rotation_enabled,
     kubernetes_secret_data_is_secret,
+    no_allow_all_network_policy,
+    no_binding_to_every_service_account,
     premium_namespace_isolation,
+    restricted_pod_security,
     tenant_objects_in_tenant_namespace,
 )
 from tenantctl import mock_runtime
@@ -44,7 +48,9 @@ from tests.policy.analyzer_view import (
 )
 
 POLICY_DIR = ROOT / "policy"
-RESOURCE_POLICIES = [kms_key_rotation_enabled, tenant_objects_in_tenant_namespace, kubernetes_secret_data_is_secret]
+RESOURCE_POLICIES = [kms_key_rotation_enabled, tenant_objects_in_tenant_namespace, kubernetes_secret_data_is_secret,
+                     no_allow_all_network_policy, no_binding_to_every_service_account, restricted_pod_security,
+                     credentials_secret_uses_tenant_key]
 
 
 def find(resources, resource_type, name):
@@ -85,7 +91,7 @@ def servicer():
 
 def test_policies_have_unique_names_and_descriptions_and_inherit_the_pack_level():
     names = [p.name for p in POLICIES]
-    assert len(set(names)) == len(names) == 4
+    assert len(set(names)) == len(names) == 8
     assert all(p.description and p.enforcement_level is None for p in POLICIES)  # the pack's MANDATORY applies
 
 
@@ -231,13 +237,18 @@ def test_remediation_path_keeps_the_stock_secret_proxy():
     assert isinstance(kept["__target"]["stringData"], Secret)
 
 
-def test_secret_policy_is_not_applicable_when_secretness_is_invisible(stock_analyzer, recorded_run):
+def test_secret_policy_fails_closed_when_secretness_is_invisible(stock_analyzer, recorded_run):
     secret = find(recorded_run, "kubernetes:core/v1:Secret", "acme-k8s-credentials")
     response = servicer().Analyze(analyze_request(secret), None)
-    assert not response.diagnostics
-    [skipped] = response.not_applicable
-    assert skipped.policy_name == kubernetes_secret_data_is_secret.name
-    assert "analyze_with_secrets" in skipped.reason
+    [diagnostic] = response.diagnostics
+    assert diagnostic.policyName == kubernetes_secret_data_is_secret.name
+    assert "cannot be checked" in diagnostic.message and "analyze_with_secrets" in diagnostic.message
+
+
+def test_the_pack_refuses_to_start_when_the_secret_patch_has_nothing_to_patch(monkeypatch):
+    monkeypatch.delattr(servicer_module, "deserialize_properties")
+    with pytest.raises(RuntimeError, match="secretness cannot be kept visible"):
+        tenant_policies.analyze_with_secrets()
 
 
 # --- the example tenants comply -------------------------------------------------------------------
@@ -415,3 +426,45 @@ def test_plain_secret_data_is_reported_through_the_real_analyzer(resources):
     assert diagnostic.policyName == kubernetes_secret_data_is_secret.name
     assert diagnostic.enforcementLevel == pulumi_policy.policy.proto.MANDATORY
     assert "Secret 'tenant-acme-credentials'" in diagnostic.message
+
+
+# --- the policies added for operator safety -------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule,named", [
+    ({"ingress": [{}]}, "ingress[0] has no from"),
+    ({"ingress": [{"from": [{"namespaceSelector": {}}]}]}, "every pod of every namespace"),
+    ({"egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}, "every address (0.0.0.0/0)"),
+])
+def test_an_allow_all_network_policy_beside_the_default_deny_is_flagged(resources, rule, named):
+    policy = find(resources, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "acme-allow-monitoring")
+    policy.inputs["spec"] = {**policy.inputs["spec"], **rule}
+    [message] = resource_violations(no_allow_all_network_policy, resources)
+    assert named in message and "tenant 'acme'" in message
+
+
+@pytest.mark.parametrize("group", ["system:serviceaccounts", "system:serviceaccounts:production",
+                                   "system:authenticated"])
+def test_a_rolebinding_to_every_service_account_is_flagged(resources, group):
+    binding = find(resources, "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "acme-reader-binding")
+    binding.inputs["subjects"] = [{"kind": "Group", "name": group, "apiGroup": "rbac.authorization.k8s.io"}]
+    [message] = resource_violations(no_binding_to_every_service_account, resources)
+    assert repr(group) in message
+
+
+@pytest.mark.parametrize("level", ["privileged", "baseline", None])
+def test_a_premium_namespace_below_restricted_is_flagged(resources, level):
+    namespace = find(resources, "kubernetes:core/v1:Namespace", "acme-namespace")
+    labels = namespace.inputs["metadata"]["labels"]
+    labels.pop("pod-security.kubernetes.io/enforce")
+    if level:
+        labels["pod-security.kubernetes.io/enforce"] = level
+    [message] = resource_violations(restricted_pod_security, resources)
+    assert "must be 'restricted'" in message
+
+
+def test_a_credentials_secret_without_the_tenant_key_is_flagged(resources):
+    secret = find(resources, "aws:secretsmanager/secret:Secret", "acme-credentials")
+    secret.inputs.pop("kmsKeyId")
+    [message] = resource_violations(credentials_secret_uses_tenant_key, resources)
+    assert "names no kmsKeyId" in message and "tenant 'acme'" in message
