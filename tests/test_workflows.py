@@ -349,7 +349,6 @@ def test_preview_comments_on_the_pr_with_the_policy_pack_and_tenant_targets() ->
     ((job_id, _, step),) = pulumi_steps(workflow, "preview")
     inputs = step["with"]
     assert inputs["stack-name"] == "prod"
-    assert inputs["policyPacks"] == "policy"
     assert inputs["comment-on-pr"] in (True, "true")
     targets_job = next(iter(needs_of(workflow, job_id)))
     assert inputs["target"] == f"${{{{ needs.{targets_job}.outputs.targets }}}}"
@@ -372,7 +371,7 @@ def test_preview_targets_only_changed_tenants_when_only_tenant_files_changed(fak
     result, calls = run_script(script, repo, BASE_REF="main", GITHUB_OUTPUT=str(output), FAKE_STDOUT=urns)
     assert result.returncode == 0, result.stderr
     assert calls == ["-m tenantctl plan --stack prod --changed-since origin/main --targets"]
-    assert parse_github_output(output.read_text(encoding="utf-8")) == {"targets": urns}
+    assert parse_github_output(output.read_text(encoding="utf-8")) == {"targets": urns, "code_changed": "false"}
 
 
 def test_preview_covers_everything_when_a_non_tenant_file_changed(fake_venv: Path) -> None:
@@ -382,7 +381,7 @@ def test_preview_covers_everything_when_a_non_tenant_file_changed(fake_venv: Pat
     result, calls = run_script(script, repo, BASE_REF="main", GITHUB_OUTPUT=str(output))
     assert result.returncode == 0, result.stderr
     assert calls == []
-    assert parse_github_output(output.read_text(encoding="utf-8")) == {"targets": ""}
+    assert parse_github_output(output.read_text(encoding="utf-8")) == {"targets": "", "code_changed": "true"}
 
 
 # --- deploy --------------------------------------------------------------------------------------------
@@ -533,3 +532,35 @@ def test_workflow_command_line_parses_with_the_real_tenantctl(argv: list[str]) -
         pytest.skip(f"tenantctl {argv[0]} is not built yet")
     # Parses without running; an unknown option or a missing argument raises a UsageError.
     command.make_context(argv[0], argv[1:], parent=context)
+
+
+# --- a pipeline that cannot leak ------------------------------------------------------------------------
+
+
+def test_the_policy_pack_comes_from_the_base_branch_not_the_pull_request() -> None:
+    workflow = load_workflow("preview.yml")
+    ((job_id, _, step),) = pulumi_steps(workflow, "preview")
+    steps = workflow["jobs"][job_id]["steps"]
+    [base] = [s for s in steps if s.get("with", {}).get("path") == "base"]
+    assert base["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    assert base["with"]["sparse-checkout"] == "policy" and base["with"]["persist-credentials"] is False
+    assert step["with"]["policyPacks"] == "base/policy"
+
+
+def test_code_changes_wait_for_a_reviewer_before_credentials_are_used() -> None:
+    workflow = load_workflow("preview.yml")
+    ((job_id, _, _step),) = pulumi_steps(workflow, "preview")
+    job = workflow["jobs"][job_id]
+    targets_job = next(iter(needs_of(workflow, job_id)))
+    assert job["environment"] == (f"${{{{ needs.{targets_job}.outputs.code_changed == 'true' "
+                                  "&& 'preview-code-review' || 'preview' }}")
+    assert "code_changed" in workflow["jobs"][targets_job]["outputs"]
+    assert "id-token" not in workflow["jobs"][targets_job].get("permissions", {})
+
+
+def test_codeowners_put_code_and_policy_under_platform_review() -> None:
+    rules = [line.split() for line in (ROOT / ".github" / "CODEOWNERS").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    owners = {rule[0]: rule[1:] for rule in rules}
+    assert "@ai-agents/platform-engineering" in owners["*"]
+    assert "@ai-agents/security" in owners["/policy/"] and "@ai-agents/security" in owners["/.github/"]
