@@ -20,7 +20,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
+# Not a terminal (CI logs, pipes): no width to fit, so nothing is cut at rich's default of 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 10_000)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 TenantsDir = Annotated[Path, typer.Option("--tenants-dir", help="Directory of tenant files.")]
@@ -33,7 +34,7 @@ AllowUnverifiedTls = Annotated[
 ]
 
 
-def checked_url(url: str | None, what: str, allow_unverified: bool) -> str | None:
+def checked_url(url: str | None, what: str, allow_unverified: bool, as_json: bool = False) -> str | None:
     """A database URL from a flag, parsed once here; a bad one ends the command with a message, no password."""
     from tenantctl.database_url import DatabaseUrlError, parse_database_url
 
@@ -42,7 +43,7 @@ def checked_url(url: str | None, what: str, allow_unverified: bool) -> str | Non
     try:
         return parse_database_url(url, what=what, allow_unverified=allow_unverified)
     except DatabaseUrlError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), as_json=as_json) from None
 
 
 class Format(StrEnum):
@@ -55,8 +56,14 @@ def emit_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+def fail(message: str, code: int = 1, as_json: bool = False, details: list[str] | None = None) -> typer.Exit:
+    """Report an error (as JSON on stdout when the command was asked for JSON) and return the exit to raise."""
+    if as_json:
+        emit_json({"ok": False, "errors": [*(details or []), message]})
+    else:
+        for line in details or []:
+            err.print(line, markup=False)
+        err.print(f"[bold red]error:[/] {message}", markup=True)
     return typer.Exit(code)
 
 
@@ -78,7 +85,8 @@ def validate(
         tenants_dir, paths = paths[0], None  # `validate tenants/`: the folder, every file in it
     missing = [p for p in paths or [] if not p.is_file()]
     if missing:
-        raise fail(", ".join(f"{p}: no such file" + (" (give a folder alone)" if p.is_dir() else "") for p in missing))
+        raise fail(", ".join(f"{p}: no such file" + (" (give a folder alone)" if p.is_dir() else "") for p in missing),
+                   as_json=output is Format.json)
     result = load_tenants(paths=paths, tenants_dir=tenants_dir)
     problems = list(result.problems)
     if stack:
@@ -86,7 +94,7 @@ def validate(
         try:
             stack_file = read_stack_file(root, stack)
         except StackFileError as exc:
-            raise fail(str(exc)) from None
+            raise fail(str(exc), as_json=output is Format.json) from None
         problems += missing_secret_problems(
             stack_file, [(t.path, str(t.path), t.tenant) for t in result.tenants]
         )
@@ -98,7 +106,7 @@ def validate(
             changes = identity_changes(find_project_root(tenants_dir.resolve().parent), tenants_dir, changed_since,
                                        result)
         except GitRefError as exc:
-            raise fail(str(exc)) from None
+            raise fail(str(exc), as_json=output is Format.json) from None
         problems += changes.problems
         renames = changes.renames
     problems.sort()
@@ -181,45 +189,60 @@ def plan(
     ] = False,
 ) -> None:
     """Show what each tenant gets by running the real program under Pulumi's mock runtime (no cloud needed)."""
-    from tenantctl.loader import TenantLoadError
+    from tenantctl.identity_changes import GitRefError
+    from tenantctl.loader import TenantLoadError, require_tenants
     from tenantctl.mock_runtime import ProgramError
     from tenantctl.plan import PlanError, build_plan, target_urns, write_manifests
     from tenantctl.plan import changed_since as find_changes
+    from tenantctl.plan_diff import removed_tenant_counts, tenant_changes
     from tenantctl.plan_render import render_tree
     from tenantctl.stack_files import find_project_root
 
     root = find_project_root(tenants_dir.resolve().parent)
-    only = None
+    only = changes = None
     if changed_since:
         try:
             changes = find_changes(root, tenants_dir, changed_since)
         except PlanError as exc:
-            raise fail(str(exc)) from None
+            raise fail(str(exc), as_json=as_json) from None
         if targets:
             for urn in target_urns(stack, changes):
                 out.print(urn, markup=False)
             return
         only = None if changes.program_changed else changes.slugs
     elif targets:
-        raise fail("--targets needs --changed-since")
+        raise fail("--targets needs --changed-since", as_json=as_json)
     try:
         result = build_plan(root, tenants_dir, stack, only)
+        diff = []
+        if changed_since:
+            counts = {slug: len(children) for slug, children in result.run.by_parent().items() if slug}
+            diff = tenant_changes(root, tenants_dir, changed_since, require_tenants(tenants_dir), counts,
+                                  removed_tenant_counts(root, stack))
     except TenantLoadError as exc:
-        for problem in exc.problems:
-            err.print(str(problem), markup=False)
-        raise fail(f"{len(exc.problems)} error(s) in tenant files") from None
-    except ProgramError as exc:
-        raise fail(str(exc)) from None
+        raise fail(f"{len(exc.problems)} error(s) in tenant files", as_json=as_json,
+                   details=[str(p) for p in exc.problems]) from None
+    except (ProgramError, GitRefError) as exc:
+        raise fail(str(exc), as_json=as_json) from None
     if out_dir is not None:
         for path in write_manifests(result, out_dir):
             err.print(f"wrote {path}", markup=False)
     if as_json:
-        emit_json(result.as_dict())
-    else:
-        if not result.tenants:
-            out.print("No tenant changes.", markup=False)
-        for tree in render_tree(result):
-            out.print(tree)
+        data = result.as_dict()
+        if changed_since:
+            data.update(changed_since=changed_since, program_changed=changes.program_changed,
+                        changes=[change.as_dict() for change in diff])
+        emit_json(data)
+        return
+    for change in diff:
+        for line in change.render():
+            out.print(line, markup=False)
+    if changed_since and changes.program_changed:
+        out.print("The program itself changed: every tenant below may change.", markup=False)
+    if not result.tenants:
+        out.print("No tenant changes." if not diff else "", markup=False)
+    for tree in render_tree(result):
+        out.print(tree)
 
 
 def _tenant_for(slug: str, tenants_dir: Path):
@@ -380,22 +403,23 @@ def verify(
 
     tenant = _tenant_for(slug, tenants_dir)
     if tenant is None:
-        raise fail(f"no tenant file {tenants_dir / (slug + '.yaml')}")
+        raise fail(f"no tenant file {tenants_dir / (slug + '.yaml')}", as_json=as_json)
     selected = [c.strip() for c in checks.split(",") if c.strip()]
     tenant_id = str(tenant.tenant_id)
     # Other tenants of the registry are probed as real peers: isolation must hold against them, not just a made-up one.
     peers = peer_tenant_ids([t.tenant.tenant_id for t in load_tenants(tenants_dir=tenants_dir).tenants],
                             tenant.tenant_id, count=MAX_REAL_PEERS)
-    database_url = checked_url(database_url, "--database-url", allow_unverified_tls)
-    app_database_url = checked_url(app_database_url, "--app-database-url", allow_unverified_tls)
+    database_url = checked_url(database_url, "--database-url", allow_unverified_tls, as_json)
+    app_database_url = checked_url(app_database_url, "--app-database-url", allow_unverified_tls, as_json)
     if app_database_url is None and database_url:
         app_database_url = with_user(database_url, "app_user")
     if "rls" in selected and not app_database_url:
-        raise fail("the rls check needs --app-database-url (or --database-url)")
+        raise fail("the rls check needs --app-database-url (or --database-url)", as_json=as_json)
     secret = peer_secret = None
     if "webhook" in selected:
         if not (database_url and fernet_key):
-            raise fail("the webhook check needs --database-url and --fernet-key to read the signing secret")
+            raise fail("the webhook check needs --database-url and --fernet-key to read the signing secret",
+                       as_json=as_json)
         if webhook_url is None:
             base_url, _shared = _stack_settings(tenants_dir, stack)
             webhook_url = naming.webhook_url(base_url, tenant_id)
@@ -405,7 +429,7 @@ def verify(
             peer_secret = first_peer_secret(database_url, peers, fernet_key)
         report = run_verify(tenant_id, slug, selected, app_database_url, webhook_url, secret, peers, peer_secret)
     except (VerifyError, SigningSecretError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), as_json=as_json) from None
     if as_json:
         emit_json({"slug": slug, **report.as_dict()})
     else:
@@ -435,17 +459,15 @@ def rehearse(
     from tenantctl.rehearse_command import RehearseFailure, run_rehearse
 
     if preview and destroy_all:
-        raise fail("choose --preview or --destroy, not both")
-    database_url = checked_url(database_url, "--database-url", allow_unverified_tls)
-    app_database_url = checked_url(app_database_url, "--app-database-url", allow_unverified_tls)
+        raise fail("choose --preview or --destroy, not both", as_json=as_json)
+    database_url = checked_url(database_url, "--database-url", allow_unverified_tls, as_json)
+    app_database_url = checked_url(app_database_url, "--app-database-url", allow_unverified_tls, as_json)
     try:
         result = run_rehearse(tenants_dir, database_url, app_database_url, destroy_all,
                               progress=None if as_json else lambda line: err.print(line, markup=False),
                               state_base=state_dir, preview=preview)
     except RehearseFailure as exc:
-        for problem in exc.details:
-            err.print(problem, markup=False)
-        raise fail(str(exc)) from None
+        raise fail(str(exc), as_json=as_json, details=exc.details) from None
     if as_json:
         emit_json(result.as_dict())
     else:

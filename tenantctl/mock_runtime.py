@@ -34,6 +34,7 @@ from components.naming import PROJECT
 SECRET_MASK = "[secret]"  # noqa: S105 (the mask, not a secret)
 DYNAMIC_PREFIX = "pulumi-python:dynamic"
 FAKE_ACCOUNT = "123456789012"
+MOCK_ID_NAMESPACE = uuid.UUID("0c6c1f5e-3f4b-4d7a-9a51-5d2f0a1b7e11")
 
 
 class Secret:
@@ -149,25 +150,27 @@ class SimulatedCloud(pulumi.runtime.Mocks):
         return self._outputs_for(args.typ, args.name, inputs)
 
     def _outputs_for(self, typ: str, name: str, inputs: dict) -> tuple[str, dict]:
+        """Plausible outputs, the same on every run for the same resource (plans are diffed and reviewed)."""
         outputs = dict(inputs)
+        stable = uuid.uuid5(MOCK_ID_NAMESPACE, f"{typ}/{name}")
         if typ == "random:index/randomPassword:RandomPassword":
             alphabet = string.ascii_letters + string.digits
             outputs["result"] = "".join(secrets.choice(alphabet) for _ in range(int(inputs.get("length", 48))))
             return f"{name}-id", outputs
         if typ == "aws:kms/key:Key":
-            key_id = str(uuid.uuid4())
+            key_id = str(stable)
             outputs.update(keyId=key_id, arn=f"arn:aws:kms:{self.region}:{FAKE_ACCOUNT}:key/{key_id}")
             return key_id, outputs
         if typ == "aws:kms/alias:Alias":
             outputs["arn"] = f"arn:aws:kms:{self.region}:{FAKE_ACCOUNT}:{inputs.get('name')}"
             return str(inputs.get("name")), outputs
         if typ == "aws:secretsmanager/secret:Secret":
-            suffix = secrets.token_hex(3)
+            suffix = stable.hex[:6]
             arn = f"arn:aws:secretsmanager:{self.region}:{FAKE_ACCOUNT}:secret:{inputs.get('name')}-{suffix}"
             outputs["arn"] = arn
             return arn, outputs
         if typ == "aws:secretsmanager/secretVersion:SecretVersion":
-            version = str(uuid.uuid4())
+            version = str(stable)
             outputs["versionId"] = version
             return f"{inputs.get('secretId')}|{version}", outputs
         if typ.startswith("kubernetes:"):

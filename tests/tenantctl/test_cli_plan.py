@@ -100,3 +100,70 @@ def test_invalid_tenant_file_fails_plan_with_located_error(project):
     result = tenantctl(project, "plan")
     assert result.returncode == 1
     assert "tenants/acme.yaml:" in result.stderr and "Traceback" not in result.stderr
+
+
+def _edit_pr(project):
+    """A pull request: globex's max_tokens changes, acme is removed, newco is added."""
+    globex = project / "tenants" / "globex.yaml"
+    globex.write_text(globex.read_text().replace("max_tokens: 500", "max_tokens: 800"))
+    (project / "tenants" / "acme.yaml").unlink()
+    (project / "tenants" / "newco.yaml").write_text(tenant_yaml("newco", tier="basic"))
+
+
+def test_changed_since_shows_added_changed_and_removed_tenants(project):
+    _edit_pr(project)
+
+    result = tenantctl(project, "plan", "--changed-since", "main")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "- removed acme (premium, 18 resources)" in lines
+    assert "~ changed globex (basic, 8 resources)" in lines
+    assert "      enhancement_preferences.max_tokens: 500 -> 800" in lines
+    assert "+ added   newco (basic, 8 resources)" in lines
+    assert "No tenant changes." not in result.stdout
+
+
+def test_a_pull_request_that_only_removes_a_tenant_says_so(project):
+    (project / "tenants" / "acme.yaml").unlink()
+
+    result = tenantctl(project, "plan", "--changed-since", "main")
+
+    assert result.returncode == 0 and "- removed acme (premium, 18 resources)" in result.stdout
+    assert "No tenant changes." not in result.stdout
+
+
+def test_changed_since_json_lists_the_changes(project):
+    _edit_pr(project)
+
+    report = json.loads(tenantctl(project, "plan", "--changed-since", "main", "--json").stdout)
+
+    assert [(c["kind"], c["slug"]) for c in report["changes"]] == [
+        ("removed", "acme"), ("changed", "globex"), ("added", "newco")]
+    assert report["changes"][1]["fields"] == [{"field": "enhancement_preferences.max_tokens", "old": 500, "new": 800}]
+
+
+def test_json_is_json_even_on_errors(project):
+    (project / "tenants" / "broken.yaml").write_text("- nope\n")
+
+    result = tenantctl(project, "plan", "--json")
+
+    report = json.loads(result.stdout)
+    assert result.returncode == 1 and report["ok"] is False
+    assert any("broken.yaml:1:" in error for error in report["errors"])
+
+
+def test_plans_and_their_mock_ids_are_identical_from_run_to_run(project):
+    from tenantctl.mock_runtime import masked
+    from tenantctl.plan import build_plan
+
+    first = tenantctl(project, "plan", "--json").stdout
+    second = tenantctl(project, "plan", "--json").stdout
+    exports = [masked(build_plan(project, project / "tenants", "dev").run.exports) for _ in range(2)]
+    assert first == second
+    assert exports[0] == exports[1] and "arn:aws:kms:" in json.dumps(exports[0])
+
+
+def test_piped_plan_lines_are_not_cut_at_80_columns(project):
+    result = tenantctl(project, "plan")
+    assert max(len(line) for line in result.stdout.splitlines()) > 120

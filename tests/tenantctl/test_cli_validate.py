@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from tenantctl.cli import app
@@ -193,3 +194,17 @@ def test_changed_since_asks_for_previous_slugs_when_the_key_was_renamed_too(tmp_
     report = json.loads(result.stdout)
     assert result.exit_code == 1 and report["renames"] == [{"from": "acme", "to": "acme-corp"}]
     assert [e["field"] for e in report["errors"]] == ["previous_slugs"]
+
+
+@pytest.mark.parametrize("command", [
+    ["validate", "--format", "json", "missing.yaml"],
+    ["verify", "nobody", "--json"],
+    ["rehearse", "--json", "--database-url", "not-a-url"],
+    ["plan", "--json", "--tenants-dir", "no-such-folder"],
+])
+def test_json_output_stays_json_on_errors(repo_root, command):
+    result = subprocess.run([sys.executable, "-m", "tenantctl", *command], cwd=repo_root, capture_output=True,
+                            text=True, timeout=120)
+
+    report = json.loads(result.stdout)
+    assert result.returncode == 1 and report["ok"] is False and report["errors"]
