@@ -19,6 +19,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: rich help labels every flag <bool> although flags take no value.
+    rich_markup_mode=None,
 )
 # Not a terminal (CI logs, pipes): no width to fit, so nothing is cut at rich's default of 80 columns.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 10_000)
@@ -139,9 +141,9 @@ def new(
     name: Annotated[str, typer.Option("--name", help="Client company name.")],
     tier: Annotated[Tier, typer.Option("--tier", help="basic (shared namespace) or premium (own namespace).")],
     servicedesk_url: Annotated[
-        str, typer.Option("--servicedesk-url", help="https URL of the client's ServiceDesk Plus.")
-    ] = "https://servicedesk.example.com",
-    admin_email: Annotated[str, typer.Option("--admin-email", help="Client admin contact.")] = "admin@example.com",
+        str, typer.Option("--servicedesk-url", help="https URL of the client's ServiceDesk Plus (no placeholder).")
+    ],
+    admin_email: Annotated[str, typer.Option("--admin-email", help="Client admin contact (no placeholder).")],
     tenants_dir: TenantsDir = Path("tenants"),
 ) -> None:
     """Write a new tenant file with a fresh tenant_id and print the next steps."""
@@ -168,6 +170,8 @@ def schema(
 ) -> None:
     """Print (or write) the JSON Schema of tenant files, generated from the pydantic model."""
     text = json.dumps(tenant_json_schema(), indent=2, sort_keys=True) + "\n"
+    if write and not tenants_dir.is_dir():
+        raise fail(f"{tenants_dir} is not a folder: the schema is written beside the tenant files")
     if write:
         (tenants_dir / "schema.json").write_text(text, encoding="utf-8")
         out.print(f"Wrote {tenants_dir / 'schema.json'}", markup=False)
@@ -225,6 +229,8 @@ def plan(
     except (ProgramError, GitRefError) as exc:
         raise fail(str(exc), as_json=as_json) from None
     if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise fail(f"--out {out_dir} is a file; give a folder (it is created if missing)", as_json=as_json)
         for path in write_manifests(result, out_dir):
             err.print(f"wrote {path}", markup=False)
     if as_json:

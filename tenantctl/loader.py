@@ -6,12 +6,14 @@ so a file the CLI accepts is exactly a file the program deploys.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
@@ -169,13 +171,44 @@ def _field_path(loc: Iterable) -> str:
     return ".".join(str(part) for part in loc)
 
 
+# What each pattern-checked field must look like, in words (pydantic would quote the regular expression).
+PATTERN_MESSAGES = {
+    "slug": "must be 3-40 lowercase letters, digits or '-', starting and ending with a letter or digit",
+    "previous_slugs": "each must be 3-40 lowercase letters, digits or '-', starting and ending with a letter or digit",
+    "llm_model": "must be <provider>/<model>, for example openai/gpt-4o-mini",
+    "cpu": "must be a Kubernetes quantity, for example 2 or 500m",
+    "memory": "must be a Kubernetes quantity, for example 4Gi or 512Mi",
+}
+
+
 def _pydantic_message(error: dict) -> str:
+    loc = [part for part in error["loc"] if isinstance(part, str)]
     if error["type"] == "extra_forbidden":
-        return "unknown key (check the spelling; see tenants/schema.json for the allowed keys)"
+        known = _known_keys(tuple(error["loc"][:-1]))
+        close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1, cutoff=0.7)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown key ({hint}see tenants/schema.json for the allowed keys)"
     if error["type"] == "missing":
         return "required key is missing"
+    if error["type"] == "string_pattern_mismatch" and loc and loc[-1] in PATTERN_MESSAGES:
+        return PATTERN_MESSAGES[loc[-1]]
     message = error["msg"]
     return message.removeprefix("Value error, ")
+
+
+def _known_keys(section: tuple) -> list[str]:
+    """The keys allowed at a location of a tenant file, from the model."""
+    model: Any = Tenant
+    for part in section:
+        field_info = getattr(model, "model_fields", {}).get(part)
+        if field_info is None:
+            return []
+        annotation = field_info.annotation
+        model = next((arg for arg in (*getattr(annotation, "__args__", ()), annotation)
+                      if hasattr(arg, "model_fields")), None)
+        if model is None:
+            return []
+    return list(getattr(model, "model_fields", {}))
 
 
 def parse_tenant_file(path: Path, display: str | None = None) -> tuple[Tenant | None, list[Problem]]:

@@ -6,6 +6,7 @@ Schema in `tenants/schema.json` is exported from it (`tenantctl schema --write`)
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections import Counter
@@ -294,7 +295,9 @@ def literal_secret_paths(data: object, path: tuple[str, ...] = ()) -> list[tuple
             here = (*path, str(key))
             if isinstance(value, dict):
                 found += literal_secret_paths(value, here)
-            elif str(key) not in _ALLOWED_SECRETISH and SECRETISH_KEY.search(str(key)):
+            elif (str(key) not in _ALLOWED_SECRETISH and SECRETISH_KEY.search(str(key))
+                  and not difflib.get_close_matches(str(key), _ALLOWED_SECRETISH, cutoff=0.8)):
+                # A near miss of an allowed key (api_key_secrets) is a typo, reported as an unknown key.
                 found.append(here)
     return found
 

@@ -222,3 +222,27 @@ def test_a_missing_or_empty_folder_refuses_to_deploy_instead_of_removing_every_t
     assert ("no such folder" if folder == "missing" else "would remove every tenant") in str(raised.value)
     if folder == "empty":
         assert require_tenants(target, allow_none=True) == []
+
+
+def test_a_misspelled_key_is_an_unknown_key_with_a_suggestion_not_a_pasted_secret(tmp_path):
+    text = tenant_yaml().replace("  api_key_secret:", "  api_key_secret: acme-servicedesk-api-key\n  api_key_secrets:")
+    problems = only_problem(write(tmp_path, "acme.yaml", text))
+
+    [problem] = [p for p in problems if p.field == "servicedesk.api_key_secrets"]
+    assert "unknown key (did you mean 'api_key_secret'?" in problem.message and problem.line == 8
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("slug", "Acme_Corp", "lowercase letters, digits or '-'"),
+    ("llm_model", "gpt4", "<provider>/<model>"),
+])
+def test_pattern_errors_are_said_in_words_not_regular_expressions(tmp_path, field, value, words):
+    text = tenant_yaml()
+    if field == "slug":
+        text = text.replace("slug: acme", f"slug: {value}")
+    else:
+        text += f"enhancement_preferences:\n  llm_model: {value}\n"
+    problems = only_problem(write(tmp_path, "acme.yaml", text))
+
+    messages = " ".join(p.message for p in problems)
+    assert words in messages and "^[" not in messages and problems[0].line is not None
