@@ -40,7 +40,7 @@ def main() -> None:
 
     manage_role = config.get_bool("manageProvisionerRole") or False
     database_keys = [key for key in DATABASE_KEYS if not (manage_role and key == "databaseUrl")]
-    missing = missing_secret_keys(config, [*database_keys, *(t.servicedesk.api_key_secret for t in tenants)])
+    missing = missing_secret_keys(config, [*database_keys, *(name for t in tenants for name in t.secret_names)])
     if missing:
         commands = "\n".join("  " + SECRET_SET_COMMAND.format(key=k).replace(" --stack <stack>", "") for k in missing)
         raise pulumi.RunError(f"missing secret config for stack {pulumi.get_stack()}:\n{commands}")
@@ -59,6 +59,7 @@ def main() -> None:
             TenantStackArgs(
                 tenant=tenant,
                 servicedesk_api_key=config.require_secret(tenant.servicedesk.api_key_secret),
+                llm_api_key=config.require_secret(tenant.llm.api_key_secret) if tenant.llm else None,
                 settings=settings,
                 database=database,
                 peer_tenant_ids=peer_tenant_ids([t.tenant_id for t in tenants], tenant.tenant_id),

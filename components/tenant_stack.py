@@ -59,6 +59,8 @@ class TenantStackArgs:
     database: DatabaseSettings | None = None
     # A few other tenants of the stack, whose contexts and signing secret the post-deploy check probes.
     peer_tenant_ids: list[str] = field(default_factory=list)
+    # The client's own LLM API key, when it brings one (tenant file `llm`); else the platform's is used.
+    llm_api_key: pulumi.Input[str] | None = None
 
 
 class TenantStack(pulumi.ComponentResource):
@@ -91,6 +93,12 @@ class TenantStack(pulumi.ComponentResource):
             opts=self._child(),
         )
 
+        # What the application reads for this tenant, in Secrets Manager and in its Kubernetes Secret.
+        credentials: dict[str, pulumi.Input[str]] = {"SERVICEDESK_API_KEY": api_key,
+                                                     "WEBHOOK_SECRET": signing_secret.result}
+        if args.llm_api_key is not None:
+            credentials["LLM_API_KEY"] = pulumi.Output.secret(args.llm_api_key)
+
         kms_key = aws.kms.Key(
             f"{name}-kms-key",
             description=f"Tenant {tenant.slug} ({tenant_id}) credentials",
@@ -115,10 +123,7 @@ class TenantStack(pulumi.ComponentResource):
         secret_version = aws.secretsmanager.SecretVersion(
             f"{name}-credentials-version",
             secret_id=credentials_secret.id,
-            secret_string=pulumi.Output.secret(pulumi.Output.json_dumps({
-                "SERVICEDESK_API_KEY": api_key,
-                "WEBHOOK_SECRET": signing_secret.result,
-            })),
+            secret_string=pulumi.Output.secret(pulumi.Output.json_dumps(credentials)),
             opts=self._child(),
         )
 
@@ -137,10 +142,7 @@ class TenantStack(pulumi.ComponentResource):
                 "labels": labels,
             },
             type="Opaque",
-            string_data=pulumi.Output.secret({
-                "SERVICEDESK_API_KEY": api_key,
-                "WEBHOOK_SECRET": signing_secret.result,
-            }),
+            string_data=pulumi.Output.secret(credentials),
             opts=self._child(depends_on=isolation),
         )
 
@@ -203,6 +205,7 @@ class TenantStack(pulumi.ComponentResource):
                 servicedesk_url=tenant.servicedesk.url,
                 enhancement_preferences=tenant.enhancement_preferences.model_dump(mode="json"),
                 servicedesk_api_key=pulumi.Output.secret(args.servicedesk_api_key),
+                llm_api_key=pulumi.Output.secret(args.llm_api_key) if args.llm_api_key is not None else None,
                 webhook_signing_secret=signing_secret,
                 fernet_key=database.fernet_key,
                 database_url=database.provisioner_url,

@@ -71,6 +71,8 @@ CREATE TABLE IF NOT EXISTS tenant_configs (
 );
 -- Added after the first release: re-running this file upgrades an existing table.
 ALTER TABLE tenant_configs ADD COLUMN IF NOT EXISTS provisioning_owner text;
+-- A client's own LLM API key (Fernet, like the others); NULL: the application uses the platform's key.
+ALTER TABLE tenant_configs ADD COLUMN IF NOT EXISTS llm_api_key_encrypted text;
 COMMENT ON COLUMN tenant_configs.provisioning_owner IS
     'Token of the Pulumi resource that manages this row; NULL for a row made by hand. Deletes compare it.';
 

@@ -22,7 +22,7 @@ APP_ROLE = "app_user"
 PROVISIONER_ROLE = "tenant_provisioner"
 OWNER_ROLE = "app_owner"
 # The newest column the contract added; a database without it gets the (idempotent) file re-run.
-OWNER_COLUMN = "provisioning_owner"
+NEWEST_COLUMN = "llm_api_key_encrypted"
 
 
 def schema_present(dsn: str, *, connect_timeout: float = 5.0) -> bool:
@@ -32,7 +32,7 @@ def schema_present(dsn: str, *, connect_timeout: float = 5.0) -> bool:
             row = conn.execute(
                 "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s"
                 " AND NOT attisdropped)",
-                (TENANT_CONFIGS, OWNER_COLUMN),
+                (TENANT_CONFIGS, NEWEST_COLUMN),
             ).fetchone()
         except psycopg.Error as exc:
             raise db.DatabaseError(f"cannot inspect {db.describe_dsn(dsn)}: {db.first_line(exc)}") from None

@@ -159,12 +159,12 @@ def _reject_aliases(node: object, seen: set[int], path: str = "") -> str | None:
 
 
 def line_of_key(path: Path, key: str) -> int | None:
-    """The line of a top-level key in a (valid) tenant file, for messages about a whole-file comparison."""
+    """The line of a key (dotted for nested ones) in a valid tenant file, for messages about the whole file."""
     try:
         document = _yaml().load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, YAMLError, ValueError):
         return None
-    return _locate(document, (key,)) if isinstance(document, dict) else None
+    return _locate(document, tuple(key.split("."))) if isinstance(document, dict) else None
 
 
 def _field_path(loc: Iterable) -> str:

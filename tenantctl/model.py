@@ -109,6 +109,19 @@ def non_public_host(hostname: str) -> str | None:
     return None
 
 
+def config_key_not_a_literal(value: str) -> str:
+    """A tenant file names its secrets by config key: refuse a pasted key, or anything that is no key name."""
+    if looks_like_literal_secret(value):
+        raise ValueError(
+            "looks like a literal API key; put the key in stack config with "
+            + SECRET_SET_COMMAND.format(key="<name>")
+            + " and write that <name> here"
+        )
+    if not re.fullmatch(CONFIG_KEY_PATTERN, value):
+        raise ValueError("must be a Pulumi config key name (letters, digits, '-' or '_', starting with a letter)")
+    return value
+
+
 class ServiceDesk(_Section):
     url: Annotated[str, Field(max_length=500, description="The client's ServiceDesk Plus base URL (https).")]
     api_key_secret: Annotated[
@@ -144,17 +157,26 @@ class ServiceDesk(_Section):
     @field_validator("api_key_secret")
     @classmethod
     def _a_config_key_not_a_key(cls, value: str) -> str:
-        if looks_like_literal_secret(value):
-            raise ValueError(
-                "looks like a literal API key; put the key in stack config with "
-                + SECRET_SET_COMMAND.format(key="<name>")
-                + " and write that <name> here"
-            )
-        if not re.fullmatch(CONFIG_KEY_PATTERN, value):
-            raise ValueError(
-                "must be a Pulumi config key name (letters, digits, '-' or '_', starting with a letter)"
-            )
-        return value
+        return config_key_not_a_literal(value)
+
+
+class Llm(_Section):
+    api_key_secret: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=64,
+            description=(
+                "Name of the Pulumi config secret holding the client's own LLM (OpenAI) API key, "
+                "`<slug>-llm-api-key`. Leave the section out to use the platform's key."
+            ),
+        ),
+    ]
+
+    @field_validator("api_key_secret")
+    @classmethod
+    def _a_config_key_not_a_key(cls, value: str) -> str:
+        return config_key_not_a_literal(value)
 
 
 class RateLimits(_Section):
@@ -240,6 +262,7 @@ class Tenant(_Section):
     )
     contacts: Contacts
     offboarding: Offboarding = Offboarding()
+    llm: Llm | None = Field(default=None, description="The client's own LLM API key; absent: the platform's.")
 
     @model_validator(mode="after")
     def _previous_slugs_are_other_names(self) -> Tenant:
@@ -263,6 +286,9 @@ class Tenant(_Section):
             raise ValueError(
                 f"servicedesk.api_key_secret: must be {allowed[0]!r}, this tenant's own stack secret{hint}"
             )
+        llm_allowed = [llm_key_secret_name(slug) for slug in (self.slug, *self.previous_slugs)]
+        if self.llm is not None and self.llm.api_key_secret not in llm_allowed:
+            raise ValueError(f"llm.api_key_secret: must be {llm_allowed[0]!r}, this tenant's own stack secret")
         return self
 
     @model_validator(mode="after")
@@ -270,6 +296,11 @@ class Tenant(_Section):
         if self.resources is not None and self.tier is not Tier.PREMIUM:
             raise ValueError("resources: only premium tenants get a namespace quota; remove it or use tier: premium")
         return self
+
+    @property
+    def secret_names(self) -> list[str]:
+        """The stack config secrets this tenant names: its ServiceDesk Plus key, and its LLM key if it has one."""
+        return [self.servicedesk.api_key_secret, *([self.llm.api_key_secret] if self.llm else [])]
 
     @property
     def effective_resources(self) -> Resources:
@@ -305,6 +336,11 @@ def literal_secret_paths(data: object, path: tuple[str, ...] = ()) -> list[tuple
 def api_key_secret_name(slug: str) -> str:
     """The only stack secret a tenant file may name for its ServiceDesk Plus API key."""
     return f"{slug}-servicedesk-api-key"
+
+
+def llm_key_secret_name(slug: str) -> str:
+    """The only stack secret a tenant file may name for its own LLM API key."""
+    return f"{slug}-llm-api-key"
 
 
 def literal_secret_message(slug: str) -> str:

@@ -100,7 +100,8 @@ def build_plan(project_root: Path, tenants_dir: Path, stack: str = "dev", only: 
     with gc_paused():
         tenants = require_tenants(tenants_dir)  # TenantLoadError carries every located problem
         config, secret_keys = plan_config(
-            project_root, tenants_dir, stack, [t.servicedesk.api_key_secret for t in tenants]
+            project_root, tenants_dir, stack,
+            [name for t in tenants for name in t.secret_names]
         )
         run = run_program(project_root, stack, config, secret_keys)
         grouped = run.by_parent()

@@ -130,8 +130,8 @@ def stack_spec(project_root: Path, tenants_dir: Path, tenants: list[Tenant], sta
         "fernetKey": state.secret("fernetKey", lambda: Fernet.generate_key().decode()),
     }
     for tenant in tenants:
-        name = tenant.servicedesk.api_key_secret
-        secret_values[name] = state.secret(name, lambda: f"rehearsal-{secrets.token_urlsafe(24)}")
+        for name in tenant.secret_names:
+            secret_values[name] = state.secret(name, lambda: f"rehearsal-{secrets.token_urlsafe(24)}")
     return engine.StackSpec(
         project_root=project_root, name=STACK, backend_dir=state_dir / "backend", work_dir=state_dir / "workspace",
         passphrase=state.secret("passphrase", lambda: secrets.token_urlsafe(32)),

@@ -12,7 +12,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from tenantctl.loader import Problem
+from tenantctl.loader import Problem, line_of_key
 from tenantctl.model import SECRET_SET_COMMAND, Tenant
 
 DEFAULT_PROJECT = "tenant-onboarding"
@@ -74,24 +74,17 @@ def read_stack_file(root: Path, stack: str) -> StackFile:
     return StackFile(project_name(root), stack, path, config)
 
 
-def _line_mentioning(path: Path, needle: str) -> int | None:
-    try:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if needle in line:
-                return number
-    except (OSError, UnicodeDecodeError):
-        pass
-    return None
-
-
 def missing_secret_problems(stack_file: StackFile, tenants: list[tuple[Path, str, Tenant]]) -> list[Problem]:
     problems = []
     for path, display, tenant in tenants:
-        name = tenant.servicedesk.api_key_secret
-        if not stack_file.is_secure(name):
-            problems.append(Problem(
-                display, _line_mentioning(path, "api_key_secret"), "servicedesk.api_key_secret",
-                f"stack {stack_file.stack!r} has no secure config value {stack_file.key(name)!r}; set it with "
-                + SECRET_SET_COMMAND.format(key=name).replace("<stack>", stack_file.stack),
-            ))
+        named = [("servicedesk.api_key_secret", tenant.servicedesk.api_key_secret)]
+        if tenant.llm is not None:
+            named.append(("llm.api_key_secret", tenant.llm.api_key_secret))
+        for field, name in named:
+            if not stack_file.is_secure(name):
+                problems.append(Problem(
+                    display, line_of_key(path, field), field,
+                    f"stack {stack_file.stack!r} has no secure config value {stack_file.key(name)!r}; set it with "
+                    + SECRET_SET_COMMAND.format(key=name).replace("<stack>", stack_file.stack),
+                ))
     return problems

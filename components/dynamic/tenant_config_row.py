@@ -36,12 +36,17 @@ from pulumi.dynamic import (
 )
 
 PLAIN_FIELDS = ("name", "servicedesk_url", "enhancement_preferences")
+# Secret input -> its keyed fingerprint in state; each is stored Fernet-encrypted in `<field>_encrypted`.
 SECRET_FIELDS = {
     "servicedesk_api_key": "servicedesk_api_key_fingerprint",
     "webhook_signing_secret": "webhook_signing_secret_fingerprint",
+    "llm_api_key": "llm_api_key_fingerprint",
 }
+# Secrets a tenant may go without (NULL in the row: the application then uses the platform's own).
+OPTIONAL_SECRETS = ("llm_api_key",)
+ABSENT = "absent"  # the fingerprint of an optional secret that is not set
 # Written to state, and secret there: the provider needs them again in read and delete.
-SECRET_OUTPUTS = ["database_url", "fernet_key", "servicedesk_api_key", "webhook_signing_secret"]
+SECRET_OUTPUTS = ["database_url", "fernet_key", "servicedesk_api_key", "webhook_signing_secret", "llm_api_key"]
 # Only a different tenant is a different row; everything else is an update (of the row or of state only).
 REPLACE_ON = ("tenant_id",)
 
@@ -61,6 +66,7 @@ class TenantConfigRowArgs:
     fernet_key: pulumi.Input[str]
     database_url: pulumi.Input[str]
     purge_on_delete: pulumi.Input[bool] = False
+    llm_api_key: pulumi.Input[str] | None = None
 
 
 def _is_unknown(value: Any) -> bool:
@@ -77,9 +83,25 @@ def _fingerprints(props: dict) -> dict[str, str | None]:
     key = props.get("fernet_key")
     fingerprints: dict[str, str | None] = {}
     for field, fp_name in SECRET_FIELDS.items():
-        known = not _is_unknown(key) and not _is_unknown(props.get(field))
-        fingerprints[fp_name] = credentials.fingerprint(key, props[field]) if known else None
+        value = props.get(field)
+        if value is None and field in OPTIONAL_SECRETS:
+            fingerprints[fp_name] = ABSENT
+            continue
+        known = not _is_unknown(key) and not _is_unknown(value)
+        fingerprints[fp_name] = credentials.fingerprint(key, value) if known else None
     return fingerprints
+
+
+_SECRET_COLUMNS = ", ".join(f"{field}_encrypted" for field in SECRET_FIELDS)
+_SECRET_VALUES = ", ".join("%s" for _ in SECRET_FIELDS)
+_SECRET_ASSIGNMENTS = ", ".join(f"{field}_encrypted = %s" for field in SECRET_FIELDS)
+
+
+def _encrypted(props: dict, field: str) -> str | None:
+    from tenantctl import credentials
+
+    value = props.get(field)
+    return None if value is None else credentials.encrypt(props["fernet_key"], value)
 
 
 def _revision(props: dict, fingerprints: dict) -> str:
@@ -132,7 +154,7 @@ class TenantConfigRowProvider(ResourceProvider):
         return DiffResult(changes=bool(changed or replaces), replaces=replaces, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        from tenantctl import credentials, db
+        from tenantctl import db
 
         fps = _fingerprints(props)
         tenant_id = str(props["tenant_id"])
@@ -145,24 +167,23 @@ class TenantConfigRowProvider(ResourceProvider):
             values = (
                 props["name"],
                 props["servicedesk_url"],
-                credentials.encrypt(props["fernet_key"], props["servicedesk_api_key"]),
-                credentials.encrypt(props["fernet_key"], props["webhook_signing_secret"]),
+                *(_encrypted(props, field) for field in SECRET_FIELDS),
                 json.dumps(props["enhancement_preferences"]),
             )
             if existing:
                 # Onboarded by hand, renamed, or moved from another resource: take it over under the same id.
                 # Its history is never touched here; the previous owner's delete sees the new token and leaves it.
                 cursor.execute(
-                    "UPDATE tenant_configs SET name = %s, servicedesk_url = %s, servicedesk_api_key_encrypted = %s,"
-                    " webhook_signing_secret_encrypted = %s, enhancement_preferences = %s::jsonb,"
-                    " provisioning_owner = %s, updated_at = now() WHERE tenant_id = %s RETURNING id",
+                    f"UPDATE tenant_configs SET name = %s, servicedesk_url = %s, {_SECRET_ASSIGNMENTS},"
+                    " enhancement_preferences = %s::jsonb, provisioning_owner = %s, updated_at = now()"
+                    " WHERE tenant_id = %s RETURNING id",
                     (*values, token, tenant_id),
                 )
             else:
                 cursor.execute(
-                    "INSERT INTO tenant_configs (tenant_id, name, servicedesk_url, servicedesk_api_key_encrypted,"
-                    " webhook_signing_secret_encrypted, enhancement_preferences, provisioning_owner)"
-                    " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s) RETURNING id",
+                    f"INSERT INTO tenant_configs (tenant_id, name, servicedesk_url, {_SECRET_COLUMNS},"
+                    f" enhancement_preferences, provisioning_owner) VALUES (%s, %s, %s, {_SECRET_VALUES},"
+                    " %s::jsonb, %s) RETURNING id",
                     (tenant_id, *values, token),
                 )
             row_id = str(cursor.fetchone()[0])
@@ -172,7 +193,7 @@ class TenantConfigRowProvider(ResourceProvider):
         return CreateResult(row_id, _outputs(props, fps, adopted=existing is not None, owner_token=token))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        from tenantctl import credentials, db
+        from tenantctl import db
 
         fps = _fingerprints(news)
         tenant_id = str(news["tenant_id"])
@@ -188,11 +209,10 @@ class TenantConfigRowProvider(ResourceProvider):
                        "provisioning_owner = %s"]
         params: list[Any] = [news["name"], news["servicedesk_url"], json.dumps(news["enhancement_preferences"]), token]
         # Only a secret that really changed is re-encrypted.
-        for field, column in (("servicedesk_api_key", "servicedesk_api_key_encrypted"),
-                              ("webhook_signing_secret", "webhook_signing_secret_encrypted")):
-            if fps[SECRET_FIELDS[field]] != olds.get(SECRET_FIELDS[field]):
-                assignments.append(f"{column} = %s")
-                params.append(credentials.encrypt(news["fernet_key"], news[field]))
+        for field, fp_name in SECRET_FIELDS.items():
+            if fps[fp_name] != olds.get(fp_name):
+                assignments.append(f"{field}_encrypted = %s")
+                params.append(_encrypted(news, field))
         with _transaction(news) as cursor:
             db.set_tenant_variable(cursor, tenant_id)
             cursor.execute("SELECT provisioning_owner FROM tenant_configs WHERE tenant_id = %s FOR UPDATE",
@@ -218,18 +238,21 @@ class TenantConfigRowProvider(ResourceProvider):
         with _transaction(props) as cursor:
             db.set_tenant_variable(cursor, tenant_id)
             cursor.execute(
-                "SELECT id, name, servicedesk_url, enhancement_preferences, servicedesk_api_key_encrypted,"
-                " webhook_signing_secret_encrypted, provisioning_owner FROM tenant_configs WHERE tenant_id = %s",
+                f"SELECT id, name, servicedesk_url, enhancement_preferences, provisioning_owner, {_SECRET_COLUMNS}"
+                " FROM tenant_configs WHERE tenant_id = %s",
                 (tenant_id,),
             )
             row = cursor.fetchone()
         # A row another resource adopted is no longer this resource's: refresh drops it from this state.
-        if row is None or not _owns(row[6], props.get("owner_token")):
+        if row is None or not _owns(row[4], props.get("owner_token")):
             return ReadResult("", {})
         key = props["fernet_key"]
         outs = dict(props)
         outs.update(name=row[1], servicedesk_url=row[2], enhancement_preferences=row[3])
-        for (field, fp_name), token in zip(SECRET_FIELDS.items(), row[4:6], strict=True):
+        for (field, fp_name), token in zip(SECRET_FIELDS.items(), row[5:], strict=True):
+            if token is None:
+                outs[field], outs[fp_name] = None, ABSENT
+                continue
             try:
                 outs[field] = credentials.decrypt(key, token)
                 outs[fp_name] = credentials.fingerprint(key, outs[field])
@@ -348,6 +371,7 @@ class TenantConfigRow(Resource, module="tenant-onboarding", name="TenantConfigRo
         props = {
             **vars(args),
             "servicedesk_api_key_fingerprint": None,
+            "llm_api_key_fingerprint": None,
             "webhook_signing_secret_fingerprint": None,
             "revision": None,
             "adopted": None,

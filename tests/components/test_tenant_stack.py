@@ -252,3 +252,23 @@ def test_purge_data_config_marks_only_that_tenants_row_for_purge():
     run = run_program(ROOT, "dev", config, secret_keys)
     rows = {r.parent_name: r.inputs["purge_on_delete"] for r in run.resources if r.type.endswith(":TenantConfigRow")}
     assert rows == {"acme": True, "globex": False}
+
+
+def test_a_tenant_with_its_own_llm_key_gets_it_as_a_secret_everywhere_the_api_key_goes(tmp_path):
+    from tenantctl.plan import build_plan
+    from tests.conftest import ROOT
+    from tests.tenantctl.tenant_text import tenant_yaml
+
+    (tmp_path / "acme.yaml").write_text(tenant_yaml("acme", extra="llm:\n  api_key_secret: acme-llm-api-key\n"))
+    (tmp_path / "globex.yaml").write_text(tenant_yaml("globex", tier="basic"))
+    plans = {t.slug: t for t in build_plan(ROOT, tmp_path, "dev").tenants}
+
+    def secret_keys(plan):
+        [k8s] = [r for r in plan.resources if r.type == "kubernetes:core/v1:Secret"]
+        [row] = [r for r in plan.resources if r.type.endswith(":TenantConfigRow")]
+        return sorted(k8s.inputs["stringData"].value), row.inputs.get("llm_api_key")
+
+    keys, llm = secret_keys(plans["acme"])
+    assert keys == ["LLM_API_KEY", "SERVICEDESK_API_KEY", "WEBHOOK_SECRET"] and isinstance(llm, Secret)
+    keys, llm = secret_keys(plans["globex"])
+    assert keys == ["SERVICEDESK_API_KEY", "WEBHOOK_SECRET"] and llm is None

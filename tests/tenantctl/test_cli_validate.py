@@ -208,3 +208,14 @@ def test_json_output_stays_json_on_errors(repo_root, command):
 
     report = json.loads(result.stdout)
     assert result.returncode == 1 and report["ok"] is False and report["errors"]
+
+
+def test_stack_check_names_a_missing_llm_key_at_its_line(tmp_path, tenants_dir):
+    acme = tenants_dir / "acme.yaml"
+    acme.write_text(acme.read_text() + "llm:\n  api_key_secret: acme-llm-api-key\n")
+    _project(tmp_path, tenants_dir, "config:\n  tenant-onboarding:acme-servicedesk-api-key:\n    secure: v1:abc\n"
+                                    "  tenant-onboarding:globex-servicedesk-api-key:\n    secure: v1:def\n")
+    result = run("validate", "--tenants-dir", str(tenants_dir), "--stack", "ci")
+    assert result.exit_code == 1
+    line = len(acme.read_text().splitlines())
+    assert f"acme.yaml:{line}: llm.api_key_secret:" in result.stdout and "acme-llm-api-key" in result.stdout

@@ -171,3 +171,22 @@ def test_public_servicedesk_urls_pass(tmp_path, url):
     path.write_text(tenant_yaml("acme").replace("https://acme.sdpondemand.com", url))
 
     assert parse_tenant_file(path)[1] == []
+
+
+@pytest.mark.parametrize("named,ok", [("acme-llm-api-key", True), ("openaiKey", False),
+                                      ("acme-servicedesk-api-key", False),
+                                      ("sk-proj-3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c", False)])
+def test_llm_key_is_optional_and_only_the_tenants_own(tmp_path, named, ok):
+    from tenantctl.loader import parse_tenant_file
+    from tests.tenantctl.tenant_text import tenant_yaml
+
+    path = tmp_path / "acme.yaml"
+    path.write_text(tenant_yaml("acme", extra=f"llm:\n  api_key_secret: {named}\n"))
+
+    tenant, problems = parse_tenant_file(path)
+
+    assert (tenant is not None) is ok, problems
+    if ok:
+        assert tenant.secret_names == ["acme-servicedesk-api-key", "acme-llm-api-key"]
+    else:
+        assert problems[0].field.startswith("llm") and problems[0].line == 11

@@ -331,3 +331,33 @@ def test_diff_with_secrets_the_engine_does_not_know_yet_is_a_change_not_an_error
     diff = host.diff(URN, row_id, outs, pending)
 
     assert diff.changes is True and diff.replaces == []
+
+
+def _llm_column(app_db, tenant_id):
+    return app_db.execute("SELECT llm_api_key_encrypted FROM tenant_configs WHERE tenant_id = %s", (tenant_id,))[0][0]
+
+
+def test_a_tenant_without_its_own_llm_key_has_none_stored(host, app_db):
+    news = props(app_db)
+    _id, outs = host.create(URN, news)
+    assert _llm_column(app_db, news["tenant_id"]) is None and outs["llm_api_key_fingerprint"] == "absent"
+    assert host.diff(URN, _id, outs, dict(news)).changes is False
+
+
+def test_an_llm_key_is_stored_encrypted_and_changes_alone(host, app_db):
+    news = props(app_db)
+    row_id, outs = host.create(URN, news)
+    before = row(app_db, news["tenant_id"])
+    with_key = {**news, "llm_api_key": "sk-client-own-key"}
+
+    assert host.diff(URN, row_id, outs, with_key).changes is True
+    new_outs = host.update(URN, row_id, outs, with_key)
+    after = row(app_db, news["tenant_id"])
+    stored = _llm_column(app_db, news["tenant_id"])
+
+    assert credentials.decrypt(app_db.fernet_key, stored) == "sk-client-own-key"
+    assert "sk-client-own-key" not in stored
+    assert after[2] == before[2] and after[3] == before[3]  # the other secrets are not re-encrypted
+    assert new_outs["revision"] != outs["revision"]
+    host.update(URN, row_id, new_outs, news)  # the client goes back to the platform's key
+    assert _llm_column(app_db, news["tenant_id"]) is None
