@@ -5,6 +5,7 @@ any error stops the program before a single resource is registered.
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pulumi
 
@@ -20,6 +21,7 @@ from components.settings import (
 )
 from components.tenant_stack import TenantStack, TenantStackArgs
 from tenantctl.checks.peers import peer_tenant_ids
+from tenantctl.host_checks import resolved_non_public
 from tenantctl.loader import TenantLoadError, require_tenants
 from tenantctl.model import SECRET_SET_COMMAND
 
@@ -37,6 +39,13 @@ def main() -> None:
             pulumi.log.error(str(problem))
         only = f": {exc.problems[0]}" if len(exc.problems) == 1 else ""
         raise pulumi.RunError(f"{len(exc.problems)} error(s) in tenant files; run `tenantctl validate`{only}") from None
+
+    hosts = {t.slug: urlsplit(t.servicedesk.url).hostname for t in tenants}
+    resolved = resolved_non_public(list(hosts.values()))
+    unsafe = [f"tenants/{slug}.yaml: servicedesk.url: {resolved[host]}" for slug, host in hosts.items()
+              if host in resolved]
+    if unsafe:
+        raise pulumi.RunError("ServiceDesk Plus hosts must be public:\n" + "\n".join(unsafe))
 
     manage_role = config.get_bool("manageProvisionerRole") or False
     database_keys = [key for key in DATABASE_KEYS if not (manage_role and key == "databaseUrl")]

@@ -76,3 +76,26 @@ def test_an_empty_tenants_folder_stops_the_program_unless_allowed(repo_root, tmp
         run_program(repo_root, "dev", config, secret_keys)
     config["tenant-onboarding:allowNoTenants"] = "true"
     assert run_program(repo_root, "dev", config, secret_keys).resources == []
+
+
+def test_a_servicedesk_host_that_resolves_to_a_private_address_stops_the_program(repo_root, tenants_dir, monkeypatch):
+    import socket
+
+    real = socket.getaddrinfo
+
+    def resolver(host, *args, **kwargs):
+        if host == "acme.sdpondemand.com":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", 443))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    config, secret_keys = config_for(repo_root, tenants_dir)
+    with pytest.raises(ProgramError) as raised:
+        run_program(repo_root, "dev", config, secret_keys)
+    assert "acme.sdpondemand.com resolves to a private or reserved address (10.0.0.7)" in str(raised.value)
+
+
+def test_a_host_that_does_not_resolve_here_is_not_an_error():
+    from tenantctl.host_checks import resolved_non_public
+
+    assert resolved_non_public(["no-such-host.invalid"], budget=2) == {}
