@@ -86,6 +86,7 @@ def main() -> None:
             "kms_key_arn": stack.kms_key_arn,
             "secret_arn": stack.secret_arn,
             "checks": stack.checks,
+            "checked_at": stack.checked_at,
         }
     pulumi.export("tenants", outputs)
 

@@ -70,6 +70,7 @@ class TenantStack(pulumi.ComponentResource):
     kms_key_arn: pulumi.Output[str]
     secret_arn: pulumi.Output[str]
     checks: pulumi.Output[dict | None]
+    checked_at: pulumi.Output[str | None]
 
     def __init__(self, name: str, args: TenantStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(naming.TENANT_STACK_TYPE, name, None, opts)
@@ -161,6 +162,7 @@ class TenantStack(pulumi.ComponentResource):
         self.secret_arn = credentials_secret.arn
         # The post-deploy check's verdict per check, for the stack's outputs (details stay in its state).
         self.checks = check.report.apply(_check_verdicts) if check is not None else pulumi.Output.from_input(None)
+        self.checked_at = check.checked_at if check is not None else pulumi.Output.from_input(None)
         self.register_outputs({
             "tenant_id": self.tenant_id,
             "namespace": self.namespace,
@@ -168,6 +170,7 @@ class TenantStack(pulumi.ComponentResource):
             "kms_key_arn": self.kms_key_arn,
             "secret_arn": self.secret_arn,
             "checks": self.checks,
+            "checked_at": self.checked_at,
         })
 
     def _child(self, **kwargs) -> pulumi.ResourceOptions:

@@ -66,9 +66,13 @@ class TenantOutcome:
     status: str = "unchanged"
     checks: dict = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # When the checks ran, and whether that was in this run (unchanged inputs: an earlier run's results).
+    checked_at: str | None = None
+    checked_now: bool = False
 
     def as_dict(self) -> dict:
-        return {"slug": self.slug, "status": self.status, "checks": self.checks, "errors": self.errors}
+        return {"slug": self.slug, "status": self.status, "checks": self.checks, "checked_at": self.checked_at,
+                "checked_now": self.checked_now, "errors": self.errors}
 
 
 @dataclass
@@ -166,10 +170,13 @@ def outcomes(tenants: list[Tenant], events: engine.EngineEvents, outputs: dict) 
     slugs = [t.slug for t in tenants]
     ops: dict[str, list[str]] = {slug: [] for slug in slugs}
     errors: dict[str, list[str]] = {slug: [] for slug in slugs}
+    checked_now: set[str] = set()
     for urn, op in events.ops.items():
         slug = tenant_of(urn, slugs)
         if slug is not None:
             ops[slug].append(op)
+            if engine.resource_type(urn).endswith(":OnboardingCheck") and op in ("create", "update", "replace"):
+                checked_now.add(slug)
     for urn, messages in events.errors.items():
         slug = tenant_of(urn, slugs)
         if slug is not None:
@@ -186,6 +193,8 @@ def outcomes(tenants: list[Tenant], events: engine.EngineEvents, outputs: dict) 
         elif seen - NO_CHANGE_OPS:
             outcome.status = "updated"
         outcome.checks = _check_families((exported.get(slug) or {}).get("checks"), failed=outcome.status == "failed")
+        outcome.checked_at = (exported.get(slug) or {}).get("checked_at")
+        outcome.checked_now = slug in checked_now
         results.append(outcome)
     return results
 

@@ -213,6 +213,8 @@ def _operate(spec, operation: str, tenants, aws_fresh: bool, database_url: str, 
         say(f"{result.rows_lost} row(s) lost of the {sum(before.values())} the declared tenants had before")
     for outcome in result.tenants:
         checks = " ".join(f"{name}={'ok' if ok else 'FAILED'}" for name, ok in outcome.checks.items())
+        if checks and not outcome.checked_now:
+            checks += f" (from the run at {outcome.checked_at}: nothing they check changed)"
         say(f"  {outcome.slug}: {outcome.status} {checks}".rstrip())
         for error in outcome.errors:
             say("    " + error.replace("\n", "\n    "))
@@ -266,6 +268,8 @@ def summary_table(result: RehearsalResult) -> Table:
     table.add_column("checks")
     for outcome in result.tenants:
         checks = ", ".join(f"{n} {'ok' if ok else 'FAILED'}" for n, ok in outcome.checks.items()) or "-"
+        if outcome.checks and not outcome.checked_now:
+            checks += f" (checked {outcome.checked_at})"
         table.add_row(outcome.slug, outcome.status, checks)
     for slug in result.removed_tenants:
         table.add_row(slug, "deleted", "-")

@@ -60,6 +60,10 @@ def test_up_creates_everything_and_a_second_up_changes_nothing(rehearsal, app_db
     assert all(t.checks == {"rls": True, "webhook": True} for t in first.tenants)
     assert set(_rows(app_db)) == set(_ids(tenants_dir).values())
     assert second.ok and second.changes == 0 and set(second.summary) == {"same"}
+    # The second run's check results are the first run's, and say so.
+    assert all(t.checked_now for t in first.tenants) and not any(t.checked_now for t in second.tenants)
+    assert [t.checked_at for t in second.tenants] == [t.checked_at for t in first.tenants]
+    assert all(t.checked_at for t in second.tenants)
     rehearsal.stack().up(color="never", expect_no_changes=True)  # the engine's own word for it
 
 
