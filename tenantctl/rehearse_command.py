@@ -71,8 +71,13 @@ def run_rehearse(
         raise RehearseFailure(str(exc)) from None
     state_dir = _state_dir(state_base or root / REHEARSAL_DIR, database_url)
     with _exclusive(state_dir):
-        return _rehearse(root, tenants_dir, tenants, version, state_dir, database_url, app_database_url,
-                         destroy_all, preview, say)
+        try:
+            return _rehearse(root, tenants_dir, tenants, version, state_dir, database_url, app_database_url,
+                             destroy_all, preview, say)
+        except KeyboardInterrupt:
+            # The engine saved what it did; the local services were stopped on the way out.
+            raise RehearseFailure("interrupted: run `tenantctl rehearse` again to finish (it clears what was "
+                                  "left pending), or `tenantctl rehearse --destroy`") from None
 
 
 @contextlib.contextmanager
@@ -173,6 +178,8 @@ def _operate(spec, operation: str, tenants, aws_fresh: bool, database_url: str, 
 
     stack = engine.open_stack(spec)
     events = engine.EngineEvents()
+    # (Creates an interrupted run left pending need nothing here: the engine drops them and creates again,
+    # and a row created meanwhile is adopted by owner token. tests/tenantctl/test_rehearse.py shows it.)
     aws_urns = [r["urn"] for r in engine.export_state(stack).get("deployment", {}).get("resources") or []
                 if engine.resource_type(r["urn"]).startswith("aws:")]
     if aws_fresh and operation != "preview" and aws_urns:
