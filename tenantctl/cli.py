@@ -418,6 +418,12 @@ def verify(
     database_url = checked_url(database_url, "--database-url", allow_unverified_tls, as_json)
     app_database_url = checked_url(app_database_url, "--app-database-url", allow_unverified_tls, as_json)
     if app_database_url is None and database_url:
+        from psycopg.conninfo import conninfo_to_dict
+
+        if conninfo_to_dict(database_url).get("password"):
+            # The provisioner's password is not app_user's: a derived URL would fail to log in (a false P0).
+            raise fail("app_user has its own password: give --app-database-url (or APP_DATABASE_URL)",
+                       as_json=as_json)
         app_database_url = with_user(database_url, "app_user")
     if "rls" in selected and not app_database_url:
         raise fail("the rls check needs --app-database-url (or --database-url)", as_json=as_json)

@@ -129,3 +129,12 @@ def test_database_without_the_schema_is_a_clear_error(onboarded, local_pg):
         assert "Traceback" not in result.stderr
     finally:
         local_pg.drop_database(empty)
+
+
+def test_a_provisioner_url_with_a_password_does_not_stand_in_for_app_user(onboarded):
+    app_db, tenants_dir, receiver = onboarded
+    with_password = app_db.provisioner_dsn.replace("tenant_provisioner@", "tenant_provisioner:s3cret-pw@")
+    result = runner.invoke(app, ["verify", "acme", "--tenants-dir", str(tenants_dir), "--checks", "rls",
+                                 "--database-url", with_password])
+    assert result.exit_code == 1 and "give --app-database-url" in result.stderr
+    assert "s3cret-pw" not in result.stdout + result.stderr
