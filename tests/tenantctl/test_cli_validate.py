@@ -219,3 +219,10 @@ def test_stack_check_names_a_missing_llm_key_at_its_line(tmp_path, tenants_dir):
     assert result.exit_code == 1
     line = len(acme.read_text().splitlines())
     assert f"acme.yaml:{line}: llm.api_key_secret:" in result.stdout and "acme-llm-api-key" in result.stdout
+
+
+def test_help_shows_flags_without_a_value_placeholder(repo_root):
+    result = subprocess.run([sys.executable, "-m", "tenantctl", "rehearse", "--help"], cwd=repo_root,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "--destroy" in result.stdout
+    assert "<bool>" not in result.stdout

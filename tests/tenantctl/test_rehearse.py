@@ -209,3 +209,27 @@ def test_a_run_interrupted_mid_create_is_finished_by_the_next_one(rehearsal, app
     assert not after.get("pending_operations")
     assert any(r["urn"].endswith("::globex-tenant-config") for r in after["resources"])
     assert len(rows(app_db)) == 2
+
+
+def test_ctrl_c_during_a_rehearsal_ends_it_promptly_with_a_way_forward(app_db, tenants_dir, tmp_path, repo_root):
+    import signal
+    import time
+
+    command = [sys.executable, "-m", "tenantctl", "rehearse", "--tenants-dir", str(tenants_dir),
+               "--database-url", app_db.provisioner_dsn, "--app-database-url", app_db.app_dsn,
+               "--state-dir", str(tmp_path / "state")]
+    process = subprocess.Popen(command, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "state").glob("*/backend/.pulumi")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # the engine is at work
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=90)
+    finally:
+        process.kill()
+        aws_emulator.stop(next((tmp_path / "state").glob("*"), tmp_path))
+
+    assert process.returncode != 0
+    assert "Traceback" not in err
+    assert "interrupted" in err, err[-2000:]
