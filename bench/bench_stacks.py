@@ -48,7 +48,8 @@ def measure(size: int, postgres: LocalPostgres, work: Path) -> dict:
         first = run_rehearse(tenants_dir, url, None, False, state_base=state_base)
         full_up = time.perf_counter() - start
         if not first.ok:
-            raise SystemExit(f"up of {size} tenants failed: {first.errors[:3]}")
+            failed = [(t.slug, t.errors[:1]) for t in first.tenants if t.status == "failed"]
+            raise SystemExit(f"up of {size} tenants failed: {first.errors[:3]}; {len(failed)} tenant(s): {failed[:3]}")
         edited = sorted(tenants_dir.glob("*.yaml"))[size // 2]
         edited.write_text(edited.read_text().replace("max_tokens: 500", "max_tokens: 700"))
         start = time.perf_counter()

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -122,18 +123,18 @@ def config_key_not_a_literal(value: str) -> str:
     return value
 
 
+# The name of a stack config secret, as a tenant file gives it (never the secret itself).
+SecretName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(config_key_not_a_literal)]
+
+
 class ServiceDesk(_Section):
     url: Annotated[str, Field(max_length=500, description="The client's ServiceDesk Plus base URL (https).")]
     api_key_secret: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=64,
-            description=(
-                "Name of the Pulumi config secret holding the client's ServiceDesk Plus API key "
-                "(set with `pulumi config set --secret <name> <key>`). Never the key itself."
-            ),
-        ),
+        SecretName,
+        Field(description=(
+            "Name of the Pulumi config secret holding the client's ServiceDesk Plus API key "
+            "(set with `pulumi config set --secret <name> <key>`). Never the key itself."
+        )),
     ]
 
     @field_validator("url")
@@ -154,29 +155,15 @@ class ServiceDesk(_Section):
             raise ValueError(f"must name the client's public ServiceDesk Plus host, not {reason}")
         return value
 
-    @field_validator("api_key_secret")
-    @classmethod
-    def _a_config_key_not_a_key(cls, value: str) -> str:
-        return config_key_not_a_literal(value)
-
 
 class Llm(_Section):
     api_key_secret: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=64,
-            description=(
-                "Name of the Pulumi config secret holding the client's own LLM (OpenAI) API key, "
-                "`<slug>-llm-api-key`. Leave the section out to use the platform's key."
-            ),
-        ),
+        SecretName,
+        Field(description=(
+            "Name of the Pulumi config secret holding the client's own LLM (OpenAI) API key, "
+            "`<slug>-llm-api-key`. Leave the section out to use the platform's key."
+        )),
     ]
-
-    @field_validator("api_key_secret")
-    @classmethod
-    def _a_config_key_not_a_key(cls, value: str) -> str:
-        return config_key_not_a_literal(value)
 
 
 class RateLimits(_Section):
