@@ -27,13 +27,20 @@ def describe_dsn(dsn: str) -> str:
 
 
 def with_user(dsn: str, user: str) -> str:
-    """The same database as `dsn`, as another role (the password is dropped: that role has its own)."""
-    from psycopg.conninfo import make_conninfo
+    """The same database as `dsn`, as another role, as a postgresql:// URL (the password is dropped: that
+    role has its own)."""
+    from urllib.parse import quote, urlencode
 
     parts = conninfo_to_dict(dsn)
     parts.pop("password", None)
-    parts["user"] = user
-    return make_conninfo(**parts)
+    parts.pop("user", None)
+    host = str(parts.pop("host", "") or "")
+    port = parts.pop("port", None)
+    dbname = parts.pop("dbname", None)
+    shown_host = quote(host, safe="") if host.startswith("/") else f"[{host}]" if ":" in host else host
+    netloc = f"{quote(user, safe='')}@{shown_host}" + (f":{port}" if port else "")
+    query = f"?{urlencode(parts)}" if parts else ""
+    return f"postgresql://{netloc}/{quote(str(dbname or ''), safe='')}{query}"
 
 
 def connect(dsn: str, connect_timeout: float = 5.0, autocommit: bool = False) -> psycopg.Connection:

@@ -75,3 +75,21 @@ def test_the_program_refuses_an_unverified_remote_database(repo_root, tenants_di
     assert PASSWORD not in str(raised.value)
     config["tenant-onboarding:allowUnverifiedDatabaseTls"] = "true"
     assert run_program(repo_root, "dev", config, secret_keys).resources
+
+
+@pytest.mark.parametrize("dsn", [
+    f"postgresql://tenant_provisioner:{PASSWORD}@127.0.0.1:5432/app?sslmode=disable",
+    "host=/var/run/postgresql port=5433 dbname=app user=tenant_provisioner",
+    "postgresql://tenant_provisioner@[::1]:5432/app",
+])
+def test_the_derived_app_url_is_a_url_that_passes_the_same_check(dsn):
+    from psycopg.conninfo import conninfo_to_dict
+
+    from tenantctl.db import with_user
+
+    url = with_user(dsn, "app_user")
+
+    assert parse_database_url(url) == url and PASSWORD not in url
+    original, derived = conninfo_to_dict(dsn), conninfo_to_dict(url)
+    assert derived["user"] == "app_user" and derived["dbname"] == original["dbname"]
+    assert derived.get("host") == original.get("host") and derived.get("port") == original.get("port")
