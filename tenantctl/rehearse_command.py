@@ -76,8 +76,27 @@ def run_rehearse(
                              destroy_all, preview, say)
         except KeyboardInterrupt:
             # The engine saved what it did; the local services were stopped on the way out.
-            raise RehearseFailure("interrupted: run `tenantctl rehearse` again to finish (it clears what was "
-                                  "left pending), or `tenantctl rehearse --destroy`") from None
+            raise RehearseFailure("interrupted: run `tenantctl rehearse` again to finish (the engine saved what "
+                                  "it did), or `tenantctl rehearse --destroy`") from None
+
+
+def _quiet_engine_teardown() -> None:
+    """When Ctrl-C stops the engine, the Automation API's output readers find their pipes closed and say so
+    with a traceback: that is the interruption, reported once by the caller, not a second error."""
+    import threading
+    import warnings
+
+    previous = threading.excepthook
+    if getattr(previous, "quiet_engine_teardown", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not (isinstance(args.exc_value, ValueError | OSError) and "consumer" in (args.thread.name or "")):
+            previous(args)
+
+    hook.quiet_engine_teardown = True
+    threading.excepthook = hook
+    warnings.filterwarnings("ignore", message="Error in event stream")
 
 
 @contextlib.contextmanager
@@ -176,6 +195,7 @@ def _operate(spec, operation: str, tenants, aws_fresh: bool, database_url: str, 
              say: Callable[[str], None]) -> RehearsalResult:
     from pulumi.automation import errors as auto_errors
 
+    _quiet_engine_teardown()
     stack = engine.open_stack(spec)
     events = engine.EngineEvents()
     # (Creates an interrupted run left pending need nothing here: the engine drops them and creates again,
