@@ -30,6 +30,7 @@ from typing import Any
 
 import boto3
 import grpc
+from botocore.exceptions import ClientError
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import plugin_pb2, provider_pb2_grpc
@@ -200,8 +201,10 @@ class AwsStandIn(provider_pb2_grpc.ResourceProviderServicer):
             kms = self._client("kms")
             try:
                 meta = kms.describe_key(KeyId=id_)["KeyMetadata"]
-            except kms.exceptions.NotFoundException:
-                return gone
+            except ClientError as exc:
+                if _gone(exc):
+                    return gone
+                raise
             if meta["KeyState"] == "PendingDeletion":
                 return gone
             props = {**props, "description": meta.get("Description", "")}
@@ -214,8 +217,10 @@ class AwsStandIn(provider_pb2_grpc.ResourceProviderServicer):
         elif kind == SM_SECRET:
             try:
                 described = self._client("secretsmanager").describe_secret(SecretId=id_)
-            except self._client("secretsmanager").exceptions.ResourceNotFoundException:
-                return gone
+            except ClientError as exc:
+                if _gone(exc):
+                    return gone
+                raise
             if described.get("DeletedDate"):
                 return gone
             props = {**props, "description": described.get("Description", "")}
@@ -223,8 +228,10 @@ class AwsStandIn(provider_pb2_grpc.ResourceProviderServicer):
             sm = self._client("secretsmanager")
             try:
                 sm.get_secret_value(SecretId=props["secretId"], VersionId=props["versionId"])
-            except (sm.exceptions.ResourceNotFoundException, sm.exceptions.InvalidRequestException):
-                return gone
+            except ClientError as exc:
+                if _gone(exc) or exc.response["Error"]["Code"] == "InvalidRequestException":
+                    return gone
+                raise
         return proto.ReadResponse(id=id_, properties=_struct(props))
 
     def Delete(self, request, context):
@@ -249,6 +256,11 @@ class AwsStandIn(provider_pb2_grpc.ResourceProviderServicer):
         except Exception as exc:  # the engine shows this text to the operator
             context.abort(grpc.StatusCode.UNKNOWN, f"aws stand-in: {type(exc).__name__}: {exc}")
             raise AssertionError("unreachable") from exc
+
+
+def _gone(exc: ClientError) -> bool:
+    """What AWS answers for an object that no longer exists (the real provider then drops it from state)."""
+    return exc.response.get("Error", {}).get("Code") in ("NotFoundException", "ResourceNotFoundException")
 
 
 def _maybe_json(value: str) -> Any:
