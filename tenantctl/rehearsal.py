@@ -155,7 +155,7 @@ def _plain_stack_config(project_root: Path) -> dict[str, str]:
         short = key.removeprefix(f"{PROJECT}:")
         if short in LOCAL_ONLY_KEYS:
             continue
-        config[short if short != key else key] = str(value).lower() if isinstance(value, bool) else str(value)
+        config[short] = str(value).lower() if isinstance(value, bool) else str(value)
     return config
 
 
