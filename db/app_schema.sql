@@ -24,35 +24,25 @@
 SET search_path = public, pg_temp;
 
 -- Roles ---------------------------------------------------------------------------------------
+-- app_owner owns the tenant tables and cannot log in; the other two log in and own nothing.
 
 DO $$
+DECLARE
+    spec record;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_owner') THEN
-        CREATE ROLE app_owner NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-    END IF;
-EXCEPTION
-    WHEN duplicate_object OR unique_violation THEN NULL;
-END
-$$;
-
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_user') THEN
-        CREATE ROLE app_user LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-    END IF;
-EXCEPTION
-    -- Another database of the same cluster created it concurrently.
-    WHEN duplicate_object OR unique_violation THEN NULL;
-END
-$$;
-
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tenant_provisioner') THEN
-        CREATE ROLE tenant_provisioner LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-    END IF;
-EXCEPTION
-    WHEN duplicate_object OR unique_violation THEN NULL;
+    FOR spec IN SELECT * FROM (VALUES ('app_owner', 'NOLOGIN'), ('app_user', 'LOGIN'),
+                                      ('tenant_provisioner', 'LOGIN')) AS r(name, login)
+    LOOP
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = spec.name) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I %s NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE',
+                               spec.name, spec.login);
+            EXCEPTION
+                -- Another database of the same cluster created it concurrently.
+                WHEN duplicate_object OR unique_violation THEN NULL;
+            END;
+        END IF;
+    END LOOP;
 END
 $$;
 
