@@ -100,8 +100,14 @@ def test_unchanged_tenant_diffs_to_no_change(host, app_db):
     ("servicedesk_api_key", "rotated-key"),
     ("webhook_signing_secret", "rotated-secret"),
     ("purge_on_delete", True),
+    ("llm_api_key", "sk-client-own-key"),
+    ("fernet_key", "rotated"),
 ])
 def test_each_change_is_seen(host, app_db, field, value):
+    from cryptography.fernet import Fernet
+
+    if field == "fernet_key":  # a rotated application key re-encrypts the secrets; it is no new row
+        value = Fernet.generate_key().decode()
     news = props(app_db)
     _id, outs = host.create(URN, news)
     diff = host.diff(URN, _id, outs, {**news, field: value})
