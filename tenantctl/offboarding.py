@@ -18,7 +18,6 @@ from components.naming import tenant_config_row_urn, tenant_stack_urn
 from tenantctl import db, tenant_data
 
 PURGE_CONFIG = "purgeData"
-ENGINE_ENV = {"PULUMI_SKIP_UPDATE_CHECK": "true", "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true"}
 
 
 class OffboardingError(Exception):
@@ -115,4 +114,6 @@ def offboard(stack: str, slug: str, purge: bool, run: Runner) -> int:
 def _engine_env() -> dict[str, str]:
     import os
 
-    return {**os.environ, **ENGINE_ENV}
+    from tenantctl.engine import NO_DOWNLOADS
+
+    return {**os.environ, **NO_DOWNLOADS}

@@ -136,11 +136,14 @@ def stack_spec(project_root: Path, tenants_dir: Path, tenants: list[Tenant], sta
     for tenant in tenants:
         for name in tenant.secret_names:
             secret_values[name] = state.secret(name, lambda: f"rehearsal-{secrets.token_urlsafe(24)}")
-    return engine.StackSpec(
-        project_root=project_root, name=STACK, backend_dir=state_dir / "backend", work_dir=state_dir / "workspace",
-        passphrase=state.secret("passphrase", lambda: secrets.token_urlsafe(32)),
-        config=config, secrets=secret_values,
-    )
+    return located_spec(project_root, state_dir, state.secret("passphrase", lambda: secrets.token_urlsafe(32)),
+                        config=config, secrets=secret_values)
+
+
+def located_spec(project_root: Path, state_dir: Path, passphrase: str, **config: Any) -> engine.StackSpec:
+    """The rehearsal stack: its file backend and workspace under `state_dir`."""
+    return engine.StackSpec(project_root=project_root, name=STACK, backend_dir=state_dir / "backend",
+                            work_dir=state_dir / "workspace", passphrase=passphrase, **config)
 
 
 def _plain_stack_config(project_root: Path) -> dict[str, str]:

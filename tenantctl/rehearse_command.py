@@ -17,12 +17,12 @@ from tenantctl.loader import TenantLoadError, require_tenants
 from tenantctl.localpg import LocalPostgres, LocalPostgresError
 from tenantctl.receiver import WebhookReceiver
 from tenantctl.rehearsal import (
-    STACK,
     STATE_FILE,
     LocalServices,
     RehearsalResult,
     RehearsalState,
     changes_from,
+    located_spec,
     outcomes,
     removed_tenants,
     stack_spec,
@@ -185,10 +185,7 @@ def existing_stack(tenants_dir: Path, database_url: str | None, state_base: Path
     state = RehearsalState.load(state_dir / STATE_FILE)
     if "passphrase" not in state.environment.get("secrets", {}):
         raise engine.EngineError(f"no rehearsal in {state_dir}: run `tenantctl rehearse` first")
-    return engine.open_stack(engine.StackSpec(
-        project_root=root, name=STACK, backend_dir=state_dir / "backend", work_dir=state_dir / "workspace",
-        passphrase=state.environment["secrets"]["passphrase"],
-    ))
+    return engine.open_stack(located_spec(root, state_dir, state.environment["secrets"]["passphrase"]))
 
 
 def _operate(spec, operation: str, tenants, aws_fresh: bool, database_url: str, version: str,
@@ -200,13 +197,14 @@ def _operate(spec, operation: str, tenants, aws_fresh: bool, database_url: str, 
     events = engine.EngineEvents()
     # (Creates an interrupted run left pending need nothing here: the engine drops them and creates again,
     # and a row created meanwhile is adopted by owner token. tests/tenantctl/test_rehearse.py shows it.)
-    aws_urns = [r["urn"] for r in engine.export_state(stack).get("deployment", {}).get("resources") or []
-                if engine.resource_type(r["urn"]).startswith("aws:")]
-    if aws_fresh and operation != "preview" and aws_urns:
+    if aws_fresh and operation != "preview":
         # moto keeps nothing across restarts: let the engine see the AWS objects are gone before it plans.
         # (Only those: rendered Kubernetes objects have no cluster to be read back from.)
-        say("the AWS emulator was restarted: refreshing its objects first")
-        stack.refresh(color="never", target=aws_urns, on_output=lambda _line: None)
+        aws_urns = [r["urn"] for r in engine.export_state(stack).get("deployment", {}).get("resources") or []
+                    if engine.resource_type(r["urn"]).startswith("aws:")]
+        if aws_urns:
+            say("the AWS emulator was restarted: refreshing its objects first")
+            stack.refresh(color="never", target=aws_urns, on_output=lambda _line: None)
     kept = [str(t.tenant_id) for t in tenants]
     before = tenant_row_counts(database_url, kept) if operation == "up" else {}
     say(f"pulumi {operation} of {len(tenants)} tenant(s) on {version}")
