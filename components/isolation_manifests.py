@@ -1,12 +1,15 @@
 """The Kubernetes objects of a premium tenant's dedicated namespace, rendered as plain manifests.
 
-Rendering is pure (no Pulumi), so the same objects can be created by `TenantStack`, written out
-by `tenantctl plan --out`, and checked against the Kubernetes schemas.
+Rendering registers nothing, so the same objects can be created by `TenantStack`, written out by
+`tenantctl plan --out`, and checked against the Kubernetes schemas. The ingress and monitoring
+namespace names may be Outputs (a tenant stack reads them from its platform stack).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import pulumi
 
 from components import naming
 from tenantctl.model import Resources
@@ -37,7 +40,7 @@ def _metadata(name: str, labels: dict[str, str], namespace: str | None = None) -
     return metadata
 
 
-def _from_namespace(namespace: str) -> dict:
+def _from_namespace(namespace: pulumi.Input[str]) -> dict:
     return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
 
 
@@ -83,7 +86,8 @@ def render_limit_range(slug: str, labels: dict[str, str]) -> Manifest:
     })
 
 
-def render_network_policies(slug: str, labels: dict[str, str], ingress_ns: str, monitoring_ns: str) -> list[Manifest]:
+def render_network_policies(slug: str, labels: dict[str, str], ingress_ns: pulumi.Input[str],
+                            monitoring_ns: pulumi.Input[str]) -> list[Manifest]:
     namespace = naming.namespace_name(slug)
 
     def policy(suffix: str, name: str, spec: dict) -> Manifest:
@@ -152,7 +156,8 @@ def render_rbac(slug: str, labels: dict[str, str]) -> list[Manifest]:
 
 
 def render_premium_isolation(
-    slug: str, labels: dict[str, str], resources: Resources, ingress_ns: str, monitoring_ns: str
+    slug: str, labels: dict[str, str], resources: Resources, ingress_ns: pulumi.Input[str],
+    monitoring_ns: pulumi.Input[str],
 ) -> list[Manifest]:
     """Everything a premium tenant's namespace holds except its credentials Secret."""
     return [

@@ -35,6 +35,17 @@ def webhook_url(base_url: str, tenant_id: str) -> str:
     return f"{base_url.rstrip('/')}/webhook/servicedesk?tenant_id={tenant_id}"
 
 
+def tenant_stack_name(env: str, slug: str) -> str:
+    """A tenant's own stack: `<env>.<slug>`, beside the environment's platform stack `<env>`."""
+    return f"{env}.{slug}"
+
+
+def split_stack_name(stack: str) -> tuple[str, str | None]:
+    """`prod.acme` -> ("prod", "acme"), a tenant stack; `prod` -> ("prod", None), the platform stack."""
+    env, _, slug = stack.partition(".")
+    return env, slug or None
+
+
 def tenant_stack_urn(stack: str, slug: str, project: str = PROJECT) -> str:
     """URN of a tenant's TenantStack (a top-level component), for `pulumi destroy --target`."""
     return f"urn:pulumi:{stack}::{project}::{TENANT_STACK_TYPE}::{slug}"

@@ -12,16 +12,16 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.settings import StackSettings
+from components.settings import ProviderSettings
 
 # Local AWS emulators (moto) accept any credentials; these are their documented placeholders.
 LOCAL_AWS_ACCESS_KEY = "test"
 LOCAL_AWS_SECRET_KEY = "test"  # noqa: S105 (not a secret: a local emulator's placeholder)
 
 
-def stack_providers(settings: StackSettings) -> dict[str, pulumi.ProviderResource]:
+def stack_providers(settings: ProviderSettings, aws_resources: bool = True) -> dict[str, pulumi.ProviderResource]:
     providers: dict[str, pulumi.ProviderResource] = {}
-    if settings.aws_endpoint:
+    if settings.aws_endpoint and aws_resources:
         endpoint = settings.aws_endpoint
         providers["aws"] = aws.Provider(
             "aws-local",

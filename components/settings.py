@@ -1,4 +1,11 @@
-"""Stack-wide settings, read once from Pulumi config and checked before any resource is registered."""
+"""Settings read once from Pulumi config and checked before any resource is registered.
+
+An environment (`prod`) is a platform stack `<env>` and one tenant stack `<env>.<slug>` per tenant
+file. The platform stack's config holds what every tenant shares (namespaces, webhook base URL, the
+database URLs and Fernet key) and exports it; a tenant stack reads those exports through a
+StackReference (`TenantEnvironment`, secrets intact), and its own config holds only its secrets and
+the settings of the providers its resources were created with.
+"""
 
 from __future__ import annotations
 
@@ -24,20 +31,31 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
-class StackSettings:
-    tenants_dir: str
-    shared_namespace: str
-    ingress_namespace: str
-    monitoring_namespace: str
-    webhook_base_url: str
-    run_checks: bool
-    checks_nonce: str
-    aws_endpoint: str | None
-    kube_context: str | None
+class ProviderSettings:
+    """Where a stack's AWS and Kubernetes calls go. Per stack, because a resource's provider must not
+    change under it: the engine replaces a resource whose provider configuration changed."""
+
+    aws_endpoint: str | None = None
+    kube_context: str | None = None
     # Write Kubernetes objects as YAML here instead of applying them (no cluster; or for a GitOps tool).
     kubernetes_render_dir: str | None = None
-    # Slugs whose history `tenantctl destroy --purge-data` asked to purge (`purgeData.<slug>: true`).
-    purge_slugs: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.kubernetes_render_dir and self.kube_context:
+            raise SettingsError("set kubernetesRenderDir or kubeContext, not both: rendered objects are not applied")
+        if self.aws_endpoint and urlsplit(self.aws_endpoint).hostname not in LOOPBACK_HOSTS:
+            raise SettingsError(f"awsEndpoint {self.aws_endpoint!r} must be a loopback URL (a local AWS emulator)")
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    """The platform stack's plain settings, exported for its tenant stacks."""
+
+    shared_namespace: str = "production"
+    ingress_namespace: str = "ingress-nginx"
+    monitoring_namespace: str = "monitoring"
+    webhook_base_url: str = "https://api.ai-agents.production"
+    checks_nonce: str = "0"
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.webhook_base_url)
@@ -46,32 +64,54 @@ class StackSettings:
             raise SettingsError(
                 f"webhookBaseUrl {self.webhook_base_url!r} must be https (http is allowed only on loopback)"
             )
-        if self.kubernetes_render_dir and self.kube_context:
-            raise SettingsError("set kubernetesRenderDir or kubeContext, not both: rendered objects are not applied")
-        if self.aws_endpoint:
-            endpoint = urlsplit(self.aws_endpoint)
-            if endpoint.hostname not in LOOPBACK_HOSTS:
-                raise SettingsError(f"awsEndpoint {self.aws_endpoint!r} must be a loopback URL (a local AWS emulator)")
 
 
-def read_settings(config: pulumi.Config | None = None) -> StackSettings:
-    config = config or pulumi.Config()
-    return StackSettings(
-        tenants_dir=config.get("tenantsDir") or "tenants",
-        shared_namespace=config.get("sharedNamespace") or "production",
-        ingress_namespace=config.get("ingressNamespace") or "ingress-nginx",
-        monitoring_namespace=config.get("monitoringNamespace") or "monitoring",
-        webhook_base_url=config.get("webhookBaseUrl") or "https://api.ai-agents.production",
-        run_checks=config.get_bool("runChecks") if config.get("runChecks") is not None else True,
-        checks_nonce=config.get("checksNonce") or "0",
+@dataclass(frozen=True)
+class TenantEnvironment:
+    """What a TenantStack needs from its environment: the platform's exports (Outputs when read through a
+    StackReference, plain in plans and unit tests) and its own stack's switches."""
+
+    shared_namespace: pulumi.Input[str]
+    ingress_namespace: pulumi.Input[str]
+    monitoring_namespace: pulumi.Input[str]
+    webhook_base_url: pulumi.Input[str]
+    checks_nonce: pulumi.Input[str] = "0"
+    run_checks: bool = True
+    # Slugs whose history `tenantctl destroy --purge-data` asked to purge (`purgeData.<slug>: true`).
+    purge_slugs: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, platform: PlatformSettings, run_checks: bool = True,
+           purge_slugs: frozenset[str] = frozenset()) -> TenantEnvironment:
+        return cls(platform.shared_namespace, platform.ingress_namespace, platform.monitoring_namespace,
+                   platform.webhook_base_url, platform.checks_nonce, run_checks, purge_slugs)
+
+
+def read_provider_settings(config: pulumi.Config) -> ProviderSettings:
+    return ProviderSettings(
         aws_endpoint=config.get("awsEndpoint"),
         kube_context=config.get("kubeContext"),
         kubernetes_render_dir=config.get("kubernetesRenderDir"),
-        purge_slugs=_purge_slugs(config.get_object("purgeData")),
     )
 
 
-def _purge_slugs(value: object) -> frozenset[str]:
+def read_platform_settings(config: pulumi.Config) -> PlatformSettings:
+    defaults = PlatformSettings()
+    return PlatformSettings(
+        shared_namespace=config.get("sharedNamespace") or defaults.shared_namespace,
+        ingress_namespace=config.get("ingressNamespace") or defaults.ingress_namespace,
+        monitoring_namespace=config.get("monitoringNamespace") or defaults.monitoring_namespace,
+        webhook_base_url=config.get("webhookBaseUrl") or defaults.webhook_base_url,
+        checks_nonce=config.get("checksNonce") or defaults.checks_nonce,
+    )
+
+
+def read_run_checks(config: pulumi.Config) -> bool:
+    return config.get_bool("runChecks") if config.get("runChecks") is not None else True
+
+
+def read_purge_slugs(config: pulumi.Config) -> frozenset[str]:
+    value = config.get_object("purgeData")
     if value is None:
         return frozenset()
     if not isinstance(value, dict) or not all(isinstance(v, bool) for v in value.values()):
@@ -103,13 +143,3 @@ def check_database_urls(config: pulumi.Config, keys: list[str]) -> None:
             problems.append(str(exc))
     if problems:
         raise SettingsError("\n".join(problems))
-
-
-def read_database_settings(
-    config: pulumi.Config, provisioner_url: pulumi.Output[str] | None = None
-) -> DatabaseSettings:
-    return DatabaseSettings(
-        provisioner_url=provisioner_url if provisioner_url is not None else config.require_secret("databaseUrl"),
-        app_url=config.require_secret("appDatabaseUrl"),
-        fernet_key=config.require_secret("fernetKey"),
-    )

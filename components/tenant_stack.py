@@ -27,7 +27,7 @@ from components import naming
 from components.dynamic.onboarding_check import OnboardingCheck, OnboardingCheckArgs
 from components.dynamic.tenant_config_row import TenantConfigRow, TenantConfigRowArgs
 from components.isolation_manifests import Manifest, render_premium_isolation
-from components.settings import DatabaseSettings, StackSettings
+from components.settings import DatabaseSettings, TenantEnvironment
 from tenantctl.model import Tenant, Tier
 
 SIGNING_SECRET_LENGTH = 48
@@ -55,7 +55,7 @@ _K8S_KINDS = {
 class TenantStackArgs:
     tenant: Tenant
     servicedesk_api_key: pulumi.Input[str]
-    settings: StackSettings
+    settings: TenantEnvironment
     database: DatabaseSettings | None = None
     # A few other tenants of the stack, whose contexts and signing secret the post-deploy check probes.
     peer_tenant_ids: list[str] = field(default_factory=list)
@@ -147,7 +147,8 @@ class TenantStack(pulumi.ComponentResource):
             opts=self._child(depends_on=isolation),
         )
 
-        webhook_url = naming.webhook_url(settings.webhook_base_url, tenant_id)
+        webhook_url = pulumi.Output.from_input(settings.webhook_base_url).apply(
+            lambda base: naming.webhook_url(base, tenant_id))
         check = None
         if args.database is not None:
             check = self._database_and_checks(
@@ -157,7 +158,7 @@ class TenantStack(pulumi.ComponentResource):
 
         self.tenant_id = pulumi.Output.from_input(tenant_id)
         self.namespace = pulumi.Output.from_input(namespace)
-        self.webhook_url = pulumi.Output.from_input(webhook_url)
+        self.webhook_url = webhook_url
         self.kms_key_arn = kms_key.arn
         self.secret_arn = credentials_secret.arn
         # The post-deploy check's verdict per check, for the stack's outputs (details stay in its state).
@@ -177,7 +178,7 @@ class TenantStack(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, **kwargs)
 
     def _premium_isolation(
-        self, name: str, tenant: Tenant, labels: dict[str, str], settings: StackSettings
+        self, name: str, tenant: Tenant, labels: dict[str, str], settings: TenantEnvironment
     ) -> list[pulumi.Resource]:
         manifests = render_premium_isolation(
             tenant.slug, labels, tenant.effective_resources, settings.ingress_namespace, settings.monitoring_namespace
@@ -196,7 +197,7 @@ class TenantStack(pulumi.ComponentResource):
         tenant: Tenant,
         args: TenantStackArgs,
         signing_secret: pulumi.Output[str],
-        webhook_url: str,
+        webhook_url: pulumi.Output[str],
         ready: list[pulumi.Resource],
     ) -> OnboardingCheck | None:
         database = args.database

@@ -27,7 +27,8 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 TenantsDir = Annotated[Path, typer.Option("--tenants-dir", help="Directory of tenant files.")]
-Stack = Annotated[str | None, typer.Option("--stack", help="Pulumi stack name (reads Pulumi.<stack>.yaml).")]
+Env = Annotated[str | None, typer.Option("--env", "--stack",
+                                         help="Environment: checks each tenant's stacks/Pulumi.<env>.<slug>.yaml.")]
 
 
 AllowUnverifiedTls = Annotated[
@@ -73,7 +74,7 @@ def fail(message: str, code: int = 1, as_json: bool = False, details: list[str] 
 def validate(
     paths: Annotated[list[Path] | None, typer.Argument(help="Tenant files (default: all in --tenants-dir).")] = None,
     tenants_dir: TenantsDir = Path("tenants"),
-    stack: Stack = None,
+    env: Env = None,
     output: Annotated[Format, typer.Option("--format", help="text or json")] = Format.text,
     changed_since: Annotated[
         str | None,
@@ -81,7 +82,7 @@ def validate(
     ] = None,
 ) -> None:
     """Check tenant files, each alone and all together; report every error as file:line: field: message."""
-    from tenantctl.stack_files import StackFileError, find_project_root, missing_secret_problems, read_stack_file
+    from tenantctl.stack_files import find_project_root, missing_secret_problems
 
     if paths and len(paths) == 1 and paths[0].is_dir():
         tenants_dir, paths = paths[0], None  # `validate tenants/`: the folder, every file in it
@@ -91,15 +92,9 @@ def validate(
                    as_json=output is Format.json)
     result = load_tenants(paths=paths, tenants_dir=tenants_dir)
     problems = list(result.problems)
-    if stack:
+    if env:
         root = find_project_root((paths[0].parent if paths else tenants_dir).resolve().parent)
-        try:
-            stack_file = read_stack_file(root, stack)
-        except StackFileError as exc:
-            raise fail(str(exc), as_json=output is Format.json) from None
-        problems += missing_secret_problems(
-            stack_file, [(t.path, str(t.path), t.tenant) for t in result.tenants]
-        )
+        problems += missing_secret_problems(root, env, [(t.path, str(t.path), t.tenant) for t in result.tenants])
     renames: list[tuple[str, str]] = []
     if changed_since:
         from tenantctl.identity_changes import GitRefError, identity_changes
@@ -182,7 +177,8 @@ def schema(
 @app.command()
 def plan(
     tenants_dir: TenantsDir = Path("tenants"),
-    stack: Annotated[str, typer.Option("--stack", help="Stack whose plain config is used.")] = "dev",
+    stack: Annotated[str, typer.Option("--env", "--stack",
+                                       help="Environment whose platform stack config is used.")] = "dev",
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write each tenant's Kubernetes objects here.")] = None,
     changed_since: Annotated[
@@ -281,7 +277,7 @@ def _stack_settings(tenants_dir: Path, stack: str) -> tuple[str, str]:
 @app.command()
 def handoff(
     slug: Annotated[str, typer.Argument(help="Tenant slug.")],
-    stack: Annotated[str, typer.Option("--stack", help="Stack the tenant is deployed to.")] = "prod",
+    stack: Annotated[str, typer.Option("--env", "--stack", help="Environment the tenant is deployed to.")] = "prod",
     tenants_dir: TenantsDir = Path("tenants"),
     reveal: Annotated[
         bool, typer.Option("--reveal", help="Also print the signing secret (needs your AWS access to it).")
@@ -307,7 +303,7 @@ def handoff(
 @app.command()
 def destroy(
     slug: Annotated[str, typer.Argument(help="Tenant slug.")],
-    stack: Annotated[str, typer.Option("--stack", help="Stack to remove the tenant from.")] = "prod",
+    env: Annotated[str, typer.Option("--env", "--stack", help="Environment of the tenant's stack.")] = "prod",
     tenants_dir: TenantsDir = Path("tenants"),
     yes: Annotated[bool, typer.Option("--yes", help="Run the destroy instead of printing it.")] = False,
     purge_data: Annotated[
@@ -321,7 +317,7 @@ def destroy(
     tenant_id: Annotated[str | None, typer.Option("--tenant-id", help="Needed when the tenant file is gone.")] = None,
     allow_unverified_tls: AllowUnverifiedTls = False,
 ) -> None:
-    """Remove exactly one tenant: a targeted `pulumi destroy` of its TenantStack and everything under it."""
+    """Remove exactly one tenant: `pulumi destroy` of its own stack <env>.<slug>, its history guarded."""
     import re
     import shlex
 
@@ -339,7 +335,7 @@ def destroy(
             "if you prefer a pull request), or destroy without --purge-data to keep the history."
         )
     tenant_id = tenant_id or (str(tenant.tenant_id) if tenant else None)
-    url = checked_url(database_url or database_url_from_stack(stack), "--database-url", allow_unverified_tls)
+    url = checked_url(database_url or database_url_from_stack(env), "--database-url", allow_unverified_tls)
     if url and tenant_id:
         try:
             counts = count_history(url, tenant_id)
@@ -367,21 +363,121 @@ def destroy(
         "keeps a 30-day recovery window; both can be restored within that time."
     )
     if not yes:
-        for command in planned_commands(stack, slug, purge_data):
+        for command in planned_commands(env, slug, purge_data):
             out.print(shlex.join(command), markup=False)
         return
     try:
-        code = offboard(stack, slug, purge_data, Runner(lambda line: err.print(line, markup=False)))
+        code = offboard(env, slug, purge_data, Runner(lambda line: err.print(line, markup=False)))
     except OffboardingError as exc:
         raise fail(str(exc)) from None
     raise typer.Exit(code)
+
+
+EnvName = Annotated[str, typer.Option("--env", help="Environment: platform stack <env>, tenant stacks <env>.<slug>.")]
+Only = Annotated[list[str] | None, typer.Option("--only", help="Only this tenant's stack (repeatable).")]
+ChangedSince = Annotated[str | None, typer.Option(
+    "--changed-since", help="Only stacks a change since this git ref affects (shared code: all).")]
+Concurrency = Annotated[int, typer.Option(
+    "--concurrency", min=1, max=32, help="Stacks run at once (each tenant creates one KMS key: AWS allows 5/s).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def _fleet(operation: str, env: str, tenants_dir: Path, only: list[str] | None, changed_since: str | None,
+           concurrency: int, as_json: bool, allow_no_tenants: bool) -> None:
+    from tenantctl import engine, fleet_command
+    from tenantctl.loader import TenantLoadError, require_tenants
+    from tenantctl.plan import PlanError
+    from tenantctl.stack_files import find_project_root
+
+    try:
+        tenants = require_tenants(tenants_dir, allow_none=allow_no_tenants)
+    except TenantLoadError as exc:
+        raise fail(f"{len(exc.problems)} error(s) in tenant files", as_json=as_json,
+                   details=[str(p) for p in exc.problems]) from None
+    root = find_project_root(tenants_dir.resolve().parent)
+    say = (lambda _line: None) if as_json else (lambda line: err.print(line, markup=False))
+    try:
+        result = fleet_command.run(root, tenants_dir, env, operation, tenants, set(only) if only else None,
+                                   changed_since, concurrency, say)
+    except (engine.EngineError, PlanError) as exc:
+        raise fail(str(exc), as_json=as_json) from None
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        out.print(fleet_command.summary_table(result))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def preview(
+    env: EnvName = "prod",
+    tenants_dir: TenantsDir = Path("tenants"),
+    only: Only = None,
+    changed_since: ChangedSince = None,
+    concurrency: Concurrency = 4,
+    as_json: AsJson = False,
+) -> None:
+    """`pulumi preview` of the environment's affected stacks, in parallel, with one summary."""
+    _fleet("preview", env, tenants_dir, only, changed_since, concurrency, as_json, allow_no_tenants=True)
+
+
+@app.command()
+def up(
+    env: EnvName = "prod",
+    tenants_dir: TenantsDir = Path("tenants"),
+    only: Only = None,
+    changed_since: ChangedSince = None,
+    concurrency: Concurrency = 4,
+    as_json: AsJson = False,
+    allow_no_tenants: Annotated[bool, typer.Option(
+        "--allow-no-tenants", help="Let an empty tenants folder destroy every tenant stack.")] = False,
+) -> None:
+    """`pulumi up` of the platform stack, then the affected tenant stacks in waves (canaries first); the stack
+    of a removed tenant file is destroyed and removed. Exit 1 when any stack failed."""
+    _fleet("up", env, tenants_dir, only, changed_since, concurrency, as_json, allow_no_tenants)
+
+
+@app.command("migrate-stacks")
+def migrate_stacks(
+    env: EnvName = "prod",
+    tenants_dir: TenantsDir = Path("tenants"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would move; change nothing.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Move each tenant of the single <env> stack into its own stack <env>.<slug> (`pulumi state move`), then
+    preview every moved stack: a correct migration shows no create, delete or replace."""
+    from tenantctl import engine, fleet_command
+    from tenantctl.loader import TenantLoadError, require_tenants
+    from tenantctl.migrate_stacks import MigrationError, migrate
+    from tenantctl.stack_files import find_project_root
+
+    try:
+        tenants = require_tenants(tenants_dir)
+    except TenantLoadError as exc:
+        raise fail(f"{len(exc.problems)} error(s) in tenant files", as_json=as_json,
+                   details=[str(p) for p in exc.problems]) from None
+    root = find_project_root(tenants_dir.resolve().parent)
+    backend = fleet_command.project_backend(root, env)
+    say = (lambda _line: None) if as_json else (lambda line: err.print(line, markup=False))
+    try:
+        result = migrate(env, tenants, fleet_command.project_specs(backend), dry_run, say)
+    except (MigrationError, engine.EngineError) as exc:
+        raise fail(str(exc), as_json=as_json) from None
+    if as_json:
+        emit_json(result.as_dict())
+    for error in result.errors:
+        err.print(f"error: {error}", markup=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
 
 
 @app.command()
 def verify(
     slug: Annotated[str, typer.Argument(help="Tenant slug.")],
     tenants_dir: TenantsDir = Path("tenants"),
-    stack: Annotated[str, typer.Option("--stack", help="Stack whose webhookBaseUrl is used.")] = "prod",
+    stack: Annotated[str, typer.Option("--env", "--stack", help="Environment whose webhookBaseUrl is used.")] = "prod",
     database_url: Annotated[
         str | None, typer.Option("--database-url", envvar="TENANT_DATABASE_URL",
                                  help="Provisioner URL, to read the tenant's signing secret.")

@@ -83,44 +83,95 @@ def program(project_root: Path) -> Callable[[], None]:
 
 
 @dataclass
-class StackSpec:
-    """Where a stack lives and what its config is. `secrets` are stored encrypted by the passphrase provider."""
+class Backend:
+    """Where an environment's stacks live and how their secrets are encrypted.
+
+    `backend_dir` set: a local `file://` backend with a work folder of its own (the rehearsal, the
+    benchmarks), stack config set by the caller, the passphrase provider. Unset: the project itself,
+    as `pulumi` runs it there: its Pulumi.yaml and `stacks/` files, the backend `pulumi login` chose,
+    and for a stack created here the secrets provider of the environment's platform stack file."""
 
     project_root: Path
-    name: str
-    backend_dir: Path
-    work_dir: Path
-    passphrase: str
-    config: dict[str, str] = field(default_factory=dict)
-    secrets: dict[str, str] = field(default_factory=dict)
+    backend_dir: Path | None = None
+    work_dir: Path | None = None
+    passphrase: str | None = None
+    secrets_provider: str | None = None
     env: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def local(self) -> bool:
+        return self.backend_dir is not None
 
-def open_stack(spec: StackSpec):
-    """Create or select the stack on a local `file://` backend, with its config set."""
+
+@dataclass
+class StackSpec:
+    """One stack of a backend, with the config the caller sets on it (`secrets` stored encrypted)."""
+
+    backend: Backend
+    name: str
+    config: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def workspace_options(backend: Backend):
     from pulumi import automation as auto
 
-    spec.backend_dir.mkdir(parents=True, exist_ok=True)
-    spec.work_dir.mkdir(parents=True, exist_ok=True)
-    env = engine_environment(spec.project_root, {"PULUMI_CONFIG_PASSPHRASE": spec.passphrase, **spec.env})
-    binary = pulumi_binary(spec.project_root)
+    extra = dict(backend.env)
+    if backend.passphrase is not None:
+        extra["PULUMI_CONFIG_PASSPHRASE"] = backend.passphrase
+    env = engine_environment(backend.project_root, extra)
+    binary = pulumi_binary(backend.project_root)
     command = auto.PulumiCommand(root=str(binary.parent.parent), skip_version_check=True)
-    options = auto.LocalWorkspaceOptions(
-        work_dir=str(spec.work_dir),
+    if not backend.local:
+        return auto.LocalWorkspaceOptions(work_dir=str(backend.project_root), pulumi_home=env.get("PULUMI_HOME"),
+                                          env_vars=env, pulumi_command=command,
+                                          secrets_provider=backend.secrets_provider)
+    backend.backend_dir.mkdir(parents=True, exist_ok=True)
+    backend.work_dir.mkdir(parents=True, exist_ok=True)
+    return auto.LocalWorkspaceOptions(
+        work_dir=str(backend.work_dir),
         pulumi_home=env.get("PULUMI_HOME"),
         env_vars=env,
         pulumi_command=command,
         secrets_provider="passphrase",
         project_settings=auto.ProjectSettings(
-            name=PROJECT, runtime="python", backend=auto.ProjectBackend(url=spec.backend_dir.as_uri()),
+            name=PROJECT, runtime="python", backend=auto.ProjectBackend(url=backend.backend_dir.as_uri()),
         ),
     )
-    stack = auto.create_or_select_stack(stack_name=spec.name, project_name=PROJECT,
-                                        program=program(spec.project_root), opts=options)
+
+
+def open_stack(spec: StackSpec, create: bool = True):
+    """Select the stack, or create it (with its tags) when `create`; then set the caller's config."""
+    from pulumi import automation as auto
+    from pulumi.automation.errors import StackNotFoundError
+
+    options = workspace_options(spec.backend)
+    run = program(spec.backend.project_root)
+    try:
+        stack = auto.select_stack(stack_name=spec.name, project_name=PROJECT, program=run, opts=options)
+    except StackNotFoundError:
+        if not create:
+            raise
+        stack = auto.create_stack(stack_name=spec.name, project_name=PROJECT, program=run,
+                                  opts=workspace_options(spec.backend))
+        for key, value in spec.tags.items():
+            stack.set_tag(key, value)
     values = {f"{PROJECT}:{k}" if ":" not in k else k: auto.ConfigValue(value=v) for k, v in spec.config.items()}
     values.update({f"{PROJECT}:{k}": auto.ConfigValue(value=v, secret=True) for k, v in spec.secrets.items()})
-    stack.set_all_config(values)
+    if values:
+        stack.set_all_config(values)
     return stack
+
+
+def list_stacks(backend: Backend) -> list[str]:
+    """The project's stacks on the backend (their short names)."""
+    from pulumi import automation as auto
+
+    workspace = auto.LocalWorkspace(**{k: v for k, v in vars(workspace_options(backend)).items()
+                                       if k in ("work_dir", "pulumi_home", "env_vars", "pulumi_command",
+                                                "project_settings")})
+    return sorted(summary.name.rsplit("/", 1)[-1] for summary in workspace.list_stacks())
 
 
 @dataclass

@@ -18,7 +18,7 @@ import string
 import threading
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,8 +115,9 @@ class RegisteredResource:
 
 
 class SimulatedCloud(pulumi.runtime.Mocks):
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, platform_outputs: dict | None = None) -> None:
         self.region = region
+        self.platform_outputs = platform_outputs or {}
         self.registered: list[RegisteredResource] = []
         self.lock = threading.Lock()
         self.current = threading.local()
@@ -127,6 +128,13 @@ class SimulatedCloud(pulumi.runtime.Mocks):
         return {}, None
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        if args.typ == "pulumi:pulumi:StackReference":  # a read of the platform stack, not a resource of this one
+            values = self.platform_outputs
+            return args.name, {
+                "name": args.name,
+                "outputs": {k: v.value if isinstance(v, Secret) else v for k, v in values.items()},
+                "secretOutputNames": sorted(k for k, v in values.items() if isinstance(v, Secret)),
+            }
         urn, parent = self.current.urn, self.current.parent
         resource = RegisteredResource(urn, args.typ, args.name, parent, args.custom, mark_secrets(args.inputs),
                                       aliases=self.current.aliases)
@@ -242,10 +250,14 @@ def run_program(
     stack: str,
     config: dict[str, str],
     secret_keys: list[str],
+    program: Callable[[], None] | None = None,
+    platform_outputs: dict | None = None,
 ) -> ProgramRun:
-    """Run `project_root/__main__.py` as `pulumi up` would, against the simulated cloud."""
+    """Run `project_root/__main__.py` (or `program`) as `pulumi up` would, against the simulated cloud.
+
+    `platform_outputs` are what a StackReference to the platform stack reads (secrets as `Secret`)."""
     region = config.get("aws:region", "us-east-1")
-    cloud = SimulatedCloud(region)
+    cloud = SimulatedCloud(region, platform_outputs or {})
     _track_event_loops()
     pulumi.runtime.settings.reset_options(project=PROJECT, stack=stack)
     pulumi.runtime.set_all_config(config, secret_keys)
@@ -253,7 +265,10 @@ def run_program(
     root = pulumi.runtime.settings.get_root_resource()
     try:
         with gc_paused(), _working_directory(project_root):
-            runpy.run_path(str(project_root / "__main__.py"), run_name="__pulumi_program__")
+            if program is None:
+                runpy.run_path(str(project_root / "__main__.py"), run_name="__pulumi_program__")
+            else:
+                program()
             _sync_await(wait_for_rpcs())
             exports = _sync_await(_resolve(root.outputs)) if root is not None else {}
     except pulumi.RunError as exc:

@@ -1,4 +1,4 @@
-"""`tenantctl destroy`: remove exactly one tenant with a targeted `pulumi destroy`, guarding its data.
+"""`tenantctl destroy`: remove exactly one tenant with a `pulumi destroy` of its own stack, guarding its data.
 
 This command deletes nothing itself. History goes only through the TenantConfigRow resource, which
 purges it in the same transaction as the row when the purge was applied to its state: with
@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from components.naming import tenant_config_row_urn, tenant_stack_urn
+from components.naming import tenant_config_row_urn, tenant_stack_name
 from tenantctl import db, tenant_data
 
 PURGE_CONFIG = "purgeData"
@@ -24,18 +24,17 @@ class OffboardingError(Exception):
     pass
 
 
-def destroy_command(stack: str, slug: str) -> list[str]:
-    return ["pulumi", "destroy", "--stack", stack, "--target", tenant_stack_urn(stack, slug), "--target-dependents",
-            "--yes"]
+def destroy_command(env: str, slug: str) -> list[str]:
+    return ["pulumi", "destroy", "--stack", tenant_stack_name(env, slug), "--yes", "--non-interactive"]
 
 
-def destroy_preview_command(stack: str, slug: str) -> list[str]:
-    return ["pulumi", "destroy", "--preview-only", "--stack", stack, "--target", tenant_stack_urn(stack, slug),
-            "--target-dependents", "--non-interactive"]
+def destroy_preview_command(env: str, slug: str) -> list[str]:
+    return ["pulumi", "destroy", "--preview-only", "--stack", tenant_stack_name(env, slug), "--non-interactive"]
 
 
-def mark_purge_commands(stack: str, slug: str) -> list[list[str]]:
+def mark_purge_commands(env: str, slug: str) -> list[list[str]]:
     """Set the purge mark, then apply it to the tenant's row resource alone (its row is not rewritten)."""
+    stack = tenant_stack_name(env, slug)
     return [
         ["pulumi", "config", "set", "--path", f"{PURGE_CONFIG}.{slug}", "true", "--stack", stack],
         ["pulumi", "up", "--stack", stack, "--target", tenant_config_row_urn(stack, slug), "--yes", "--skip-preview",
@@ -43,26 +42,26 @@ def mark_purge_commands(stack: str, slug: str) -> list[list[str]]:
     ]
 
 
-def unmark_purge_command(stack: str, slug: str) -> list[str]:
-    return ["pulumi", "config", "rm", "--path", f"{PURGE_CONFIG}.{slug}", "--stack", stack]
+def unmark_purge_command(env: str, slug: str) -> list[str]:
+    return ["pulumi", "config", "rm", "--path", f"{PURGE_CONFIG}.{slug}", "--stack", tenant_stack_name(env, slug)]
 
 
-def offboarding_commands(stack: str, slug: str, purge: bool) -> list[list[str]]:
+def offboarding_commands(env: str, slug: str, purge: bool) -> list[list[str]]:
     """Every command `destroy --yes` runs, in order (what it prints without --yes)."""
-    commands = [destroy_preview_command(stack, slug)]
+    commands = [destroy_preview_command(env, slug)]
     if purge:
-        commands += mark_purge_commands(stack, slug)
-    commands.append(destroy_command(stack, slug))
+        commands += mark_purge_commands(env, slug)
+    commands.append(destroy_command(env, slug))
     if purge:
-        commands.append(unmark_purge_command(stack, slug))
+        commands.append(unmark_purge_command(env, slug))
     return commands
 
 
-def database_url_from_stack(stack: str) -> str | None:
-    """The provisioner URL from stack config, decrypted by the Pulumi CLI when it is installed."""
+def database_url_from_stack(env: str) -> str | None:
+    """The provisioner URL from the platform stack's config, decrypted by the Pulumi CLI when it is installed."""
     if shutil.which("pulumi") is None:
         return None
-    result = subprocess.run(["pulumi", "config", "get", "databaseUrl", "--stack", stack],
+    result = subprocess.run(["pulumi", "config", "get", "databaseUrl", "--stack", env],
                             capture_output=True, text=True, timeout=120, env=_engine_env())
     return result.stdout.strip() or None if result.returncode == 0 else None
 
@@ -90,24 +89,24 @@ class Runner:
         return subprocess.run(command, capture_output=capture, text=True, env=_engine_env())
 
 
-def offboard(stack: str, slug: str, purge: bool, run: Runner) -> int:
-    preflight = run(destroy_preview_command(stack, slug), capture=True)
+def offboard(env: str, slug: str, purge: bool, run: Runner) -> int:
+    preflight = run(destroy_preview_command(env, slug), capture=True)
     if preflight.returncode != 0:
         detail = (preflight.stderr or preflight.stdout).strip().splitlines()[-3:]
         raise OffboardingError("the destroy cannot run, so nothing was changed: " + " / ".join(detail))
     if purge:
-        for command in mark_purge_commands(stack, slug):
+        for command in mark_purge_commands(env, slug):
             if run(command).returncode != 0:
-                run(unmark_purge_command(stack, slug))
+                run(unmark_purge_command(env, slug))
                 raise OffboardingError("could not apply the purge mark to the tenant's row; it was taken back and "
                                        "nothing was destroyed or purged")
-    code = run(destroy_command(stack, slug)).returncode
+    code = run(destroy_command(env, slug)).returncode
     if purge:
-        run(unmark_purge_command(stack, slug))
+        run(unmark_purge_command(env, slug))
         if code != 0:
             # The row is still in state with the mark applied: take it back there too, or a later removal of
             # the tenant file would purge its history unasked.
-            run(mark_purge_commands(stack, slug)[1])
+            run(mark_purge_commands(env, slug)[1])
     return code
 
 

@@ -1,8 +1,10 @@
 """`tenantctl plan`: what each tenant gets, from the real program under the mock runtime.
 
 A reviewer without cloud credentials sees every resource a tenant file produces, with secrets
-masked. The stack's plain config comes from `Pulumi.<stack>.yaml`; its secrets cannot be
-decrypted here, so they are replaced by placeholders that never leave the process.
+masked. Each tenant is declared exactly as its tenant stack declares it (`program.tenant`), all in
+one simulated run so a fleet plan stays fast. The environment's plain config comes from its platform
+stack file (`stacks/Pulumi.<env>.yaml`); secrets cannot be decrypted here, so they are replaced by
+placeholders that never leave the process.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ruamel.yaml import YAML
 
 from components.naming import PROJECT, tenant_stack_urn
 from components.settings import DATABASE_KEYS
+from program.fleet_view import declare_fleet
 from tenantctl.loader import require_tenants
 from tenantctl.mock_runtime import SECRET_MASK, ProgramRun, RegisteredResource, Secret, gc_paused, masked, run_program
 from tenantctl.stack_files import StackFileError, read_stack_file
@@ -26,7 +29,8 @@ PLACEHOLDER_SECRET = "plan-placeholder-not-a-real-secret"  # noqa: S105 (a place
 PLACEHOLDER_DATABASE_URL = f"postgresql://plan:{PLACEHOLDER_SECRET}@127.0.0.1:5432/app"
 # Paths whose change can alter every tenant's resources, so a preview must not be targeted.
 PROGRAM_PATHS = (
-    "__main__.py", "components/", "tenantctl/", "policy/", "Pulumi.", "requirements.txt", "tenants/schema.json",
+    "__main__.py", "program/", "components/", "tenantctl/", "policy/", "Pulumi.yaml", "requirements.txt",
+    "tenants/schema.json",
 )
 
 
@@ -103,7 +107,7 @@ def build_plan(project_root: Path, tenants_dir: Path, stack: str = "dev", only: 
             project_root, tenants_dir, stack,
             [name for t in tenants for name in t.secret_names]
         )
-        run = run_program(project_root, stack, config, secret_keys)
+        run = run_program(project_root, stack, config, secret_keys, program=lambda: declare_fleet(tenants))
         grouped = run.by_parent()
         plans = [
             TenantPlan(t.slug, t.tier.value, str(t.tenant_id), sorted(grouped.get(t.slug, []), key=_display_order))

@@ -18,16 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.naming import PROJECT, TENANT_STACK_TYPE
+from components.naming import PROJECT
 from tenantctl import engine
+from tenantctl.fleet import tenant_tags
 from tenantctl.model import Tenant
 from tenantctl.stack_files import StackFileError, read_stack_file
+from tenantctl.stack_run import NO_CHANGE_OPS, StackOutcome
 
+# The rehearsal environment: platform stack `rehearsal`, tenant stacks `rehearsal.<slug>`.
 STACK = "rehearsal"
 STATE_FILE = "state.json"
 SOURCE_STACK = "dev"  # plain config (namespaces, region) comes from Pulumi.dev.yaml
-LOCAL_ONLY_KEYS = ("awsEndpoint", "kubeContext", "kubernetesRenderDir", "tenantsDir", "webhookBaseUrl")
-NO_CHANGE_OPS = {"same", "read", "refresh", "discard", "read-discard"}
+LOCAL_ONLY_KEYS = ("awsEndpoint", "kubeContext", "kubernetesRenderDir", "tenantsDir", "webhookBaseUrl", "runChecks")
 
 
 @dataclass
@@ -112,38 +114,45 @@ class LocalServices:
     aws_endpoint: str
 
 
-def stack_spec(project_root: Path, tenants_dir: Path, tenants: list[Tenant], state: RehearsalState,
-               state_dir: Path, services: LocalServices) -> engine.StackSpec:
+def rehearsal_backend(project_root: Path, state_dir: Path, passphrase: str) -> engine.Backend:
+    """The rehearsal environment's file backend and workspace, under `state_dir`."""
+    return engine.Backend(project_root=project_root, backend_dir=state_dir / "backend",
+                          work_dir=state_dir / "workspace", passphrase=passphrase)
+
+
+def spec_maker(project_root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Path,
+               services: LocalServices | None) -> Callable[[str, Tenant | None], engine.StackSpec]:
+    """Each rehearsal stack's spec: the platform stack gets the local services, a tenant stack its keys.
+    Without `services` (a stack only destroyed, refreshed or exported) the stored config is kept."""
     from cryptography.fernet import Fernet
 
+    backend = rehearsal_backend(project_root, state_dir, state.secret("passphrase", lambda: secrets.token_urlsafe(32)))
     manifests = state_dir / "manifests"
     manifests.mkdir(parents=True, exist_ok=True)
     manifests.chmod(0o700)  # rendered Secrets hold the rehearsal's generated values in plain text
-    config = _plain_stack_config(project_root)
-    config.update({
-        "aws:region": config.get("aws:region", "us-east-1"),
-        "tenantsDir": str(tenants_dir.resolve()),
-        "webhookBaseUrl": services.webhook_base_url,
-        "awsEndpoint": services.aws_endpoint,
-        "kubernetesRenderDir": str(manifests),
-        "runChecks": "true",
-    })
-    secret_values = {
-        "databaseUrl": services.database_url,
-        "appDatabaseUrl": services.app_database_url,
-        "fernetKey": state.secret("fernetKey", lambda: Fernet.generate_key().decode()),
-    }
-    for tenant in tenants:
-        for name in tenant.secret_names:
-            secret_values[name] = state.secret(name, lambda: f"rehearsal-{secrets.token_urlsafe(24)}")
-    return located_spec(project_root, state_dir, state.secret("passphrase", lambda: secrets.token_urlsafe(32)),
-                        config=config, secrets=secret_values)
+    plain = _plain_stack_config(project_root)
+    region = plain.pop("aws:region", "us-east-1")
 
+    def spec(stack: str, tenant: Tenant | None) -> engine.StackSpec:
+        if services is None:
+            return engine.StackSpec(backend, stack)
+        if stack == STACK:
+            return engine.StackSpec(backend, stack, config={
+                **plain, "webhookBaseUrl": services.webhook_base_url, "kubernetesRenderDir": str(manifests),
+            }, secrets={
+                "databaseUrl": services.database_url,
+                "appDatabaseUrl": services.app_database_url,
+                "fernetKey": state.secret("fernetKey", lambda: Fernet.generate_key().decode()),
+            })
+        config = {"aws:region": region, "tenantsDir": str(tenants_dir.resolve()), "awsEndpoint": services.aws_endpoint,
+                  "kubernetesRenderDir": str(manifests), "runChecks": "true"}
+        if tenant is None:
+            return engine.StackSpec(backend, stack, config=config)
+        keys = {name: state.secret(name, lambda: f"rehearsal-{secrets.token_urlsafe(24)}")
+                for name in tenant.secret_names}
+        return engine.StackSpec(backend, stack, config=config, secrets=keys, tags=tenant_tags(tenant))
 
-def located_spec(project_root: Path, state_dir: Path, passphrase: str, **config: Any) -> engine.StackSpec:
-    """The rehearsal stack: its file backend and workspace under `state_dir`."""
-    return engine.StackSpec(project_root=project_root, name=STACK, backend_dir=state_dir / "backend",
-                            work_dir=state_dir / "workspace", passphrase=passphrase, **config)
+    return spec
 
 
 def _plain_stack_config(project_root: Path) -> dict[str, str]:
@@ -169,37 +178,23 @@ def tenant_of(urn: str, slugs: list[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def outcomes(tenants: list[Tenant], events: engine.EngineEvents, outputs: dict) -> list[TenantOutcome]:
-    slugs = [t.slug for t in tenants]
-    ops: dict[str, list[str]] = {slug: [] for slug in slugs}
-    errors: dict[str, list[str]] = {slug: [] for slug in slugs}
-    checked_now: set[str] = set()
-    for urn, op in events.ops.items():
-        slug = tenant_of(urn, slugs)
-        if slug is not None:
-            ops[slug].append(op)
-            if engine.resource_type(urn).endswith(":OnboardingCheck") and op in ("create", "update", "replace"):
-                checked_now.add(slug)
-    for urn, messages in events.errors.items():
-        slug = tenant_of(urn, slugs)
-        if slug is not None:
-            errors[slug] += messages
-    exported = (outputs.get("tenants") or {}) if isinstance(outputs, dict) else {}
-    results = []
-    for slug in slugs:
-        outcome = TenantOutcome(slug, errors=errors[slug])
-        seen = set(ops[slug])
-        if outcome.errors or "failed" in seen:
-            outcome.status = "failed"
-        elif seen and seen <= {"create"}:
-            outcome.status = "created"
-        elif seen - NO_CHANGE_OPS:
-            outcome.status = "updated"
-        outcome.checks = _check_families((exported.get(slug) or {}).get("checks"), failed=outcome.status == "failed")
-        outcome.checked_at = (exported.get(slug) or {}).get("checked_at")
-        outcome.checked_now = slug in checked_now
-        results.append(outcome)
-    return results
+def tenant_outcome(slug: str, stack: StackOutcome) -> TenantOutcome:
+    """A tenant's line of the rehearsal summary, from its stack's outcome."""
+    outcome = TenantOutcome(slug, errors=list(stack.errors))
+    seen = set(stack.ops.values())
+    if stack.status == "skipped":
+        outcome.status = "skipped"
+    elif not stack.ok or "failed" in seen:
+        outcome.status = "failed"
+    elif "create" in seen and seen <= {"create", "read"}:  # (read: the platform's StackReference)
+        outcome.status = "created"
+    elif seen - NO_CHANGE_OPS:
+        outcome.status = "updated"
+    exported = stack.outputs.get("tenant") or {}
+    outcome.checks = _check_families(exported.get("checks"), failed=outcome.status == "failed")
+    outcome.checked_at = exported.get("checked_at")
+    outcome.checked_now = stack.checked_now
+    return outcome
 
 
 def _check_families(verdicts: Any, failed: bool) -> dict:
@@ -211,12 +206,3 @@ def _check_families(verdicts: Any, failed: bool) -> dict:
         family = "webhook" if name.startswith("webhook") else "rls"
         families[family] = families.get(family, True) and bool(ok)
     return dict(sorted(families.items()))
-
-
-def removed_tenants(events: engine.EngineEvents) -> list[str]:
-    return sorted(engine.resource_name(urn) for urn, op in events.ops.items()
-                  if op == "delete" and engine.resource_type(urn) == TENANT_STACK_TYPE)
-
-
-def changes_from(summary: dict[str, int]) -> int:
-    return sum(count for op, count in summary.items() if op not in NO_CHANGE_OPS)

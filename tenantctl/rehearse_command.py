@@ -12,26 +12,28 @@ from pathlib import Path
 
 from rich.table import Table
 
+from components.naming import split_stack_name
 from tenantctl import app_schema, aws_emulator, db, engine, tenant_data
+from tenantctl.fleet import FleetResult, run_fleet, select
 from tenantctl.loader import TenantLoadError, require_tenants
 from tenantctl.localpg import LocalPostgres, LocalPostgresError
 from tenantctl.receiver import WebhookReceiver
 from tenantctl.rehearsal import (
+    STACK,
     STATE_FILE,
     LocalServices,
     RehearsalResult,
     RehearsalState,
-    changes_from,
-    located_spec,
-    outcomes,
-    removed_tenants,
-    stack_spec,
-    tenant_of,
+    rehearsal_backend,
+    spec_maker,
+    tenant_outcome,
 )
 from tenantctl.stack_files import find_project_root
+from tenantctl.stack_run import StackJob, process_pool, run_in_process
 
 DATABASE = "app"
 REHEARSAL_DIR = ".rehearsal"
+REHEARSAL_CONCURRENCY = 2
 
 
 class RehearseFailure(Exception):
@@ -139,9 +141,9 @@ def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: P
         with _receiver(app_url, fernet_key, state.environment.get("receiver_port", 0), say) as receiver:
             state.environment["receiver_port"] = int(receiver.base_url.rsplit(":", 1)[1])
             services = LocalServices(database_url, app_url, receiver.base_url, aws.endpoint)
-            spec = stack_spec(root, tenants_dir, tenants, state, state_dir, services)
             state.save()
-            result = _operate(spec, operation, tenants, aws.fresh, database_url, version, say)
+            result = _operate(root, tenants_dir, state, state_dir, services, operation, tenants, aws.fresh,
+                              version, say)
         state.save()
     except (LocalPostgresError, db.DatabaseError, aws_emulator.AwsEmulatorError, engine.EngineError) as exc:
         raise RehearseFailure(str(exc)) from None
@@ -177,88 +179,75 @@ def _require_utf8(dsn: str) -> None:
                               "need UTF8 (createdb -E UTF8 -T template0)")
 
 
-def existing_stack(tenants_dir: Path, database_url: str | None, state_base: Path | None = None):
-    """The rehearsal's stack as the last run left it, with its stored config, for refresh, export or
-    a targeted destroy; no local service is started. EngineError when there is none."""
+def existing_stack(tenants_dir: Path, database_url: str | None, state_base: Path | None = None,
+                   stack: str = STACK):
+    """A rehearsal stack as the last run left it, with its stored config, for refresh, export or a destroy;
+    no local service is started. EngineError when there is none."""
     root = find_project_root(tenants_dir.resolve().parent)
     state_dir = _state_dir(state_base or root / REHEARSAL_DIR, database_url)
     state = RehearsalState.load(state_dir / STATE_FILE)
     if "passphrase" not in state.environment.get("secrets", {}):
         raise engine.EngineError(f"no rehearsal in {state_dir}: run `tenantctl rehearse` first")
-    return engine.open_stack(located_spec(root, state_dir, state.environment["secrets"]["passphrase"]))
+    backend = rehearsal_backend(root, state_dir, state.environment["secrets"]["passphrase"])
+    return engine.open_stack(engine.StackSpec(backend, stack), create=False)
 
 
-def _operate(spec, operation: str, tenants, aws_fresh: bool, database_url: str, version: str,
-             say: Callable[[str], None]) -> RehearsalResult:
-    from pulumi.automation import errors as auto_errors
-
+def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Path, services: LocalServices,
+             operation: str, tenants, aws_fresh: bool, version: str, say: Callable[[str], None]) -> RehearsalResult:
     _quiet_engine_teardown()
-    stack = engine.open_stack(spec)
-    events = engine.EngineEvents()
-    # (Creates an interrupted run left pending need nothing here: the engine drops them and creates again,
-    # and a row created meanwhile is adopted by owner token. tests/tenantctl/test_rehearse.py shows it.)
-    if aws_fresh and operation != "preview":
+    spec_for = spec_maker(root, tenants_dir, state, state_dir, services)
+    stacks = engine.list_stacks(spec_for(STACK, None).backend)
+    tenant_stacks = [name for name in stacks if split_stack_name(name)[0] == STACK and split_stack_name(name)[1]]
+    if aws_fresh and operation != "preview" and tenant_stacks:
         # moto keeps nothing across restarts: let the engine see the AWS objects are gone before it plans.
         # (Only those: rendered Kubernetes objects have no cluster to be read back from.)
-        aws_urns = [r["urn"] for r in engine.export_state(stack).get("deployment", {}).get("resources") or []
-                    if engine.resource_type(r["urn"]).startswith("aws:")]
-        if aws_urns:
-            say("the AWS emulator was restarted: refreshing its objects first")
-            stack.refresh(color="never", target=aws_urns, on_output=lambda _line: None)
+        say("the AWS emulator was restarted: refreshing its objects first")
+        with process_pool(REHEARSAL_CONCURRENCY) as pool:
+            for future in [run_in_process(pool, StackJob(spec_for(name, None), "refresh", refresh_types="aws:"))
+                           for name in tenant_stacks]:
+                future.result()
     kept = [str(t.tenant_id) for t in tenants]
-    before = tenant_row_counts(database_url, kept) if operation == "up" else {}
-    say(f"pulumi {operation} of {len(tenants)} tenant(s) on {version}")
-    summary: dict[str, int] = {}
-    errors: list[str] = []
-    try:
-        if operation == "up":
-            summary = dict(stack.up(color="never", on_event=events, on_output=lambda _l: None).summary.resource_changes
-                           or {})
-        elif operation == "preview":
-            summary = {k.value if hasattr(k, "value") else str(k): v for k, v in stack.preview(
-                color="never", on_event=events, on_output=lambda _l: None).change_summary.items()}
-        else:
-            summary = dict(stack.destroy(color="never", on_event=events,
-                                         on_output=lambda _l: None).summary.resource_changes or {})
-    except auto_errors.CommandError as exc:
-        summary = _counted(events)
-        slugs = [t.slug for t in tenants]
-        # A declared tenant's errors go to its own line; the rest (a removed tenant's, the engine's) here.
-        errors = [message for urn, messages in events.errors.items() if tenant_of(urn, slugs) is None
-                  for message in messages] + events.general_errors
-        errors = errors or ([] if events.errors else [_last_lines(str(exc))])
-    outputs = {key: value.value for key, value in stack.outputs().items()} if operation == "up" else {}
-    result = RehearsalResult(
-        engine=version, operation=operation, tenants=outcomes(tenants, events, outputs) if tenants else [],
-        changes=changes_from(summary), removed_tenants=removed_tenants(events), errors=errors, summary=summary,
-    )
+    before = tenant_row_counts(services.database_url, kept) if operation == "up" else {}
+    say(f"pulumi {operation} of {len(tenants)} tenant(s), one stack each, on {version}")
+    if operation == "destroy":
+        fleet = destroy_environment(STACK, tenant_stacks, STACK in stacks, spec_for)
+    else:
+        fleet = run_fleet(select(STACK, tenants, stacks), operation, spec_for, concurrency=REHEARSAL_CONCURRENCY,
+                          say=say, platform_applied=STACK in stacks)
+    result = rehearsal_result(fleet, version)
     if operation == "up":
-        after = tenant_row_counts(database_url, kept)
+        after = tenant_row_counts(services.database_url, kept)
         result.rows_lost = sum(max(0, before[t] - after[t]) for t in kept)
         say(f"{result.rows_lost} row(s) lost of the {sum(before.values())} the declared tenants had before")
-    for outcome in result.tenants:
-        checks = " ".join(f"{name}={'ok' if ok else 'FAILED'}" for name, ok in outcome.checks.items())
-        if checks and not outcome.checked_now:
-            checks += f" (from the run at {outcome.checked_at}: nothing they check changed)"
-        say(f"  {outcome.slug}: {outcome.status} {checks}".rstrip())
-        for error in outcome.errors:
-            say("    " + error.replace("\n", "\n    "))
-    for slug in result.removed_tenants:
-        say(f"  {slug}: deleted")
-    for error in result.errors:
-        say("  error: " + error.replace("\n", "\n    "))
     return result
 
 
-def _counted(events: engine.EngineEvents) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for op in events.ops.values():
-        counts[op] = counts.get(op, 0) + 1
-    return counts
+def destroy_environment(env: str, tenant_stacks: list[str], platform: bool, spec_for) -> FleetResult:
+    """Every tenant stack destroyed and removed, then the platform stack (only if every tenant went)."""
+    result = FleetResult(env, "destroy", None, [], [])
+    with process_pool(REHEARSAL_CONCURRENCY) as pool:
+        futures = [run_in_process(pool, StackJob(spec_for(name, None), "destroy", remove_stack=True))
+                   for name in tenant_stacks]
+        result.removed = [future.result() for future in futures]
+        if platform and all(o.ok for o in result.removed):
+            result.platform = run_in_process(pool, StackJob(spec_for(env, None), "destroy", remove_stack=True)).result()
+    return result
 
 
-def _last_lines(text: str, lines: int = 6) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+def rehearsal_result(fleet: FleetResult, version: str) -> RehearsalResult:
+    tenants = [tenant_outcome(split_stack_name(o.stack)[1], o) for o in fleet.tenants]
+    errors = [f"{o.stack}: {e}" for o in [*([fleet.platform] if fleet.platform else []), *fleet.removed]
+              for e in o.errors if not o.ok]
+    summary: dict[str, int] = {}
+    for outcome in fleet.outcomes:
+        for op, count in outcome.summary.items():
+            summary[op] = summary.get(op, 0) + count
+    return RehearsalResult(
+        engine=version, operation=fleet.operation, tenants=tenants,
+        changes=sum(o.changes for o in fleet.outcomes),
+        removed_tenants=sorted(split_stack_name(o.stack)[1] for o in fleet.removed if o.ok and o.tenant_deleted),
+        errors=errors + fleet.notes, summary=summary,
+    )
 
 
 def tenant_row_counts(database_url: str, tenant_ids: list[str]) -> dict[str, int]:

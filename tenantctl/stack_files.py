@@ -1,7 +1,9 @@
-"""Reads the project's `Pulumi.yaml` and `Pulumi.<stack>.yaml` files (without the Pulumi CLI).
+"""Reads the project's `Pulumi.yaml` and its stack files (without the Pulumi CLI).
 
-Used to check, before review, that every config secret a tenant file names exists as a
-`secure:` value in the target stack.
+Stack files live in the project's `stackConfigDir` (`stacks/`): `Pulumi.<env>.yaml` for an
+environment's platform stack and `Pulumi.<env>.<slug>.yaml` for each tenant stack. Used to check,
+before review, that every config secret a tenant file names exists as a `secure:` value in its
+tenant stack.
 """
 
 from __future__ import annotations
@@ -52,16 +54,23 @@ def find_project_root(start: Path) -> Path:
     return CODE_ROOT
 
 
-def project_name(root: Path) -> str:
+def _project_file(root: Path) -> dict:
     path = root / "Pulumi.yaml"
     if not path.is_file():
-        return DEFAULT_PROJECT
-    data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")) or {}
-    return str(data.get("name", DEFAULT_PROJECT))
+        return {}
+    return YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")) or {}
+
+
+def project_name(root: Path) -> str:
+    return str(_project_file(root).get("name", DEFAULT_PROJECT))
+
+
+def stack_file_path(root: Path, stack: str) -> Path:
+    return root / str(_project_file(root).get("stackConfigDir") or ".") / f"Pulumi.{stack}.yaml"
 
 
 def read_stack_file(root: Path, stack: str) -> StackFile:
-    path = root / f"Pulumi.{stack}.yaml"
+    path = stack_file_path(root, stack)
     if not path.is_file():
         raise StackFileError(f"{path}: no such stack file (create it with `pulumi stack init {stack}`)")
     try:
@@ -74,9 +83,17 @@ def read_stack_file(root: Path, stack: str) -> StackFile:
     return StackFile(project_name(root), stack, path, config)
 
 
-def missing_secret_problems(stack_file: StackFile, tenants: list[tuple[Path, str, Tenant]]) -> list[Problem]:
+def missing_secret_problems(root: Path, env: str, tenants: list[tuple[Path, str, Tenant]]) -> list[Problem]:
+    """Each tenant's secrets, looked up in its own tenant stack file `Pulumi.<env>.<slug>.yaml`."""
+    from components.naming import tenant_stack_name
+
     problems = []
     for path, display, tenant in tenants:
+        try:
+            stack_file = read_stack_file(root, tenant_stack_name(env, tenant.slug))
+        except StackFileError as exc:
+            problems.append(Problem(display, None, "", str(exc)))
+            continue
         named = [("servicedesk.api_key_secret", tenant.servicedesk.api_key_secret)]
         if tenant.llm is not None:
             named.append(("llm.api_key_secret", tenant.llm.api_key_secret))

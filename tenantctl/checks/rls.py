@@ -348,20 +348,30 @@ def _count(conn: psycopg.Connection, table: TenantTable, tenant: UUID | None = N
     return conn.execute(query).fetchone()[0]
 
 
-def _plant_canaries(conn: psycopg.Connection, tables: list[TenantTable], tenant: UUID, made_up: bool,
+def _plant_canaries(conn: psycopg.Connection, tables: list[TenantTable], tenant: UUID, seed_config_row: bool,
                     problems: list[str], unseeded: dict[str, str]) -> dict[str, int]:
-    """Give `tenant` a row in every table it can write under its own context; return what it then sees of its own."""
+    """Give `tenant` a row in every table it can write under its own context; return what it then sees of its own.
+
+    Its `tenant_configs` row is seeded only when `seed_config_row`: a made-up tenant, or a real peer whose own
+    stack has not created its row yet (tenant stacks run in parallel). The checked tenant's row never is."""
     _scope_to(conn, tenant)
     own: dict[str, int] = {}
     for table in tables:
-        has_config_row = table.name == TENANT_CONFIGS and not made_up
-        if not has_config_row:
+        is_config = table.name == TENANT_CONFIGS
+        if not is_config or (seed_config_row and _count(conn, table, tenant=tenant) == 0):
             try:
                 with conn.transaction():
-                    _insert_canary(conn, table, tenant, config_row=made_up)
+                    _insert_canary(conn, table, tenant, config_row=is_config)
             except errors.InsufficientPrivilege as exc:
                 problems.append(f"{table.shown}: a tenant cannot insert its own row under its own context: "
                                 f"{db.first_line(exc)}")
+            except errors.UniqueViolation:
+                # The row exists: committed meanwhile by the peer's own stack, or hidden from its own context.
+                if is_config and _count(conn, table, tenant=tenant) == 0:
+                    problems.append(f"{table.shown}: tenant {tenant}'s own row exists but is not visible under "
+                                    "its own context")
+                else:
+                    unseeded[table.shown] = "a unique key refused the canary"
             except psycopg.Error as exc:  # columns without defaults: the table still gets the other probes
                 unseeded[table.shown] = db.first_line(exc)
         own[table.shown] = _count(conn, table, tenant=tenant)
@@ -397,7 +407,7 @@ def _check_cross_tenant(conn: psycopg.Connection, tables: list[TenantTable], ten
         problems.append(f"this tenant's {TENANT_CONFIGS} row is not visible under its own context "
                         "(not provisioned yet, or the policy hides it)")
     for peer in [made_up, *peers]:
-        owners[peer] = _plant_canaries(conn, tables, peer, peer == made_up, problems, unseeded)
+        owners[peer] = _plant_canaries(conn, tables, peer, True, problems, unseeded)
     for table in tables:
         for peer, seen in owners.items():
             if peer != tenant and seen[table.shown] == 0 and table.shown not in unseeded:

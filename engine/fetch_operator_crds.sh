@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Copies the Pulumi Kubernetes Operator's CRDs (engine/operator/version.env) into DEST (make setup:
+# .venv/operator-crds) and prints DEST. tests/tenantctl/test_operator_manifests.py validates the rendered
+# Stack objects against them, so nothing is downloaded at test time.
+#
+# The CRDs come from the operator's Go module, which `go mod download` keeps in Go's user module cache
+# (GOMODCACHE) and checks against the checksum database. DEST/.version names the module version it
+# holds: when it matches the pin, the script returns at once without calling Go.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+dest=${1:?usage: engine/fetch_operator_crds.sh DEST}
+# shellcheck source=engine/operator/version.env
+. "$here/operator/version.env"
+want="$PKO_MODULE@$PKO_VERSION"
+
+if [ "$(cat "$dest/.version" 2>/dev/null)" = "$want" ]; then
+  printf '%s\n' "$dest"
+  exit 0
+fi
+command -v go >/dev/null || { echo "operator-crds: Go is needed to fetch $want (https://go.dev/dl)" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# An empty folder: no go.mod or go.work of this repository takes part in the download.
+info=$(cd "$work" && GOTOOLCHAIN=local GOWORK=off GOFLAGS=-mod=mod go mod download -json "$want" || true)
+module_dir=$(printf '%s' "$info" | python3 -c '
+import json, sys
+try:
+    info = json.load(sys.stdin)
+except ValueError:
+    sys.exit("no answer from go mod download")
+if info.get("Error") or not info.get("Dir"):
+    sys.exit(info.get("Error") or "no module folder reported")
+print(info["Dir"])
+') || { echo "operator-crds: could not download $want (see above); check GOPROXY and the pin in engine/operator/version.env" >&2; exit 1; }
+
+mkdir -p "$work/crds"
+for crd in $PKO_CRDS; do
+  [ -f "$module_dir/$PKO_CRD_DIR/$crd" ] || { echo "operator-crds: $want has no $PKO_CRD_DIR/$crd" >&2; exit 1; }
+  # The module cache is read-only; the copies need not be.
+  install -m 0644 "$module_dir/$PKO_CRD_DIR/$crd" "$work/crds/$crd"
+done
+printf '%s\n' "$want" > "$work/crds/.version"
+
+# Swap the whole folder, so an interrupted run never leaves CRDs of two versions behind a stamp.
+mkdir -p "$(dirname "$dest")"
+rm -rf "$dest.old"
+[ -e "$dest" ] && mv "$dest" "$dest.old"
+mv "$work/crds" "$dest"
+rm -rf "$dest.old"
+echo "operator-crds: $want CRDs in $dest" >&2
+printf '%s\n' "$dest"

@@ -1,0 +1,41 @@
+"""Every tenant of an environment declared in one program, each exactly as its tenant stack declares it.
+
+`tenantctl plan` simulates this to show a whole fleet in one run. It is also the layout before
+stacks per tenant (every TenantStack in the `<env>` stack), which `tenantctl migrate-stacks` starts
+from. Settings come from the one stack's config, as they did then.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.providers import stack_providers
+from components.settings import (
+    DatabaseSettings,
+    SettingsError,
+    TenantEnvironment,
+    read_platform_settings,
+    read_provider_settings,
+    read_purge_slugs,
+    read_run_checks,
+)
+from program.tenant import declare_tenant, tenant_outputs
+from tenantctl.model import Tenant
+
+
+def declare_fleet(tenants: list[Tenant]) -> None:
+    config = pulumi.Config()
+    try:
+        environment = TenantEnvironment.of(read_platform_settings(config), read_run_checks(config),
+                                           read_purge_slugs(config))
+        providers = stack_providers(read_provider_settings(config))
+    except SettingsError as exc:
+        raise pulumi.RunError(str(exc)) from None
+    database = DatabaseSettings(config.require_secret("databaseUrl"), config.require_secret("appDatabaseUrl"),
+                                config.require_secret("fernetKey"))
+    fleet_ids = [t.tenant_id for t in tenants]
+    outputs = {}
+    for tenant in tenants:
+        stack = declare_tenant(tenant, fleet_ids, config, environment, database, providers)
+        outputs[tenant.slug] = tenant_outputs(tenant, stack)
+    pulumi.export("tenants", outputs)

@@ -1,0 +1,209 @@
+"""`tenantctl preview|up`: an environment's stacks, selected, run in parallel, and rolled out in waves.
+
+An environment `<env>` is its platform stack and one tenant stack `<env>.<slug>` per tenant file.
+A run selects the stacks a change affects (a tenant file: its stack; shared code or the platform's
+config: all of them), previews them all at once or, on `up`, applies the platform first and then
+the tenants in waves: a canary premium and basic tenant, then waves that double in size. A failing
+tenant does not stop the others of its wave; a wave with a failure stops the rollout. A stack whose
+tenant file was removed is destroyed (its row's history guard still applies) and then removed.
+Stacks run in separate processes, at most `concurrency` at a time: KMS CreateKey allows 5 calls per
+second per account and region, and each tenant stack creates one key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import wait
+from dataclasses import dataclass, field
+
+from components.naming import split_stack_name, tenant_stack_name
+from tenantctl import engine
+from tenantctl.model import Tenant, Tier
+from tenantctl.plan import ChangedTenants
+from tenantctl.stack_run import StackJob, StackOutcome, process_pool, run_in_process
+
+DEFAULT_CONCURRENCY = 4
+FIRST_WAVE_AFTER_CANARY = 4
+TAG_SLUG, TAG_TIER, TAG_TENANT_ID = "tenant:slug", "tenant:tier", "tenant:id"
+
+
+class FleetError(Exception):
+    pass
+
+
+@dataclass
+class Selection:
+    env: str
+    platform: bool
+    tenants: list[Tenant]  # to preview or apply
+    removed: list[str] = field(default_factory=list)  # slugs with a stack and no tenant file
+    renames: list[tuple[str, str]] = field(default_factory=list)  # (old slug, new slug) whose stack moves
+    missing: list[str] = field(default_factory=list)  # --only slugs that name nothing
+
+
+def select(env: str, tenants: list[Tenant], stacks: list[str], only: set[str] | None = None,
+           changes: ChangedTenants | None = None) -> Selection:
+    existing = {slug for env_, slug in map(split_stack_name, stacks) if env_ == env and slug}
+    declared = {t.slug for t in tenants}
+    renames = []
+    for tenant in tenants:
+        old = next((o for o in tenant.previous_slugs if o in existing), None)
+        if tenant.slug not in existing and old is not None:
+            renames.append((old, tenant.slug))
+            existing = (existing - {old}) | {tenant.slug}
+    removed = sorted(existing - declared)
+    chosen = list(tenants)
+    if changes is not None and not changes.program_changed:
+        chosen = [t for t in tenants if t.slug in changes.slugs or t.slug not in existing]
+    missing: list[str] = []
+    if only is not None:
+        known = declared | set(removed)
+        missing = sorted(only - known)
+        chosen = [t for t in chosen if t.slug in only]
+        removed = [slug for slug in removed if slug in only]
+        renames = [pair for pair in renames if pair[1] in only]
+    platform = env not in stacks or (only is None and (changes is None or changes.program_changed))
+    return Selection(env, platform, chosen, removed, renames, missing)
+
+
+def waves(tenants: list[Tenant]) -> list[list[Tenant]]:
+    """A canary premium and basic tenant first, then waves doubling in size."""
+    ordered = sorted(tenants, key=lambda t: t.slug)
+    canary: list[Tenant] = []
+    for tier in (Tier.PREMIUM, Tier.BASIC):
+        first = next((t for t in ordered if t.tier is tier), None)
+        if first is not None:
+            canary.append(first)
+    rest = [t for t in ordered if t not in canary]
+    result = [canary] if canary else []
+    size = FIRST_WAVE_AFTER_CANARY
+    while rest:
+        result.append(rest[:size])
+        rest, size = rest[size:], size * 2
+    return result
+
+
+def tenant_tags(tenant: Tenant) -> dict[str, str]:
+    return {TAG_SLUG: tenant.slug, TAG_TIER: tenant.tier.value, TAG_TENANT_ID: str(tenant.tenant_id)}
+
+
+@dataclass
+class FleetResult:
+    env: str
+    operation: str
+    platform: StackOutcome | None
+    tenants: list[StackOutcome]
+    removed: list[StackOutcome]
+    waves: list[list[str]] = field(default_factory=list)
+    stopped_after_wave: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def outcomes(self) -> list[StackOutcome]:
+        return [*([self.platform] if self.platform else []), *self.tenants, *self.removed]
+
+    @property
+    def ok(self) -> bool:
+        return all(o.status != "failed" for o in self.outcomes) and self.stopped_after_wave is None
+
+    def as_dict(self) -> dict:
+        return {"env": self.env, "operation": self.operation, "ok": self.ok,
+                "platform": self.platform.as_dict() if self.platform else None,
+                "tenants": [o.as_dict() for o in self.tenants], "removed": [o.as_dict() for o in self.removed],
+                "waves": self.waves, "stopped_after_wave": self.stopped_after_wave, "notes": self.notes}
+
+
+SpecFor = Callable[[str, "Tenant | None"], engine.StackSpec]
+
+
+def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurrency: int = DEFAULT_CONCURRENCY,
+              say: Callable[[str], None] = lambda _line: None, platform_applied: bool = True) -> FleetResult:
+    """Preview or apply the selection. `spec_for(stack, tenant)` gives each stack's spec (tenant None: platform)."""
+    if operation not in ("preview", "up"):
+        raise FleetError(f"unknown fleet operation {operation!r}")
+    env = selection.env
+    result = FleetResult(env, operation, None, [], [])
+    with process_pool(concurrency) as pool:
+        for old, new in selection.renames:
+            say(f"{tenant_stack_name(env, old)} -> {tenant_stack_name(env, new)}: renaming the stack (previous_slugs)")
+            outcome = pool.submit(rename_stack, spec_for(tenant_stack_name(env, old), None),
+                                  tenant_stack_name(env, new)).result()
+            if outcome is not None:
+                result.notes.append(outcome)
+                result.stopped_after_wave = 0
+                return result
+        if selection.platform:
+            say(f"pulumi {operation} of the platform stack {env}")
+            result.platform = run_in_process(pool, StackJob(spec_for(env, None), operation)).result()
+            _report(result.platform, say)
+            if not result.platform.ok and operation == "up":
+                result.tenants = [_skipped(tenant_stack_name(env, t.slug), operation, "the platform stack failed")
+                                  for t in selection.tenants]
+                return result
+        platform_ready = platform_applied or (operation == "up" and result.platform is not None)
+        if not platform_ready:
+            reason = f"the platform stack {env} has not been applied yet: `tenantctl up --env {env}` applies it first"
+            result.tenants = [_skipped(tenant_stack_name(env, t.slug), operation, reason) for t in selection.tenants]
+            return result
+        jobs = lambda group: [StackJob(spec_for(tenant_stack_name(env, t.slug), t), operation) for t in group]  # noqa: E731
+        if operation == "preview":
+            say(f"pulumi preview of {len(selection.tenants)} tenant stack(s), {concurrency} at a time")
+            result.tenants = _run_all(pool, jobs(selection.tenants), say)
+            result.waves = [[t.slug for t in selection.tenants]]
+        else:
+            rollout = waves(selection.tenants)
+            result.waves = [[t.slug for t in wave] for wave in rollout]
+            for number, wave in enumerate(rollout, start=1):
+                say(f"wave {number}/{len(rollout)}: {', '.join(t.slug for t in wave)}")
+                outcomes = _run_all(pool, jobs(wave), say)
+                result.tenants += outcomes
+                if any(not o.ok for o in outcomes):
+                    result.stopped_after_wave = number
+                    later = [t for w in rollout[number:] for t in w]
+                    result.tenants += [_skipped(tenant_stack_name(env, t.slug), operation,
+                                                f"wave {number} had a failure") for t in later]
+                    break
+        removals = [StackJob(spec_for(tenant_stack_name(env, slug), None), "destroy" if operation == "up" else
+                             "preview", remove_stack=True) for slug in selection.removed]
+        if operation == "preview":
+            # What a removal would do: a destroy preview needs no program.
+            removals = [StackJob(job.spec, "destroy-preview") for job in removals]
+        if removals and result.stopped_after_wave is None:
+            say(f"{len(removals)} tenant file(s) removed: destroying their stacks")
+            result.removed = _run_all(pool, removals, say)
+        elif removals:
+            result.removed = [_skipped(job.spec.name, "destroy", "the rollout stopped") for job in removals]
+    return result
+
+
+def _run_all(pool, jobs: list[StackJob], say: Callable[[str], None]) -> list[StackOutcome]:
+    futures = [run_in_process(pool, job) for job in jobs]
+    wait(futures)
+    outcomes = [future.result() for future in futures]
+    for outcome in outcomes:
+        _report(outcome, say)
+    return outcomes
+
+
+def _report(outcome: StackOutcome, say: Callable[[str], None]) -> None:
+    counts = outcome.counts()
+    say(f"  {outcome.stack}: {outcome.status} ({counts['created']} created, {counts['updated']} updated, "
+        f"{counts['deleted']} deleted, {counts['unchanged']} unchanged; {outcome.seconds:.1f} s)")
+    for error in outcome.errors:
+        say("    " + error.replace("\n", "\n    "))
+
+
+def _skipped(stack: str, operation: str, reason: str) -> StackOutcome:
+    return StackOutcome(stack, operation, status="skipped", errors=[f"not run: {reason}"])
+
+
+def rename_stack(spec: engine.StackSpec, new_name: str) -> str | None:
+    """`pulumi stack rename`: the URNs follow, and the TenantStack's alias carries the resources over."""
+    from pulumi.automation import errors as auto_errors
+
+    try:
+        stack = engine.open_stack(spec, create=False)
+        stack.rename(new_name)
+    except auto_errors.CommandError as exc:
+        return f"could not rename {spec.name} to {new_name}: {str(exc).strip().splitlines()[-1]}"
+    return None

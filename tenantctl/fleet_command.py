@@ -1,0 +1,78 @@
+"""`tenantctl preview|up|migrate-stacks` against a real environment: the project as `pulumi` runs it.
+
+Stacks are the project's (`stacks/Pulumi.<stack>.yaml`), on the backend `pulumi login` chose (or
+PULUMI_BACKEND_URL). A tenant stack that does not exist yet is created with the secrets provider of
+its environment's platform stack file and tagged with the tenant's slug, tier and id; its secrets
+are set the usual way (`pulumi config set --secret ... --stack <env>.<slug>`), never by this command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.table import Table
+
+from tenantctl import engine
+from tenantctl.fleet import FleetResult, Selection, run_fleet, select, tenant_tags
+from tenantctl.model import Tenant
+from tenantctl.plan import changed_since
+from tenantctl.stack_files import StackFileError, read_stack_file, stack_file_path
+
+
+def project_backend(root: Path, env: str) -> engine.Backend:
+    try:
+        read_stack_file(root, env)
+    except StackFileError:
+        return engine.Backend(project_root=root)
+    return engine.Backend(project_root=root, secrets_provider=_secrets_provider(stack_file_path(root, env)))
+
+
+def _secrets_provider(path: Path) -> str | None:
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")) or {}
+    return data.get("secretsprovider")
+
+
+def project_specs(backend: engine.Backend) -> Callable[[str, Tenant | None], engine.StackSpec]:
+    def spec(stack: str, tenant: Tenant | None) -> engine.StackSpec:
+        return engine.StackSpec(backend, stack, tags=tenant_tags(tenant) if tenant else {})
+
+    return spec
+
+
+def fleet_selection(root: Path, tenants_dir: Path, env: str, tenants: list[Tenant], backend: engine.Backend,
+                    only: set[str] | None, since: str | None) -> tuple[Selection, list[str]]:
+    stacks = engine.list_stacks(backend)
+    changes = changed_since(root, tenants_dir, since) if since else None
+    return select(env, tenants, stacks, only, changes), stacks
+
+
+def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[Tenant], only: set[str] | None,
+        since: str | None, concurrency: int, say: Callable[[str], None]) -> FleetResult:
+    backend = project_backend(root, env)
+    selection, stacks = fleet_selection(root, tenants_dir, env, tenants, backend, only, since)
+    if selection.missing:
+        raise engine.EngineError(f"--only names no tenant file or stack of {env}: {', '.join(selection.missing)}")
+    return run_fleet(selection, operation, project_specs(backend), concurrency, say, platform_applied=env in stacks)
+
+
+def summary_table(result: FleetResult) -> Table:
+    title = f"{result.operation} of environment {result.env}: " + ("ok" if result.ok else "FAILED")
+    if result.stopped_after_wave is not None:
+        title += f" (stopped after wave {result.stopped_after_wave})"
+    table = Table(title=title)
+    for column in ("stack", "status", "created", "updated", "deleted", "unchanged", "checks", "seconds"):
+        table.add_column(column)
+    for outcome in result.outcomes:
+        counts = outcome.counts()
+        checks = (outcome.outputs.get("tenant") or {}).get("checks") or {}
+        verdict = ("ok" if all(checks.values()) else "FAILED") if checks else "-"
+        status = outcome.status + (" (removed)" if outcome.removed and outcome.ok else "")
+        table.add_row(outcome.stack, status, *(str(counts[k]) for k in ("created", "updated", "deleted", "unchanged")),
+                      verdict, f"{outcome.seconds:.1f}")
+        for error in outcome.errors:
+            table.add_row("", "", "", "", "", "", error.splitlines()[0][:200], "")
+    return table
+
