@@ -393,7 +393,7 @@ def require_tenants(tenants_dir: Path, allow_none: bool = False) -> list[Tenant]
     if not result.tenants and not allow_none:
         raise TenantLoadError([Problem(_display_name(tenants_dir), None, "", (
             "no tenant files: deploying this would remove every tenant. Check the folder; to really remove "
-            "them all, set the stack config allowNoTenants: true"
+            "them all, run `tenantctl up --allow-no-tenants`"
         ))])
     return [loaded.tenant for loaded in result.tenants]
 

@@ -85,7 +85,8 @@ def test_the_documented_verify_command_passes_on_a_password_protected_database(p
         conn.execute("UPDATE tenant_configs SET webhook_signing_secret_encrypted = %s WHERE tenant_id = %s",
                      (credentials.encrypt(fernet_key, "signing-secret"), tenant_id))
     with WebhookReceiver(app_url, fernet_key) as receiver:
-        (project / "Pulumi.prod.yaml").write_text(
+        (project / "stacks").mkdir(exist_ok=True)
+        (project / "stacks" / "Pulumi.prod.yaml").write_text(
             f"config:\n  tenant-onboarding:webhookBaseUrl: {receiver.base_url}\n")
         words = shlex.split(documented_verify(doc))
         command = [sys.executable, *words[1:]]  # `.venv/bin/python` as the test runs it

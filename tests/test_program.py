@@ -1,50 +1,91 @@
-"""`__main__.py` itself: it refuses to register anything on invalid tenant files or missing secrets."""
+"""`__main__.py` itself: the stack's name picks the platform or one tenant, and bad input registers nothing."""
 
 from __future__ import annotations
 
 import pytest
 
-from tenantctl.mock_runtime import ProgramError, run_program
-from tenantctl.plan import plan_config
+from tenantctl.mock_runtime import ProgramError, Secret
+from tests.program_runs import run_stack, stack_config
 from tests.tenantctl.tenant_text import tenant_yaml
 
+TENANT_TYPE = "tenant-onboarding:index:TenantStack"
 
-def config_for(root, tenants_dir, drop: str | None = None):
-    names = ["acme-servicedesk-api-key", "globex-servicedesk-api-key"]
-    config, secret_keys = plan_config(root, tenants_dir, "dev", names)
-    if drop:
-        config.pop(f"tenant-onboarding:{drop}")
-    return config, secret_keys
+
+def test_a_tenant_stack_declares_exactly_its_own_tenant(repo_root, tenants_dir):
+    config, secret_keys = stack_config(repo_root, tenants_dir)
+    run = run_stack(repo_root, "dev.globex", config, secret_keys)
+
+    assert [r.name for r in run.resources if r.type == TENANT_TYPE] == ["globex"]
+    assert all(r.name.startswith("globex") for r in run.resources if r.parent_name)
+    assert run.exports["tenant"]["slug"] == "globex"
+    assert run.exports["tenant"]["webhook_url"].startswith("https://api.example.com/webhook/servicedesk?tenant_id=")
+
+
+def test_the_platform_stack_exports_what_tenants_share_with_secrets_kept_secret(repo_root, tenants_dir):
+    config, secret_keys = stack_config(repo_root, tenants_dir)
+    run = run_stack(repo_root, "dev", config, secret_keys)
+
+    assert not [r for r in run.resources if r.type == TENANT_TYPE]
+    [namespace] = [r for r in run.resources if r.type == "kubernetes:core/v1:Namespace"]
+    assert namespace.inputs["metadata"]["name"] == "production"
+    assert all(isinstance(run.exports[k], Secret) for k in ("databaseUrl", "appDatabaseUrl", "fernetKey"))
+    assert run.exports["sharedNamespace"] == "production" and run.exports["checksNonce"] == "0"
+
+
+def test_the_platform_secrets_reach_the_tenant_as_secrets(repo_root, tenants_dir):
+    config, secret_keys = stack_config(repo_root, tenants_dir)
+    run = run_stack(repo_root, "dev.acme", config, secret_keys)
+
+    [row] = [r for r in run.resources if r.type.endswith(":TenantConfigRow")]
+    [check] = [r for r in run.resources if r.type.endswith(":OnboardingCheck")]
+    assert isinstance(row.inputs["database_url"], Secret) and isinstance(row.inputs["fernet_key"], Secret)
+    assert isinstance(check.inputs["app_database_url"], Secret)
 
 
 def test_invalid_tenant_file_stops_program_before_any_resource(repo_root, tenants_dir):
     (tenants_dir / "broken.yaml").write_text(tenant_yaml("broken").replace("https://", "http://"))
-    config, secret_keys = config_for(repo_root, tenants_dir)
+    config, secret_keys = stack_config(repo_root, tenants_dir)
     with pytest.raises(ProgramError, match="error\\(s\\) in tenant files"):
-        run_program(repo_root, "dev", config, secret_keys)
+        run_stack(repo_root, "dev.acme", config, secret_keys)
 
 
 def test_missing_secret_config_names_the_command(repo_root, tenants_dir):
-    config, secret_keys = config_for(repo_root, tenants_dir, drop="globex-servicedesk-api-key")
+    config, secret_keys = stack_config(repo_root, tenants_dir, drop="globex-servicedesk-api-key")
     with pytest.raises(ProgramError) as info:
-        run_program(repo_root, "dev", config, secret_keys)
-    assert "pulumi config set --secret globex-servicedesk-api-key" in str(info.value)
+        run_stack(repo_root, "dev.globex", config, secret_keys)
+    assert "pulumi config set --secret globex-servicedesk-api-key <value> --stack dev.globex" in str(info.value)
+
+
+def test_a_tenant_stack_without_its_tenant_file_says_how_it_goes_away(repo_root, tenants_dir):
+    config, secret_keys = stack_config(repo_root, tenants_dir)
+    with pytest.raises(ProgramError) as info:
+        run_stack(repo_root, "dev.initech", config, secret_keys)
+    assert "has no tenant file for it" in str(info.value) and "tenantctl up --env dev" in str(info.value)
 
 
 def test_insecure_webhook_base_url_is_refused(repo_root, tenants_dir):
-    config, secret_keys = config_for(repo_root, tenants_dir)
-    config["tenant-onboarding:webhookBaseUrl"] = "http://api.example.com"
+    config, secret_keys = stack_config(repo_root, tenants_dir, webhookBaseUrl="http://api.example.com")
     with pytest.raises(ProgramError, match="must be https"):
-        run_program(repo_root, "dev", config, secret_keys)
+        run_stack(repo_root, "dev", config, secret_keys)
 
 
 def test_run_checks_false_leaves_out_the_check(repo_root, tenants_dir):
-    config, secret_keys = config_for(repo_root, tenants_dir)
-    config["tenant-onboarding:runChecks"] = "false"
-    run = run_program(repo_root, "dev", config, secret_keys)
+    config, secret_keys = stack_config(repo_root, tenants_dir, runChecks="false")
+    run = run_stack(repo_root, "dev.acme", config, secret_keys)
     types = {r.type for r in run.resources}
     assert "pulumi-python:dynamic/tenant-onboarding:TenantConfigRow" in types
     assert "pulumi-python:dynamic/tenant-onboarding:OnboardingCheck" not in types
+
+
+def test_purge_data_config_marks_the_row_for_purge(repo_root, tenants_dir):
+    def purge(config_value):
+        extra = {"purgeData": config_value} if config_value else {}
+        config, secret_keys = stack_config(repo_root, tenants_dir, **extra)
+        run = run_stack(repo_root, "dev.acme", config, secret_keys)
+        return [r.inputs["purge_on_delete"] for r in run.resources if r.type.endswith(":TenantConfigRow")]
+
+    assert purge('{"acme": true}') == [True]
+    assert purge('{"globex": true}') == [False] and purge(None) == [False]
 
 
 def test_engine_versions_match_the_python_sdk_pins(repo_root):
@@ -67,15 +108,12 @@ def test_every_engine_process_is_told_not_to_download(repo_root):
     assert env["PULUMI_IGNORE_AMBIENT_PLUGINS"] == "true"
 
 
-def test_an_empty_tenants_folder_stops_the_program_unless_allowed(repo_root, tmp_path):
+def test_an_empty_tenants_folder_stops_a_tenant_stack(repo_root, tmp_path):
     empty = tmp_path / "tenants"
     empty.mkdir()
-    config, secret_keys = plan_config(repo_root, empty, "dev", [])
-
+    config, secret_keys = stack_config(repo_root, empty)
     with pytest.raises(ProgramError, match="would remove every tenant"):
-        run_program(repo_root, "dev", config, secret_keys)
-    config["tenant-onboarding:allowNoTenants"] = "true"
-    assert run_program(repo_root, "dev", config, secret_keys).resources == []
+        run_stack(repo_root, "dev.acme", config, secret_keys)
 
 
 def test_a_servicedesk_host_that_resolves_to_a_private_address_stops_the_program(repo_root, tenants_dir, monkeypatch):
@@ -89,9 +127,9 @@ def test_a_servicedesk_host_that_resolves_to_a_private_address_stops_the_program
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", resolver)
-    config, secret_keys = config_for(repo_root, tenants_dir)
+    config, secret_keys = stack_config(repo_root, tenants_dir)
     with pytest.raises(ProgramError) as raised:
-        run_program(repo_root, "dev", config, secret_keys)
+        run_stack(repo_root, "dev.acme", config, secret_keys)
     assert "acme.sdpondemand.com resolves to a private or reserved address (10.0.0.7)" in str(raised.value)
 
 

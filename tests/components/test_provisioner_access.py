@@ -43,7 +43,7 @@ def managed_run():
     del config["tenant-onboarding:databaseUrl"]
     config.update({"tenant-onboarding:manageProvisionerRole": "true", "postgresql:host": "db.internal",
                    "postgresql:sslmode": "require"})
-    return run_program(ROOT, "dev", config, secret_keys)
+    return run_program(ROOT, "dev", config, secret_keys)  # the platform stack owns the role
 
 
 def test_role_is_created_least_privileged(managed_run):
@@ -60,11 +60,8 @@ def test_grants_are_registered(managed_run):
     assert grants == set(PROVISIONER_GRANTS)
 
 
-def test_rows_connect_as_the_managed_role(managed_run):
-    rows = [r for r in managed_run.resources if r.type.endswith(":TenantConfigRow")]
-    assert len(rows) == 2
-    for row in rows:
-        url = row.inputs["database_url"]
-        assert isinstance(url, Secret)
-        assert re.fullmatch(r"postgresql://tenant_provisioner:[A-Za-z0-9]{40}@db\.internal:5432/app\?sslmode=require",
-                            url.value)
+def test_tenant_stacks_get_the_managed_roles_url_as_a_secret(managed_run):
+    url = managed_run.exports["databaseUrl"]  # what every tenant stack's rows connect with
+    assert isinstance(url, Secret)
+    assert re.fullmatch(r"postgresql://tenant_provisioner:[A-Za-z0-9]{40}@db\.internal:5432/app\?sslmode=require",
+                        url.value)

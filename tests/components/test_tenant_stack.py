@@ -241,19 +241,6 @@ def test_each_tenant_gets_two_real_peers_for_its_checks(example_plan):
     assert isinstance(checks["acme"].inputs["fernet_key"], Secret)
 
 
-def test_purge_data_config_marks_only_that_tenants_row_for_purge():
-    from tenantctl.mock_runtime import run_program
-    from tenantctl.plan import plan_config
-    from tests.conftest import ROOT
-
-    config, secret_keys = plan_config(ROOT, ROOT / "tenants", "dev", ["acme-servicedesk-api-key",
-                                                                       "globex-servicedesk-api-key"])
-    config["tenant-onboarding:purgeData"] = '{"acme": true}'
-    run = run_program(ROOT, "dev", config, secret_keys)
-    rows = {r.parent_name: r.inputs["purge_on_delete"] for r in run.resources if r.type.endswith(":TenantConfigRow")}
-    assert rows == {"acme": True, "globex": False}
-
-
 def test_a_tenant_with_its_own_llm_key_gets_it_as_a_secret_everywhere_the_api_key_goes(tmp_path):
     from tenantctl.plan import build_plan
     from tests.conftest import ROOT

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tenantctl import aws_emulator, engine
+from tenantctl.rehearsal import STACK
 from tenantctl.rehearse_command import _state_dir, existing_stack, run_rehearse
 from tests.conftest import ROOT
 
@@ -41,8 +42,9 @@ class Rehearsal:
         return run_rehearse(self.tenants_dir, self.database_url, self.app_db.app_dsn, False,
                             state_base=self.state_base, preview=True)
 
-    def stack(self):
-        return existing_stack(self.tenants_dir, self.database_url, self.state_base)
+    def stack(self, name: str = STACK):
+        """A stack of the rehearsal environment: its platform stack, or `rehearsal.<slug>`."""
+        return existing_stack(self.tenants_dir, self.database_url, self.state_base, name)
 
     @property
     def state_dir(self) -> Path:

@@ -22,7 +22,7 @@ def project(tmp_path, repo_root):
     tenants.mkdir()
     (tenants / "acme.yaml").write_text(tenant_yaml("acme", tenant_id="20ab6862-0914-44a5-8827-42ff80980e24"))
     shutil.copy(repo_root / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    shutil.copy(repo_root / "Pulumi.prod.yaml", tmp_path / "Pulumi.prod.yaml")
+    shutil.copytree(repo_root / "stacks", tmp_path / "stacks")
     return tmp_path
 
 
@@ -63,18 +63,17 @@ def test_handoff_reveal_without_aws_is_a_clear_error(project, monkeypatch):
     assert result.exit_code == 1 and "aws CLI is not installed" in result.stderr
 
 
-TENANT_URN = "urn:pulumi:prod::tenant-onboarding::tenant-onboarding:index:TenantStack::acme"
-ROW_URN = ("urn:pulumi:prod::tenant-onboarding::tenant-onboarding:index:TenantStack$"
+ROW_URN = ("urn:pulumi:prod.acme::tenant-onboarding::tenant-onboarding:index:TenantStack$"
            "pulumi-python:dynamic/tenant-onboarding:TenantConfigRow::acme-tenant-config")
 
 
-def test_destroy_prints_the_exact_targeted_commands(project, monkeypatch):
+def test_destroy_prints_the_exact_commands_on_the_tenants_own_stack(project, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
-    result = runner.invoke(app, ["destroy", "acme", "--stack", "prod", "--tenants-dir", str(project / "tenants")])
+    result = runner.invoke(app, ["destroy", "acme", "--env", "prod", "--tenants-dir", str(project / "tenants")])
     assert result.exit_code == 0
     assert result.stdout.strip().splitlines() == [
-        f"pulumi destroy --preview-only --stack prod --target {TENANT_URN} --target-dependents --non-interactive",
-        f"pulumi destroy --stack prod --target {TENANT_URN} --target-dependents --yes",
+        "pulumi destroy --preview-only --stack prod.acme --non-interactive",
+        "pulumi destroy --stack prod.acme --yes --non-interactive",
     ]
     assert "30-day" in result.stderr
 
@@ -117,11 +116,11 @@ def test_destroy_purge_data_sets_up_the_purge_through_the_resource_then_destroys
     assert result.exit_code == 0, result.stderr
     assert app_db.history_row_count() == 1  # the command purges nothing itself: the resource's delete does
     assert calls.read_text().strip().splitlines() == [
-        f"destroy --preview-only --stack prod --target {TENANT_URN} --target-dependents --non-interactive",
-        "config set --path purgeData.acme true --stack prod",
-        f"up --stack prod --target {ROW_URN} --yes --skip-preview --non-interactive",
-        f"destroy --stack prod --target {TENANT_URN} --target-dependents --yes",
-        "config rm --path purgeData.acme --stack prod",
+        "destroy --preview-only --stack prod.acme --non-interactive",
+        "config set --path purgeData.acme true --stack prod.acme",
+        f"up --stack prod.acme --target {ROW_URN} --yes --skip-preview --non-interactive",
+        "destroy --stack prod.acme --yes --non-interactive",
+        "config rm --path purgeData.acme --stack prod.acme",
     ]
 
 
@@ -138,13 +137,13 @@ def test_destroy_purge_data_changes_nothing_when_the_destroy_cannot_run(project,
 
 def test_a_failed_destroy_takes_the_purge_mark_back(project, app_db, tmp_path, monkeypatch):
     _seed(app_db, project, history=True)
-    calls = fake_pulumi(tmp_path, monkeypatch, fail_on="--target-dependents --yes")
+    calls = fake_pulumi(tmp_path, monkeypatch, fail_on="destroy --stack")
     result = runner.invoke(app, ["destroy", "acme", "--stack", "prod", "--tenants-dir", str(project / "tenants"),
                                  "--database-url", app_db.provisioner_dsn, "--purge-data", "--yes"])
     assert result.exit_code == 1
     assert calls.read_text().strip().splitlines()[-2:] == [
-        "config rm --path purgeData.acme --stack prod",
-        f"up --stack prod --target {ROW_URN} --yes --skip-preview --non-interactive",
+        "config rm --path purgeData.acme --stack prod.acme",
+        f"up --stack prod.acme --target {ROW_URN} --yes --skip-preview --non-interactive",
     ]
     assert app_db.history_row_count() == 1
 

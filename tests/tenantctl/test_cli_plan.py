@@ -21,9 +21,9 @@ def tenantctl(cwd, *args):
 @pytest.fixture
 def project(tmp_path, repo_root):
     """A git repository holding a copy of the program and the example tenants."""
-    for name in ("__main__.py", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml"):
+    for name in ("__main__.py", "Pulumi.yaml"):
         shutil.copy(repo_root / name, tmp_path / name)
-    for package in ("components", "tenantctl", "tenants"):
+    for package in ("program", "components", "tenantctl", "tenants", "stacks"):
         shutil.copytree(repo_root / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
     subprocess.run([*git, "init", "-q", "-b", "main"], cwd=tmp_path, check=True)

@@ -1,4 +1,4 @@
-"""`tenantctl validate`: exit codes, located messages, JSON output, and the --stack secret check."""
+"""`tenantctl validate`: exit codes, located messages, JSON output, and the --env secret check (each tenant's own stack file)."""
 
 from __future__ import annotations
 
@@ -75,34 +75,39 @@ def test_empty_directory_is_an_error(tmp_path):
     assert result.exit_code == 1
 
 
-def _project(tmp_path: Path, tenants_dir: Path, stack_config: str) -> None:
-    (tmp_path / "Pulumi.yaml").write_text("name: tenant-onboarding\nruntime: python\n")
-    (tmp_path / "Pulumi.ci.yaml").write_text(stack_config)
+def _project(tmp_path: Path, tenants_dir: Path, stack_configs: dict[str, str]) -> None:
+    """A project whose tenant stacks `ci.<slug>` have these config files in its `stackConfigDir`."""
+    (tmp_path / "Pulumi.yaml").write_text("name: tenant-onboarding\nruntime: python\nstackConfigDir: stacks\n")
+    (tmp_path / "stacks").mkdir()
+    for slug, text in stack_configs.items():
+        (tmp_path / "stacks" / f"Pulumi.ci.{slug}.yaml").write_text(text)
 
 
 def test_stack_check_passes_when_secrets_are_secure(tmp_path, tenants_dir):
-    _project(tmp_path, tenants_dir, (
-        "config:\n"
-        "  tenant-onboarding:acme-servicedesk-api-key:\n    secure: v1:abc:def\n"
-        "  tenant-onboarding:globex-servicedesk-api-key:\n    secure: v1:ghi:jkl\n"
-    ))
-    result = run("validate", "--tenants-dir", str(tenants_dir), "--stack", "ci")
+    _project(tmp_path, tenants_dir, {
+        "acme": "config:\n  tenant-onboarding:acme-servicedesk-api-key:\n    secure: v1:abc:def\n",
+        "globex": "config:\n  tenant-onboarding:globex-servicedesk-api-key:\n    secure: v1:ghi:jkl\n",
+    })
+    result = run("validate", "--tenants-dir", str(tenants_dir), "--env", "ci")
     assert result.exit_code == 0, result.stdout
 
 
 def test_stack_check_flags_missing_and_plaintext_secrets(tmp_path, tenants_dir):
-    _project(tmp_path, tenants_dir, "config:\n  tenant-onboarding:acme-servicedesk-api-key: plaintext\n")
-    result = run("validate", "--tenants-dir", str(tenants_dir), "--stack", "ci")
+    _project(tmp_path, tenants_dir, {
+        "acme": "config:\n  tenant-onboarding:acme-servicedesk-api-key: plaintext\n",
+        "globex": "config:\n  aws:region: eu-west-1\n",
+    })
+    result = run("validate", "--tenants-dir", str(tenants_dir), "--env", "ci")
     assert result.exit_code == 1
     assert "acme.yaml:11: servicedesk.api_key_secret:" in result.stdout
-    assert "pulumi config set --secret globex-servicedesk-api-key" in result.stdout
+    assert "pulumi config set --secret globex-servicedesk-api-key <value> --stack ci.globex" in result.stdout
 
 
-def test_stack_check_unknown_stack(tmp_path, tenants_dir):
-    _project(tmp_path, tenants_dir, "config: {}\n")
-    result = run("validate", "--tenants-dir", str(tenants_dir), "--stack", "nosuch")
+def test_stack_check_a_tenant_without_a_stack_file(tmp_path, tenants_dir):
+    _project(tmp_path, tenants_dir, {"acme": "config: {}\n"})
+    result = run("validate", "--tenants-dir", str(tenants_dir), "--env", "ci")
     assert result.exit_code == 1
-    assert "Pulumi.nosuch.yaml" in result.stderr
+    assert "Pulumi.ci.globex.yaml: no such stack file (create it with `pulumi stack init ci.globex`)" in result.stdout
 
 
 def _git_project(tmp_path, repo_root):
@@ -213,9 +218,11 @@ def test_json_output_stays_json_on_errors(repo_root, command):
 def test_stack_check_names_a_missing_llm_key_at_its_line(tmp_path, tenants_dir):
     acme = tenants_dir / "acme.yaml"
     acme.write_text(acme.read_text() + "llm:\n  api_key_secret: acme-llm-api-key\n")
-    _project(tmp_path, tenants_dir, "config:\n  tenant-onboarding:acme-servicedesk-api-key:\n    secure: v1:abc\n"
-                                    "  tenant-onboarding:globex-servicedesk-api-key:\n    secure: v1:def\n")
-    result = run("validate", "--tenants-dir", str(tenants_dir), "--stack", "ci")
+    _project(tmp_path, tenants_dir, {
+        "acme": "config:\n  tenant-onboarding:acme-servicedesk-api-key:\n    secure: v1:abc\n",
+        "globex": "config:\n  tenant-onboarding:globex-servicedesk-api-key:\n    secure: v1:def\n",
+    })
+    result = run("validate", "--tenants-dir", str(tenants_dir), "--env", "ci")
     assert result.exit_code == 1
     line = len(acme.read_text().splitlines())
     assert f"acme.yaml:{line}: llm.api_key_secret:" in result.stdout and "acme-llm-api-key" in result.stdout

@@ -22,7 +22,7 @@ def onboarded(app_db, tmp_path, repo_root):
     tenants_dir.mkdir()
     (tenants_dir / "acme.yaml").write_text(tenant_yaml("acme", tenant_id=str(tenant.tenant_id)))
     shutil.copy(repo_root / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    shutil.copy(repo_root / "Pulumi.prod.yaml", tmp_path / "Pulumi.prod.yaml")
+    shutil.copytree(repo_root / "stacks", tmp_path / "stacks")
     with WebhookReceiver(app_db.app_dsn, app_db.fernet_key) as receiver:
         yield app_db, tenants_dir, receiver
 

@@ -112,13 +112,18 @@ def test_embedded_default_from_the_command_line(repo_root):
         command = [sys.executable, "-m", "tenantctl", "rehearse", "--json", "--state-dir", str(base)]
         preview = subprocess.run([*command, "--preview"], cwd=repo_root, capture_output=True, text=True, timeout=600)
         assert preview.returncode == 0, preview.stderr
+        # A fresh environment: the platform stack is previewed; tenant stacks read it, so they wait for its up.
+        waiting = json.loads(preview.stdout)
+        assert {t["status"] for t in waiting["tenants"]} == {"skipped"} and waiting["summary"]["create"] >= 2
         first = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=600)
         assert first.returncode == 0, first.stderr
         report = json.loads(first.stdout)
-        assert report["engine"].startswith("v3.") and report["changes"] == json.loads(preview.stdout)["changes"]
+        assert report["engine"].startswith("v3.") and report["changes"] > waiting["changes"]
         assert report["rows_lost"] == 0 and {t["status"] for t in report["tenants"]} == {"created"}
         second = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=600)
         assert json.loads(second.stdout)["changes"] == 0
+        again = subprocess.run([*command, "--preview"], cwd=repo_root, capture_output=True, text=True, timeout=600)
+        assert json.loads(again.stdout)["changes"] == 0 and len(json.loads(again.stdout)["tenants"]) == 2
         gone = subprocess.run([*command, "--destroy"], cwd=repo_root, capture_output=True, text=True, timeout=600)
         assert gone.returncode == 0, gone.stderr
         assert not (base / "embedded").exists()
@@ -190,7 +195,7 @@ def test_a_run_interrupted_mid_create_is_finished_by_the_next_one(rehearsal, app
     from pulumi.automation import Deployment
 
     assert rehearsal.up().ok
-    stack = rehearsal.stack()
+    stack = rehearsal.stack("rehearsal.globex")
     state = stack.export_stack()
     deployment = state.deployment
     [row] = [r for r in deployment["resources"] if r["urn"].endswith("::globex-tenant-config")]
@@ -205,7 +210,7 @@ def test_a_run_interrupted_mid_create_is_finished_by_the_next_one(rehearsal, app
     again = rehearsal.up()
 
     assert again.ok, again.as_dict()
-    after = rehearsal.stack().export_stack().deployment
+    after = rehearsal.stack("rehearsal.globex").export_stack().deployment
     assert not after.get("pending_operations")
     assert any(r["urn"].endswith("::globex-tenant-config") for r in after["resources"])
     assert len(rows(app_db)) == 2
