@@ -12,6 +12,7 @@ from ruamel.yaml import YAML
 from tenantctl import credentials
 from tenantctl.rehearsal import STACK, tenant_of
 from tests.conftest import ROOT
+from tests.tenantctl.tenant_text import tenant_yaml
 
 POLICY_PACK = str(ROOT / "tests" / "standins" / "policy-pack")
 
@@ -39,16 +40,21 @@ def _ops_by_tenant(events_ops: dict[str, str], slugs: list[str]) -> dict[str | N
     return grouped
 
 
-def test_preview_of_new_tenants_shows_unknowns_and_changes_nothing(rehearsal, app_db):
+def test_preview_of_a_new_tenant_shows_unknowns_and_changes_nothing(rehearsal, app_db, tenants_dir):
+    assert rehearsal.up().ok
+    rows = _rows(app_db)
+    (tenants_dir / "initech.yaml").write_text(tenant_yaml("initech", tier="premium"))
     lines: list[str] = []
+
     result = rehearsal.preview()
-    stack = rehearsal.stack()
-    stack.preview(color="never", on_output=lines.append)
+    rehearsal.stack(f"{STACK}.initech").preview(color="never", on_output=lines.append)
 
     assert result.ok and result.operation == "preview"
-    assert result.summary["create"] >= 29 and result.changes >= 29
-    assert any("kms_key_arn: [unknown]" in line for line in lines)
-    assert _rows(app_db) == {}
+    statuses = {t.slug: t for t in result.tenants}
+    assert statuses["initech"].status == "created" and statuses["acme"].status == "unchanged"
+    assert result.summary["create"] >= 20 and result.changes == result.summary["create"]
+    assert any("kms_key_arn" in line and "[unknown]" in line for line in lines)
+    assert _rows(app_db) == rows
 
 
 def test_up_creates_everything_and_a_second_up_changes_nothing(rehearsal, app_db, tenants_dir):
@@ -73,7 +79,8 @@ def test_rendered_kubernetes_objects_are_valid_1_33(rehearsal):
                  for doc in YAML(typ="safe").load_all(path.read_text()) if doc]
 
     kinds = sorted(doc["kind"] for doc in documents)
-    assert kinds.count("Namespace") == 1 and kinds.count("NetworkPolicy") == 4 and kinds.count("Secret") == 2
+    # The platform stack's shared namespace and the premium tenant's own.
+    assert kinds.count("Namespace") == 2 and kinds.count("NetworkPolicy") == 4 and kinds.count("Secret") == 2
     for document in documents:
         kubernetes_validate.validate(document, "1.33", strict=True)
 
@@ -97,10 +104,11 @@ def test_refresh_shows_a_row_edited_by_hand(rehearsal, tenants_dir, app_db):
     app_db.execute("UPDATE tenant_configs SET name = 'Edited by hand' WHERE tenant_id = %s", (acme,))
 
     # Rendered Kubernetes objects have no cluster to be read back from, so the refresh names the row.
-    row_urn = next(r["urn"] for r in rehearsal.stack().export_stack().deployment["resources"]
+    stack = rehearsal.stack(f"{STACK}.acme")
+    row_urn = next(r["urn"] for r in stack.export_stack().deployment["resources"]
                    if r["urn"].endswith("::acme-tenant-config"))
-    refreshed = rehearsal.stack().refresh(color="never", target=[row_urn])
-    state = rehearsal.stack().export_stack().deployment["resources"]
+    refreshed = stack.refresh(color="never", target=[row_urn])
+    state = stack.export_stack().deployment["resources"]
     row = next(r for r in state if r["urn"].endswith("::acme-tenant-config"))
     restored = rehearsal.up()
 
@@ -120,7 +128,8 @@ def test_a_database_url_change_and_a_rename_keep_the_row_history_and_signing_sec
     (tenants_dir / "acme-corp.yaml").write_text(text + "previous_slugs: [acme]\n")
 
     result = rehearsal.up(database_url=app_db.provisioner_dsn + "?sslmode=disable")
-    resources = rehearsal.stack().export_stack().deployment["resources"]
+    # The tenant's stack is renamed with it (rehearsal.acme -> rehearsal.acme-corp): its state moves along.
+    resources = rehearsal.stack(f"{STACK}.acme-corp").export_stack().deployment["resources"]
 
     assert result.ok, result.as_dict()
     assert result.rows_lost == 0 and set(_rows(app_db)) == set(ids.values())
@@ -145,7 +154,7 @@ def test_removing_a_tenant_file_deletes_exactly_that_tenant(rehearsal, tenants_d
 
 
 def test_tenantctl_destroy_removes_one_tenant_and_nothing_else(rehearsal, tenants_dir, app_db):
-    """`tenantctl destroy` runs its targeted `pulumi destroy` with the real CLI, in the stack's project folder."""
+    """`tenantctl destroy` runs `pulumi destroy` of the tenant's own stack with the real CLI, in the project folder."""
     import subprocess
     import sys
 
@@ -154,36 +163,37 @@ def test_tenantctl_destroy_removes_one_tenant_and_nothing_else(rehearsal, tenant
 
     ids = _ids(tenants_dir)
     assert rehearsal.up().ok
-    before = {r["urn"] for r in rehearsal.stack().export_stack().deployment["resources"]}
+    urns = lambda name: {r["urn"] for r in rehearsal.stack(name).export_stack().deployment.get("resources") or []}  # noqa: E731
+    acme_before, globex_before = urns(f"{STACK}.acme"), urns(f"{STACK}.globex")
     passphrase = RehearsalState.load(rehearsal.state_dir / STATE_FILE).environment["secrets"]["passphrase"]
     env = engine_environment(ROOT, {"PULUMI_CONFIG_PASSPHRASE": passphrase, "PYTHONPATH": str(ROOT)})
 
     result = subprocess.run(
-        [sys.executable, "-m", "tenantctl", "destroy", "globex", "--stack", STACK, "--yes",
+        [sys.executable, "-m", "tenantctl", "destroy", "globex", "--env", STACK, "--yes",
          "--tenants-dir", str(tenants_dir), "--database-url", app_db.provisioner_dsn],
         cwd=rehearsal.state_dir / "workspace", env=env, capture_output=True, text=True, timeout=300,
     )
-    after = {r["urn"] for r in rehearsal.stack().export_stack().deployment["resources"]}
 
     assert result.returncode == 0, result.stdout + result.stderr
-    gone = before - after
-    assert gone and all(tenant_of(urn, ["acme", "globex"]) == "globex" for urn in gone)
-    assert any(urn.endswith("::globex") for urn in gone)
+    assert urns(f"{STACK}.globex") == set() and any(urn.endswith("::globex") for urn in globex_before)
+    assert urns(f"{STACK}.acme") == acme_before
     assert set(_rows(app_db)) == {ids["acme"]}
 
 
 def test_the_policy_pack_reports_a_violating_tenant(rehearsal):
-    from pulumi.automation import errors
+    from pulumi.automation import ConfigValue, errors
 
     assert rehearsal.up().ok
-    stack = rehearsal.stack()
-    stack.set_config("tenant-onboarding:sharedNamespace", __import__("pulumi").automation.ConfigValue("elsewhere"))
+    # The platform moves the shared namespace; the pack (left at its default, `production`) flags where globex goes.
+    platform = rehearsal.stack()
+    platform.set_config("tenant-onboarding:sharedNamespace", ConfigValue("elsewhere"))
+    platform.up(color="never", on_output=lambda _line: None)
     lines: list[str] = []
     with pytest.raises(errors.CommandError):
-        stack.preview(color="never", policy_packs=[POLICY_PACK], on_output=lines.append)
+        rehearsal.stack(f"{STACK}.globex").preview(color="never", policy_packs=[POLICY_PACK], on_output=lines.append)
 
     text = "\n".join(lines)
-    assert "tenant-objects-in-tenant-namespace" in text and "globex" in text
+    assert "tenant-objects-in-tenant-namespace" in text and "globex" in text and "elsewhere" in text
 
 
 def test_secrets_never_appear_in_clear_in_the_exported_state_or_on_disk(rehearsal, tenants_dir, app_db):
@@ -191,7 +201,7 @@ def test_secrets_never_appear_in_clear_in_the_exported_state_or_on_disk(rehearsa
     from tenantctl.rehearsal import STATE_FILE, RehearsalState
 
     assert rehearsal.up().ok
-    exported = json.dumps(export_state(rehearsal.stack()))
+    exported = json.dumps([export_state(rehearsal.stack(name)) for name in (STACK, f"{STACK}.acme", f"{STACK}.globex")])
     checkpoints = "".join(path.read_text() for path in (rehearsal.state_dir / "backend").rglob("*.json"))
     config = "".join(path.read_text() for path in (rehearsal.state_dir / "workspace").glob("Pulumi.*.yaml"))
     state = RehearsalState.load(rehearsal.state_dir / STATE_FILE)

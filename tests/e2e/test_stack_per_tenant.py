@@ -37,13 +37,17 @@ def _single_stack_up(rehearsal, app_db, tenants) -> dict[str, int]:
     with _services(rehearsal, app_db) as (state, services):
         spec_for = spec_maker(ROOT, rehearsal.tenants_dir, state, rehearsal.state_dir, services)
         platform = spec_for(STACK, None)
-        config = {**platform.config, **{k: v for t in tenants for k, v in spec_for(f"{STACK}.{t.slug}", t).config.items()}}
-        secrets = {**platform.secrets, **{k: v for t in tenants for k, v in spec_for(f"{STACK}.{t.slug}", t).secrets.items()}}
+        config, secrets = dict(platform.config), dict(platform.secrets)
+        for tenant in tenants:
+            spec = spec_for(f"{STACK}.{tenant.slug}", tenant)
+            config.update(spec.config)
+            secrets.update(spec.secrets)
         stack = auto.create_or_select_stack(stack_name=STACK, project_name="tenant-onboarding",
                                             program=lambda: declare_fleet(tenants),
                                             opts=engine.workspace_options(platform.backend))
-        stack.set_all_config({(k if ":" in k else f"tenant-onboarding:{k}"): auto.ConfigValue(v) for k, v in config.items()}
-                             | {f"tenant-onboarding:{k}": auto.ConfigValue(v, secret=True) for k, v in secrets.items()})
+        values = {(k if ":" in k else f"tenant-onboarding:{k}"): auto.ConfigValue(v) for k, v in config.items()}
+        values.update({f"tenant-onboarding:{k}": auto.ConfigValue(v, secret=True) for k, v in secrets.items()})
+        stack.set_all_config(values)
         return dict(stack.up(color="never", on_output=lambda _l: None).summary.resource_changes)
 
 
