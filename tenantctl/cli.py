@@ -380,10 +380,12 @@ ChangedSince = Annotated[str | None, typer.Option(
 Concurrency = Annotated[int, typer.Option(
     "--concurrency", min=1, max=32, help="Stacks run at once (each tenant creates one KMS key: AWS allows 5/s).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+PolicyPacks = Annotated[list[Path] | None, typer.Option("--policy-pack", help="Run every stack with this policy pack.")]
 
 
 def _fleet(operation: str, env: str, tenants_dir: Path, only: list[str] | None, changed_since: str | None,
-           concurrency: int, as_json: bool, allow_no_tenants: bool) -> None:
+           concurrency: int, as_json: bool, allow_no_tenants: bool, policy_packs: list[Path] | None,
+           markdown: Path | None = None) -> None:
     from tenantctl import engine, fleet_command
     from tenantctl.loader import TenantLoadError, require_tenants
     from tenantctl.plan import PlanError
@@ -398,15 +400,20 @@ def _fleet(operation: str, env: str, tenants_dir: Path, only: list[str] | None, 
     say = (lambda _line: None) if as_json else (lambda line: err.print(line, markup=False))
     try:
         result = fleet_command.run(root, tenants_dir, env, operation, tenants, set(only) if only else None,
-                                   changed_since, concurrency, say)
+                                   changed_since, concurrency, say, [str(p) for p in policy_packs or []])
     except (engine.EngineError, PlanError) as exc:
         raise fail(str(exc), as_json=as_json) from None
+    if markdown is not None:
+        markdown.write_text(fleet_command.markdown_summary(result), encoding="utf-8")
     if as_json:
         emit_json(result.as_dict())
     else:
         out.print(fleet_command.summary_table(result))
     if not result.ok:
         raise typer.Exit(1)
+
+
+Markdown = Annotated[Path | None, typer.Option("--markdown", help="Also write the summary as Markdown here.")]
 
 
 @app.command()
@@ -417,9 +424,11 @@ def preview(
     changed_since: ChangedSince = None,
     concurrency: Concurrency = 4,
     as_json: AsJson = False,
+    policy_packs: PolicyPacks = None,
+    markdown: Markdown = None,
 ) -> None:
     """`pulumi preview` of the environment's affected stacks, in parallel, with one summary."""
-    _fleet("preview", env, tenants_dir, only, changed_since, concurrency, as_json, allow_no_tenants=True)
+    _fleet("preview", env, tenants_dir, only, changed_since, concurrency, as_json, True, policy_packs, markdown)
 
 
 @app.command()
@@ -432,10 +441,13 @@ def up(
     as_json: AsJson = False,
     allow_no_tenants: Annotated[bool, typer.Option(
         "--allow-no-tenants", help="Let an empty tenants folder destroy every tenant stack.")] = False,
+    policy_packs: PolicyPacks = None,
+    markdown: Markdown = None,
 ) -> None:
     """`pulumi up` of the platform stack, then the affected tenant stacks in waves (canaries first); the stack
     of a removed tenant file is destroyed and removed. Exit 1 when any stack failed."""
-    _fleet("up", env, tenants_dir, only, changed_since, concurrency, as_json, allow_no_tenants)
+    _fleet("up", env, tenants_dir, only, changed_since, concurrency, as_json, allow_no_tenants, policy_packs,
+           markdown)
 
 
 @app.command("migrate-stacks")
@@ -557,6 +569,7 @@ def rehearse(
     ] = None,
     destroy_all: Annotated[bool, typer.Option("--destroy", help="Remove everything the rehearsal created.")] = False,
     preview: Annotated[bool, typer.Option("--preview", help="Run `pulumi preview` instead; change nothing.")] = False,
+    only: Only = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     state_dir: Annotated[
         Path | None, typer.Option("--state-dir", help="Where the rehearsal keeps its state (default .rehearsal/).")
@@ -573,7 +586,7 @@ def rehearse(
     try:
         result = run_rehearse(tenants_dir, database_url, app_database_url, destroy_all,
                               progress=None if as_json else lambda line: err.print(line, markup=False),
-                              state_base=state_dir, preview=preview)
+                              state_base=state_dir, preview=preview, only=set(only) if only else None)
     except RehearseFailure as exc:
         raise fail(str(exc), as_json=as_json, details=exc.details) from None
     if as_json:

@@ -117,8 +117,11 @@ SpecFor = Callable[[str, "Tenant | None"], engine.StackSpec]
 
 
 def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurrency: int = DEFAULT_CONCURRENCY,
-              say: Callable[[str], None] = lambda _line: None, platform_applied: bool = True) -> FleetResult:
-    """Preview or apply the selection. `spec_for(stack, tenant)` gives each stack's spec (tenant None: platform)."""
+              say: Callable[[str], None] = lambda _line: None, platform_applied: bool = True,
+              policy_packs: list[str] | None = None) -> FleetResult:
+    """Preview or apply the selection. `spec_for(stack, tenant)` gives each stack's spec (tenant None: platform);
+    every preview and up runs with `policy_packs`."""
+    packs = list(policy_packs or [])
     if operation not in ("preview", "up"):
         raise FleetError(f"unknown fleet operation {operation!r}")
     env = selection.env
@@ -134,7 +137,8 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
                 return result
         if selection.platform:
             say(f"pulumi {operation} of the platform stack {env}")
-            result.platform = run_in_process(pool, StackJob(spec_for(env, None), operation)).result()
+            result.platform = run_in_process(pool, StackJob(spec_for(env, None), operation,
+                                                            policy_packs=packs)).result()
             _report(result.platform, say)
             if not result.platform.ok and operation == "up":
                 result.tenants = [_skipped(tenant_stack_name(env, t.slug), operation, "the platform stack failed")
@@ -145,7 +149,8 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
             reason = f"the platform stack {env} has not been applied yet: `tenantctl up --env {env}` applies it first"
             result.tenants = [_skipped(tenant_stack_name(env, t.slug), operation, reason) for t in selection.tenants]
             return result
-        jobs = lambda group: [StackJob(spec_for(tenant_stack_name(env, t.slug), t), operation) for t in group]  # noqa: E731
+        jobs = lambda group: [StackJob(spec_for(tenant_stack_name(env, t.slug), t), operation,  # noqa: E731
+                                       policy_packs=packs) for t in group]
         if operation == "preview":
             say(f"pulumi preview of {len(selection.tenants)} tenant stack(s), {concurrency} at a time")
             result.tenants = _run_all(pool, jobs(selection.tenants), say)

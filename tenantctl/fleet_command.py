@@ -50,12 +50,14 @@ def fleet_selection(root: Path, tenants_dir: Path, env: str, tenants: list[Tenan
 
 
 def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[Tenant], only: set[str] | None,
-        since: str | None, concurrency: int, say: Callable[[str], None]) -> FleetResult:
+        since: str | None, concurrency: int, say: Callable[[str], None],
+        policy_packs: list[str] | None = None) -> FleetResult:
     backend = project_backend(root, env)
     selection, stacks = fleet_selection(root, tenants_dir, env, tenants, backend, only, since)
     if selection.missing:
         raise engine.EngineError(f"--only names no tenant file or stack of {env}: {', '.join(selection.missing)}")
-    return run_fleet(selection, operation, project_specs(backend), concurrency, say, platform_applied=env in stacks)
+    return run_fleet(selection, operation, project_specs(backend), concurrency, say, platform_applied=env in stacks,
+                     policy_packs=[str(Path(p).resolve()) for p in policy_packs or []])
 
 
 def summary_table(result: FleetResult) -> Table:
@@ -76,3 +78,22 @@ def summary_table(result: FleetResult) -> Table:
             table.add_row("", "", "", "", "", "", error.splitlines()[0][:200], "")
     return table
 
+
+
+def markdown_summary(result: FleetResult) -> str:
+    """The run as one Markdown comment (a pull request's combined preview): a row per stack, errors below."""
+    verdict = "ok" if result.ok else "FAILED"
+    lines = [f"### `tenantctl {result.operation} --env {result.env}`: {verdict}", "",
+             "| stack | status | created | updated | deleted | unchanged |", "|---|---|---:|---:|---:|---:|"]
+    for outcome in result.outcomes:
+        counts = outcome.counts()
+        lines.append(f"| `{outcome.stack}` | {outcome.status} | {counts['created']} | {counts['updated']} | "
+                     f"{counts['deleted']} | {counts['unchanged']} |")
+    failures = [(o.stack, e) for o in result.outcomes for e in o.errors]
+    if failures:
+        lines += ["", "<details><summary>errors</summary>", ""]
+        lines += [f"- `{stack}`: {error.splitlines()[0][:300]}" for stack, error in failures]
+        lines += ["", "</details>"]
+    if not result.outcomes:
+        lines.append("| (no stack affected) | | | | | |")
+    return "\n".join(lines) + "\n"

@@ -57,6 +57,7 @@ def run_rehearse(
     progress: Callable[[str], None] | None = None,
     state_base: Path | None = None,
     preview: bool = False,
+    only: set[str] | None = None,
 ) -> RehearsalResult:
     say = progress or (lambda _line: None)
     root = find_project_root(tenants_dir.resolve().parent)
@@ -75,7 +76,7 @@ def run_rehearse(
     with _exclusive(state_dir):
         try:
             return _rehearse(root, tenants_dir, tenants, version, state_dir, database_url, app_database_url,
-                             destroy_all, preview, say)
+                             destroy_all, preview, say, only)
         except KeyboardInterrupt:
             # The engine saved what it did; the local services were stopped on the way out.
             raise RehearseFailure("interrupted: run `tenantctl rehearse` again to finish (the engine saved what "
@@ -115,7 +116,7 @@ def _exclusive(state_dir: Path) -> Iterator[None]:
 
 def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: Path, database_url: str | None,
               app_database_url: str | None, destroy_all: bool, preview: bool,
-              say: Callable[[str], None]) -> RehearsalResult:
+              say: Callable[[str], None], only: set[str] | None = None) -> RehearsalResult:
     state = RehearsalState.load(state_dir / STATE_FILE)
     postgres = None
     operation = "destroy" if destroy_all else "preview" if preview else "up"
@@ -143,7 +144,7 @@ def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: P
             services = LocalServices(database_url, app_url, receiver.base_url, aws.endpoint)
             state.save()
             result = _operate(root, tenants_dir, state, state_dir, services, operation, tenants, aws.fresh,
-                              version, say)
+                              version, say, only)
         state.save()
     except (LocalPostgresError, db.DatabaseError, aws_emulator.AwsEmulatorError, engine.EngineError) as exc:
         raise RehearseFailure(str(exc)) from None
@@ -193,7 +194,8 @@ def existing_stack(tenants_dir: Path, database_url: str | None, state_base: Path
 
 
 def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Path, services: LocalServices,
-             operation: str, tenants, aws_fresh: bool, version: str, say: Callable[[str], None]) -> RehearsalResult:
+             operation: str, tenants, aws_fresh: bool, version: str, say: Callable[[str], None],
+             only: set[str] | None = None) -> RehearsalResult:
     _quiet_engine_teardown()
     spec_for = spec_maker(root, tenants_dir, state, state_dir, services)
     stacks = engine.list_stacks(spec_for(STACK, None).backend)
@@ -206,13 +208,17 @@ def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Pa
             for future in [run_in_process(pool, StackJob(spec_for(name, None), "refresh", refresh_types="aws:"))
                            for name in tenant_stacks]:
                 future.result()
+    if only is not None:
+        unknown = sorted(only - {t.slug for t in tenants} - {split_stack_name(n)[1] for n in tenant_stacks})
+        if unknown:
+            raise RehearseFailure(f"--only names no tenant file or stack: {', '.join(unknown)}")
     kept = [str(t.tenant_id) for t in tenants]
     before = tenant_row_counts(services.database_url, kept) if operation == "up" else {}
     say(f"pulumi {operation} of {len(tenants)} tenant(s), one stack each, on {version}")
     if operation == "destroy":
         fleet = destroy_environment(STACK, tenant_stacks, STACK in stacks, spec_for)
     else:
-        fleet = run_fleet(select(STACK, tenants, stacks), operation, spec_for, concurrency=REHEARSAL_CONCURRENCY,
+        fleet = run_fleet(select(STACK, tenants, stacks, only), operation, spec_for, concurrency=REHEARSAL_CONCURRENCY,
                           say=say, platform_applied=STACK in stacks)
     result = rehearsal_result(fleet, version)
     if operation == "up":

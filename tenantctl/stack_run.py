@@ -29,6 +29,8 @@ class StackJob:
     # refresh: only the resources whose type starts with this (a restarted AWS emulator's: "aws:").
     refresh_types: str | None = None
     create: bool = True
+    # Policy packs (folders) every preview and up runs with.
+    policy_packs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -88,13 +90,14 @@ def run(job: StackJob) -> StackOutcome:
     outcome = StackOutcome(job.spec.name, job.operation)
     events = engine.EngineEvents()
     quiet = {"color": "never", "on_output": lambda _line: None}
+    packs = {"policy_packs": job.policy_packs} if job.policy_packs else {}
     try:
         stack = engine.open_stack(job.spec, create=job.create)
         if job.operation == "up":
-            result = stack.up(on_event=events, **quiet)
+            result = stack.up(on_event=events, **packs, **quiet)
             outcome.summary = dict(result.summary.resource_changes or {})
         elif job.operation == "preview":
-            preview = stack.preview(on_event=events, **quiet)
+            preview = stack.preview(on_event=events, **packs, **quiet)
             outcome.summary = {getattr(k, "value", str(k)): v for k, v in preview.change_summary.items()}
         elif job.operation == "refresh":
             targets = None
