@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 AWS_VERSION := $(shell sed -n 's/^pulumi-aws==//p' requirements.txt)
 AWS_PLUGIN_DIR := $(VENV)/pulumi-home/plugins/resource-aws-v$(AWS_VERSION)
 
-.PHONY: setup venv engine test lint schema bench clean
+.PHONY: setup venv engine test lint schema bench clean operator-crds
 
 setup: $(VENV)/.installed engine
 
@@ -28,6 +28,11 @@ engine: $(VENV)/.installed
 	  mkdir -p $(AWS_PLUGIN_DIR) && ln -sf $(CURDIR)/tests/standins/bin/pulumi-resource-aws $(AWS_PLUGIN_DIR)/; \
 	  echo "engine: no pulumi-resource-aws here; registered the AWS stand-in (tests/standins) in $(AWS_PLUGIN_DIR)"; \
 	fi
+
+# Opt-in: the Pulumi Kubernetes Operator's CRDs, for `tenantctl render-operator --crds .venv/operator-crds`, from its
+# Go module where the Go proxy serves it (it is not served on every machine, so setup and test never need it).
+operator-crds:
+	engine/fetch_operator_crds.sh $(VENV)/operator-crds
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Copies the Pulumi Kubernetes Operator's CRDs (engine/operator/version.env) into DEST (make setup:
-# .venv/operator-crds) and prints DEST. tests/tenantctl/test_operator_manifests.py validates the rendered
-# Stack objects against them, so nothing is downloaded at test time.
+# OPT-IN, never part of `make setup` or `make test`: the Pulumi Kubernetes Operator's Go module is not served
+# by every Go proxy (some answer 403), so nothing that must run on a fresh clone may depend on it.
+#
+# `make operator-crds` runs `engine/fetch_operator_crds.sh .venv/operator-crds`: it copies the CRDs of the
+# operator release pinned in engine/operator/version.env into DEST and prints DEST, for
+# `tenantctl render-operator --crds DEST`, which checks the rendered Stack objects against them. The tests
+# do not use them (they prove the checker against a CRD stand-in of their own). Without a proxy that serves
+# the module, take the CRDs of the release the cluster runs from the cluster instead:
+#   mkdir -p DIR && kubectl get crd stacks.pulumi.com -o yaml > DIR/stacks.yaml
 #
 # The CRDs come from the operator's Go module, which `go mod download` keeps in Go's user module cache
-# (GOMODCACHE) and checks against the checksum database. DEST/.version names the module version it
-# holds: when it matches the pin, the script returns at once without calling Go.
+# (GOMODCACHE) and checks against the checksum database. DEST/.version names the module version it holds
+# (render-operator reports it): when it matches the pin, the script returns at once without calling Go.
+# DEST is replaced as a whole, so keep CRDs taken with kubectl in a folder of their own.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dest=${1:?usage: engine/fetch_operator_crds.sh DEST}
@@ -32,7 +39,7 @@ except ValueError:
 if info.get("Error") or not info.get("Dir"):
     sys.exit(info.get("Error") or "no module folder reported")
 print(info["Dir"])
-') || { echo "operator-crds: could not download $want (see above); check GOPROXY and the pin in engine/operator/version.env" >&2; exit 1; }
+') || { echo "operator-crds: could not download $want (see above); check GOPROXY and the pin in engine/operator/version.env, or take the CRDs from the cluster: kubectl get crd stacks.pulumi.com -o yaml > DIR/stacks.yaml" >&2; exit 1; }
 
 mkdir -p "$work/crds"
 for crd in $PKO_CRDS; do

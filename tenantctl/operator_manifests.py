@@ -18,6 +18,9 @@ Only `Stack` objects are rendered, because PKO v2 needs no other object for a gi
 Secrets are never rendered: environment variables and git credentials are references to keys of
 Kubernetes Secrets in the Stacks' namespace (`envRefs`, `gitAuth`). The cluster provides those Secrets,
 the namespace and the service account, which the operator requires to be bound to `system:auth-delegator`.
+
+`tenantctl.operator_crds` checks rendered objects against the CRDs of the operator release a cluster runs;
+`tenantctl.operator_command` loads tenants, renders, validates and writes in one step.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ DEFAULT_WORKSPACE_IMAGE = "pulumi/pulumi:3.276.0-nonroot"
 # StatefulSet and Service `<name>-workspace`, and those must stay valid DNS labels.
 MAX_STACK_OBJECT_NAME = 42
 MIN_RESYNC_SECONDS = 60  # the operator treats anything lower as 60
+DEFAULT_RESYNC_SECONDS = 600
 HEADER = "# Rendered by `tenantctl render-operator`; edits are overwritten.\n"
 
 ENV_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,19}$")
@@ -106,6 +110,14 @@ class WorkspaceResources:
         }
 
 
+class SourceError(ValueError):
+    """An `OperatorSource` that cannot be used; `problems` lists every reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
 @dataclass(frozen=True)
 class OperatorSource:
     """Where the operator gets the project, as whom it runs it, and how often."""
@@ -119,7 +131,7 @@ class OperatorSource:
     backend: str | None = None  # e.g. s3://bucket; None: Pulumi Cloud
     env_secrets: tuple[SecretEnv, ...] = ()
     git_token: SecretKeyRef | None = None  # for a private HTTPS repository
-    resync_seconds: int = 600
+    resync_seconds: int = DEFAULT_RESYNC_SECONDS
     # Re-run each stack every resync_seconds even when git has not moved, so drift (a deleted
     # NetworkPolicy, an edited quota) is put back. Off: stacks run only when the commit changes.
     reconcile_drift: bool = True
@@ -145,7 +157,7 @@ class OperatorSource:
             problems.append(f"resync_seconds must be at least {MIN_RESYNC_SECONDS} (the operator's floor)")
         problems.extend(_image_problems(self.image))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise SourceError(problems)
 
 
 def _image_problems(image: str) -> list[str]:

@@ -19,7 +19,7 @@ tier: {tier}
 servicedesk:
   url: {url}
   # The *name* of a Pulumi config secret; set its value with:
-  #   pulumi config set --secret {secret_key} <api-key> --stack <stack>
+  #   pulumi config set --secret {secret_key} <api-key> --stack <env>.{slug}
   api_key_secret: {secret_key}
 enhancement_preferences:
   context_sources: [ticket_history, kb, monitoring]
@@ -78,11 +78,15 @@ def new_tenant_file(
     return path, secret_key
 
 
-def next_steps(path: Path, secret_key: str) -> list[str]:
+def next_steps(path: Path, secret_key: str, env: str = "prod") -> list[str]:
+    stack = f"{env}.{path.stem}"
     return [
-        "Store the client's ServiceDesk Plus API key: "
-        + SECRET_SET_COMMAND.format(key=secret_key).replace("<value>", "<api-key>").replace("<stack>", "prod"),
-        f"Check the file: python -m tenantctl validate {path} --stack prod",
-        "Preview what the client gets: python -m tenantctl plan --changed-since origin/main",
-        f"Open a pull request adding {path} and Pulumi.prod.yaml; merging it provisions the tenant.",
+        f"Create the tenant's own stack with the environment's secrets provider: pulumi stack init {stack} "
+        f"--secrets-provider <the secretsprovider of stacks/Pulumi.{env}.yaml>",
+        "Store the client's ServiceDesk Plus API key in it: "
+        + SECRET_SET_COMMAND.format(key=secret_key).replace("<value>", "<api-key>").replace("<stack>", stack),
+        f"Set its AWS region like the platform's: pulumi config set aws:region <region> --stack {stack}",
+        f"Check the file: python -m tenantctl validate {path} --env {env}",
+        f"Preview what the client gets: python -m tenantctl preview --env {env} --only {path.stem}",
+        f"Open a pull request adding {path} and stacks/Pulumi.{stack}.yaml; merging it provisions the tenant.",
     ]

@@ -1,4 +1,4 @@
-"""`tenantctl validate`: exit codes, located messages, JSON output, and the --env secret check (each tenant's own stack file)."""
+"""`tenantctl validate`: exit codes, located messages, JSON output, and the --env check of each stack file."""
 
 from __future__ import annotations
 

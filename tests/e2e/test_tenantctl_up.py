@@ -1,0 +1,102 @@
+"""`tenantctl up` on a project as an operator has it: its stack files, a `pulumi login` backend, the real CLI.
+
+The project is this one (linked), with its own `stacks/` and `tenants/`; the backend is a local folder
+given as PULUMI_BACKEND_URL, secrets use the passphrase provider; stacks and their config are made with
+the `pulumi` commands the runbook gives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tenantctl import aws_emulator
+from tenantctl.engine import engine_environment, pulumi_binary
+from tenantctl.receiver import WebhookReceiver
+from tests.conftest import ROOT
+
+PASSPHRASE = "tenantctl-up-test"  # noqa: S105 (a throwaway local passphrase)
+
+
+@pytest.fixture
+def project(tmp_path, tenants_dir):
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("__main__.py", "program", "components", "tenantctl", ".venv"):
+        (project / name).symlink_to(ROOT / name)
+    shutil.copy(ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
+    (project / "stacks").mkdir()
+    shutil.copytree(tenants_dir, project / "tenants")
+    return project
+
+
+def test_tenantctl_up_runs_a_stack_per_tenant_isolates_a_failure_and_removes_a_deleted_tenant(project, app_db,
+                                                                                              tmp_path):
+    env = engine_environment(ROOT, {"PULUMI_BACKEND_URL": (tmp_path / "backend").as_uri(),
+                                    "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE})
+    (tmp_path / "backend").mkdir()
+    pulumi = str(pulumi_binary(ROOT))
+
+    def run(*args, check=True):
+        result = subprocess.run([pulumi, *args], cwd=project, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 or not check, result.stderr
+        return result
+
+    def tenantctl(*args):
+        return subprocess.run([sys.executable, "-m", "tenantctl", *args], cwd=project, env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    aws = aws_emulator.ensure_running(tmp_path / "aws")
+    manifests = tmp_path / "manifests"
+    try:
+        with WebhookReceiver(app_db.app_dsn, app_db.fernet_key) as receiver:
+            run("stack", "init", "test", "--secrets-provider", "passphrase")
+            for key, value in (("webhookBaseUrl", receiver.base_url), ("kubernetesRenderDir", str(manifests))):
+                run("config", "set", key, value, "--stack", "test")
+            for key, value in (("databaseUrl", app_db.provisioner_dsn), ("appDatabaseUrl", app_db.app_dsn),
+                               ("fernetKey", app_db.fernet_key)):
+                run("config", "set", "--secret", key, value, "--stack", "test")
+            for slug in ("acme", "globex"):
+                run("stack", "init", f"test.{slug}", "--secrets-provider", "passphrase")
+                for key, value in (("aws:region", "us-east-1"), ("awsEndpoint", aws.endpoint),
+                                   ("kubernetesRenderDir", str(manifests))):
+                    run("config", "set", key, value, "--stack", f"test.{slug}")
+            run("config", "set", "--secret", "acme-servicedesk-api-key", "acme-key-1", "--stack", "test.acme")
+
+            first = tenantctl("up", "--env", "test", "--json")
+            run("config", "set", "--secret", "globex-servicedesk-api-key", "globex-key-1", "--stack", "test.globex")
+            second = tenantctl("up", "--env", "test", "--json")
+            (project / "tenants" / "globex.yaml").unlink()
+            third = tenantctl("up", "--env", "test", "--json")
+            stacks = json.loads(run("stack", "ls", "--json").stdout)
+    finally:
+        aws_emulator.stop(tmp_path / "aws")
+
+    report = json.loads(first.stdout)
+    outcomes = {o["stack"]: o for o in report["tenants"]}
+    assert first.returncode == 1 and report["platform"]["status"] == "ok", report["platform"]["errors"]
+    assert report["waves"] == [["acme", "globex"]]
+    # globex's missing key fails globex alone; acme, in the same wave, is created and checked.
+    assert outcomes["test.globex"]["status"] == "failed"
+    assert any("pulumi config set --secret globex-servicedesk-api-key" in e for e in outcomes["test.globex"]["errors"])
+    assert outcomes["test.acme"]["status"] == "ok" and outcomes["test.acme"]["created"] >= 20
+    assert outcomes["test.acme"]["outputs"]["tenant"]["checks"] and all(
+        outcomes["test.acme"]["outputs"]["tenant"]["checks"].values())
+
+    again = {o["stack"]: o for o in json.loads(second.stdout)["tenants"]}
+    assert second.returncode == 0, [(o["stack"], o["errors"]) for o in json.loads(second.stdout)["tenants"]]
+    assert again["test.acme"]["created"] == again["test.acme"]["updated"] == again["test.acme"]["deleted"] == 0
+    assert again["test.globex"]["created"] >= 8
+
+    removal = json.loads(third.stdout)
+    assert third.returncode == 0, third.stdout
+    assert [o["stack"] for o in removal["removed"]] == ["test.globex"] and removal["removed"][0]["deleted"] >= 8
+    assert sorted(s["name"] for s in stacks) == ["test", "test.acme"]
+    assert [str(r[0]) for r in app_db.execute("SELECT tenant_id FROM tenant_configs")] == [
+        "20ab6862-0914-44a5-8827-42ff80980e24"]
+    assert os.environ.get("PULUMI_CONFIG_PASSPHRASE") != PASSPHRASE  # nothing leaked into this process
