@@ -46,11 +46,6 @@ def split_stack_name(stack: str) -> tuple[str, str | None]:
     return env, slug or None
 
 
-def tenant_stack_urn(stack: str, slug: str, project: str = PROJECT) -> str:
-    """URN of a tenant's TenantStack (a top-level component), for `pulumi destroy --target`."""
-    return f"urn:pulumi:{stack}::{project}::{TENANT_STACK_TYPE}::{slug}"
-
-
 def tenant_config_row_urn(stack: str, slug: str, project: str = PROJECT) -> str:
     """URN of a tenant's `tenant_configs` row resource, for a targeted `pulumi up` of only that row."""
     return (f"urn:pulumi:{stack}::{project}::{TENANT_STACK_TYPE}$pulumi-python:dynamic/{project}:TenantConfigRow"

@@ -184,15 +184,12 @@ def plan(
     changed_since: Annotated[
         str | None, typer.Option("--changed-since", help="Only tenants whose files changed since this git ref.")
     ] = None,
-    targets: Annotated[
-        bool, typer.Option("--targets", help="With --changed-since: print only the --target URNs for pulumi.")
-    ] = False,
 ) -> None:
     """Show what each tenant gets by running the real program under Pulumi's mock runtime (no cloud needed)."""
     from tenantctl.identity_changes import GitRefError
     from tenantctl.loader import TenantLoadError, require_tenants
     from tenantctl.mock_runtime import ProgramError
-    from tenantctl.plan import PlanError, build_plan, target_urns, write_manifests
+    from tenantctl.plan import PlanError, build_plan, write_manifests
     from tenantctl.plan import changed_since as find_changes
     from tenantctl.plan_diff import removed_tenant_counts, tenant_changes
     from tenantctl.plan_render import render_tree
@@ -205,13 +202,7 @@ def plan(
             changes = find_changes(root, tenants_dir, changed_since)
         except PlanError as exc:
             raise fail(str(exc), as_json=as_json) from None
-        if targets:
-            for urn in target_urns(stack, changes):
-                out.print(urn, markup=False)
-            return
         only = None if changes.program_changed else changes.slugs
-    elif targets:
-        raise fail("--targets needs --changed-since", as_json=as_json)
     try:
         result = build_plan(root, tenants_dir, stack, only)
         diff = []

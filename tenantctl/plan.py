@@ -10,6 +10,7 @@ placeholders that never leave the process.
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from ruamel.yaml import YAML
 
-from components.naming import PROJECT, tenant_stack_urn
+from components.naming import PROJECT
 from components.settings import DATABASE_KEYS
 from program.fleet_view import declare_fleet
 from tenantctl.loader import require_tenants
@@ -32,6 +33,9 @@ PROGRAM_PATHS = (
     "__main__.py", "program/", "components/", "tenantctl/", "policy/", "Pulumi.yaml", "requirements.txt",
     "tenants/schema.json",
 )
+
+# stacks/Pulumi.<env>.yaml (a platform stack) or stacks/Pulumi.<env>.<slug>.yaml (a tenant stack).
+STACK_FILE = re.compile(r"stacks/Pulumi\.(?P<env>[A-Za-z0-9_-]+)(?:\.(?P<slug>[a-z0-9][-a-z0-9]*))?\.yaml")
 
 
 class PlanError(Exception):
@@ -153,10 +157,13 @@ def changed_since(project_root: Path, tenants_dir: Path, ref: str) -> ChangedTen
     entries += [["A", path] for path in untracked.splitlines()]
     for status, path in entries:
         in_tenants = Path(path).parent.as_posix() == relative_dir and Path(path).suffix in (".yaml", ".yml")
+        stack_file = STACK_FILE.fullmatch(path)
         if in_tenants:
             (removed if status.startswith("D") else slugs).add(Path(path).stem)
-        elif path.startswith(PROGRAM_PATHS):
-            program_changed = True
+        elif stack_file and stack_file["slug"]:
+            slugs.add(stack_file["slug"])  # a tenant stack's own config: only that tenant
+        elif stack_file or path.startswith(PROGRAM_PATHS):
+            program_changed = True  # a platform stack's config is read by every tenant stack
     return ChangedTenants(slugs, removed, program_changed)
 
 
@@ -165,13 +172,6 @@ def _relative(path: Path, root: Path) -> str:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return path.as_posix()
-
-
-def target_urns(stack: str, changes: ChangedTenants) -> list[str]:
-    """`--target` URNs for a preview of only the changed tenants; empty when the program itself changed."""
-    if changes.program_changed:
-        return []
-    return [tenant_stack_urn(stack, slug) for slug in sorted(changes.slugs | changes.removed)]
 
 
 def write_manifests(plan: Plan, out_dir: Path) -> list[Path]:

@@ -171,13 +171,6 @@ def _plain_stack_config(project_root: Path) -> dict[str, str]:
     return config
 
 
-def tenant_of(urn: str, slugs: list[str]) -> str | None:
-    """The tenant a resource belongs to: children are named `<slug>-...`; the longest slug that fits wins."""
-    name = engine.resource_name(urn)
-    matches = [slug for slug in slugs if name == slug or name.startswith(slug + "-")]
-    return max(matches, key=len) if matches else None
-
-
 def tenant_outcome(slug: str, stack: StackOutcome) -> TenantOutcome:
     """A tenant's line of the rehearsal summary, from its stack's outcome."""
     outcome = TenantOutcome(slug, errors=list(stack.errors))

@@ -10,7 +10,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from tenantctl import credentials
-from tenantctl.rehearsal import STACK, tenant_of
+from tenantctl.rehearsal import STACK
 from tests.conftest import ROOT
 from tests.tenantctl.tenant_text import tenant_yaml
 
@@ -31,13 +31,6 @@ def _signing_secret(app_db, tenant_id: str) -> str:
     token = app_db.execute("SELECT webhook_signing_secret_encrypted FROM tenant_configs WHERE tenant_id = %s",
                            (tenant_id,))[0][0]
     return credentials.decrypt(app_db.fernet_key, token)
-
-
-def _ops_by_tenant(events_ops: dict[str, str], slugs: list[str]) -> dict[str | None, set[str]]:
-    grouped: dict[str | None, set[str]] = {}
-    for urn, op in events_ops.items():
-        grouped.setdefault(tenant_of(urn, slugs), set()).add(op)
-    return grouped
 
 
 def test_preview_of_a_new_tenant_shows_unknowns_and_changes_nothing(rehearsal, app_db, tenants_dir):

@@ -1,4 +1,4 @@
-"""`tenantctl plan`: text, JSON and manifest output, and --changed-since/--targets against real git history."""
+"""`tenantctl plan`: text, JSON and manifest output, and --changed-since against real git history."""
 
 from __future__ import annotations
 
@@ -69,24 +69,6 @@ def test_changed_since_shows_only_changed_tenants(project):
     result = tenantctl(project, "plan", "--json", "--changed-since", "main")
     assert result.returncode == 0, result.stderr
     assert [t["slug"] for t in json.loads(result.stdout)["tenants"]] == ["initech"]
-
-
-def test_targets_lists_changed_and_removed_tenant_urns(project):
-    (project / "tenants" / "initech.yaml").write_text(tenant_yaml("initech", tier="basic"))
-    (project / "tenants" / "globex.yaml").unlink()
-    result = tenantctl(project, "plan", "--changed-since", "main", "--targets", "--stack", "prod")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [
-        "urn:pulumi:prod::tenant-onboarding::tenant-onboarding:index:TenantStack::globex",
-        "urn:pulumi:prod::tenant-onboarding::tenant-onboarding:index:TenantStack::initech",
-    ]
-
-
-def test_targets_is_empty_when_the_program_changed(project):
-    (project / "tenants" / "initech.yaml").write_text(tenant_yaml("initech", tier="basic"))
-    (project / "components" / "naming.py").write_text((project / "components" / "naming.py").read_text() + "\n")
-    result = tenantctl(project, "plan", "--changed-since", "main", "--targets")
-    assert result.returncode == 0 and result.stdout.strip() == ""
 
 
 def test_unknown_ref_is_a_clear_error(project):
