@@ -29,8 +29,8 @@ import jsonschema
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from tenantctl.operator_manifests import DNS_LABEL, DNS_SUBDOMAIN, MAX_STACK_OBJECT_NAME, file_name
 from tenantctl.operator_manifests import KIND as STACK_KIND
-from tenantctl.operator_manifests import MAX_STACK_OBJECT_NAME, file_name
 
 CRD_API_VERSION = "apiextensions.k8s.io/v1"
 CRD_KIND = "CustomResourceDefinition"
@@ -38,8 +38,6 @@ STAMP = ".version"
 CRD_SUFFIXES = (".yaml", ".yml")
 # The operator names the workspace's Service `<name>-workspace`: the object name must be an RFC 1035 label.
 DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-DNS_1123_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 # The CEL rules this module checks itself (with the metadata).
@@ -279,7 +277,7 @@ def metadata_problems(kind: str, metadata: dict, name_limit: int | None = None) 
         problems.append(f"metadata.name: {name!r} is not a DNS label (lower-case letters, digits and '-', "
                         f"starting with a letter) of at most {limit} characters")
     namespace = metadata.get("namespace")
-    if not isinstance(namespace, str) or not DNS_1123_LABEL.match(namespace):
+    if not isinstance(namespace, str) or not DNS_LABEL.match(namespace):
         problems.append(f"metadata.namespace: {namespace!r} is not a namespace name")
     labels = metadata.get("labels", {})
     if not isinstance(labels, dict):
@@ -287,7 +285,7 @@ def metadata_problems(kind: str, metadata: dict, name_limit: int | None = None) 
         labels = {}
     for key, value in labels.items():
         prefix, _, label = str(key).rpartition("/")
-        if (prefix and not DNS_1123_SUBDOMAIN.match(prefix)) or not LABEL_NAME.match(label):
+        if (prefix and not DNS_SUBDOMAIN.match(prefix)) or not LABEL_NAME.match(label):
             problems.append(f"metadata.labels: key {key!r} is not a label name")
         if not isinstance(value, str) or not LABEL_VALUE.match(value):
             problems.append(f"metadata.labels.{key}: value {value!r} is not a label value (a string of at most "
