@@ -11,10 +11,12 @@ import typer
 
 from tenantctl.cli import app
 
-DOCS = ["README.md", "docs/onboarding-runbook.md", "docs/troubleshooting.md", "docs/handoff-guide.md", "docs/scaling.md"]
+DOCS = ["README.md", "docs/onboarding-runbook.md", "docs/troubleshooting.md", "docs/handoff-guide.md",
+        "docs/scaling.md"]
 COMMAND = re.compile(r"(?:\.venv/bin/)?python -m tenantctl ([^`\n|]+)")
 PULUMI_COMMAND = re.compile(r"`(pulumi [a-z][^`]*)`|^\s*(pulumi [a-z].*)$", re.M)
-PULUMI_SUBCOMMANDS = {"config", "preview", "up", "destroy", "refresh", "cancel", "stack", "state", "install", "deployment"}
+PULUMI_SUBCOMMANDS = {"config", "preview", "up", "destroy", "refresh", "cancel", "stack", "state", "install",
+                      "deployment"}
 
 
 def documented_commands(repo_root):
