@@ -100,6 +100,7 @@ def declare_tenant(
 def tenant_outputs(tenant: Tenant, stack: TenantStack) -> dict:
     return {
         "slug": tenant.slug,
+        "file_digest": tenant.digest,
         "tenant_id": stack.tenant_id,
         "tier": tenant.tier.value,
         "namespace": stack.namespace,

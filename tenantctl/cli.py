@@ -525,6 +525,64 @@ def render_operator(
 
 
 @app.command()
+def status(
+    env: EnvName = "prod",
+    tenants_dir: TenantsDir = Path("tenants"),
+    refresh: Annotated[bool, typer.Option("--refresh", help="Also preview a refresh of every stack: drift.")] = False,
+    as_json: AsJson = False,
+    concurrency: Concurrency = 4,
+    max_unverified_hours: Annotated[float, typer.Option(
+        "--max-unverified-hours", min=0, help="A tenant last verified longer ago fails the status.")] = 168,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", envvar="TENANT_DATABASE_URL", help="Provisioner URL: shows each tenant_configs row.")] = None,
+    rehearsal: Annotated[bool, typer.Option("--rehearsal", help="The rehearsal environment instead.")] = False,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")] = None,
+    allow_unverified_tls: AllowUnverifiedTls = False,
+) -> None:
+    """Every tenant as desired (its file), applied (its stack), ready, verified and drifted; orphans both ways.
+    Exit 1 when a tenant failed, is pending, unverified for too long or drifted, or a stack has no file."""
+    import contextlib
+    from datetime import timedelta
+
+    from tenantctl import engine, fleet_command, fleet_status, tenant_data
+    from tenantctl.loader import TenantLoadError, require_tenants
+    from tenantctl.rehearse_command import RehearseFailure, rehearsal_sources
+    from tenantctl.stack_files import find_project_root
+
+    try:
+        tenants = require_tenants(tenants_dir, allow_none=True)
+    except TenantLoadError as exc:
+        raise fail(f"{len(exc.problems)} error(s) in tenant files", as_json=as_json,
+                   details=[str(p) for p in exc.problems]) from None
+    url = checked_url(database_url, "--database-url", allow_unverified_tls, as_json)
+    try:
+        with contextlib.ExitStack() as stack:
+            if rehearsal:
+                spec_for, stacks, url = stack.enter_context(rehearsal_sources(tenants_dir, url, state_dir))
+                env = "rehearsal"
+            else:
+                backend = fleet_command.project_backend(find_project_root(tenants_dir.resolve().parent), env)
+                spec_for, stacks = fleet_command.project_specs(backend), engine.list_stacks(backend)
+            rows = (lambda ids: tenant_data.row_update_times(url, ids)) if url else None
+            report = fleet_status.collect(env, tenants, tenants_dir, stacks, spec_for, refresh=refresh,
+                                          concurrency=concurrency, rows=rows,
+                                          max_unverified=timedelta(hours=max_unverified_hours))
+    except (engine.EngineError, RehearseFailure) as exc:
+        raise fail(str(exc), as_json=as_json) from None
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        out.print(fleet_status.status_table(report))
+        for line in fleet_status.orphan_lines(report):
+            out.print(line, markup=False)
+        for tenant in report.failing:
+            err.print(f"{tenant.tenant}: {'; '.join(tenant.problems)}", markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+
+@app.command()
 def verify(
     slug: Annotated[str, typer.Argument(help="Tenant slug.")],
     tenants_dir: TenantsDir = Path("tenants"),

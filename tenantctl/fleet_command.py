@@ -18,6 +18,7 @@ from tenantctl.fleet import FleetResult, Selection, run_fleet, select, tenant_ta
 from tenantctl.model import Tenant
 from tenantctl.plan import changed_since
 from tenantctl.stack_files import StackFileError, read_stack_file, stack_file_path
+from tenantctl.stack_run import headline
 
 
 def project_backend(root: Path, env: str) -> engine.Backend:
@@ -75,7 +76,7 @@ def summary_table(result: FleetResult) -> Table:
         table.add_row(outcome.stack, status, *(str(counts[k]) for k in ("created", "updated", "deleted", "unchanged")),
                       verdict, f"{outcome.seconds:.1f}")
         for error in outcome.errors:
-            table.add_row("", "", "", "", "", "", error.splitlines()[0][:200], "")
+            table.add_row("", "", "", "", "", "", headline(error)[:200], "")
     return table
 
 
@@ -92,7 +93,7 @@ def markdown_summary(result: FleetResult) -> str:
     failures = [(o.stack, e) for o in result.outcomes for e in o.errors]
     if failures:
         lines += ["", "<details><summary>errors</summary>", ""]
-        lines += [f"- `{stack}`: {error.splitlines()[0][:300]}" for stack, error in failures]
+        lines += [f"- `{stack}`: {headline(error)[:300]}" for stack, error in failures]
         lines += ["", "</details>"]
     if not result.outcomes:
         lines.append("| (no stack affected) | | | | | |")

@@ -290,6 +290,16 @@ class Tenant(_Section):
         return [self.servicedesk.api_key_secret, *([self.llm.api_key_secret] if self.llm else [])]
 
     @property
+    def digest(self) -> str:
+        """What the file says, as a short hash: the same file content gives the same digest, comments aside.
+        A tenant stack exports the digest it applied, so `tenantctl status` can tell applied from pending."""
+        import hashlib
+        import json
+
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    @property
     def effective_resources(self) -> Resources:
         given = self.resources or Resources()
         return Resources(

@@ -296,3 +296,28 @@ def summary_table(result: RehearsalResult) -> Table:
     for error in result.errors:
         table.add_row("(error)", "failed", error.splitlines()[0] if error else "")
     return table
+
+
+@contextlib.contextmanager
+def rehearsal_sources(tenants_dir: Path, database_url: str | None,
+                      state_base: Path | None = None) -> Iterator[tuple[Callable, list[str], str]]:
+    """The rehearsal environment as `tenantctl status` reads it: its stack specs, its stacks, and a database URL
+    (the embedded PostgreSQL is started for the while, and stopped again)."""
+    root = find_project_root(tenants_dir.resolve().parent)
+    state_dir = _state_dir(state_base or root / REHEARSAL_DIR, database_url)
+    state = RehearsalState.load(state_dir / STATE_FILE)
+    if "passphrase" not in state.environment.get("secrets", {}):
+        raise RehearseFailure(f"no rehearsal in {state_dir}: run `tenantctl rehearse` first")
+    spec_for = spec_maker(root, tenants_dir, state, state_dir, None)
+    stacks = engine.list_stacks(spec_for(STACK, None).backend)
+    if database_url is not None:
+        yield spec_for, stacks, database_url
+        return
+    postgres = LocalPostgres(root=state_dir / "postgres", port=state.environment.get("postgres_port"))
+    try:
+        postgres.start()
+        yield spec_for, stacks, postgres.dsn(user="tenant_provisioner", dbname=DATABASE)
+    except LocalPostgresError as exc:
+        raise RehearseFailure(str(exc)) from None
+    finally:
+        postgres.stop()

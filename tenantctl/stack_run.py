@@ -8,6 +8,7 @@ get their own process (`run_in_process`).
 from __future__ import annotations
 
 import multiprocessing
+import re
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -91,6 +92,7 @@ def run(job: StackJob) -> StackOutcome:
     events = engine.EngineEvents()
     quiet = {"color": "never", "on_output": lambda _line: None}
     packs = {"policy_packs": job.policy_packs} if job.policy_packs else {}
+    stack = None
     try:
         stack = engine.open_stack(job.spec, create=job.create)
         if job.operation == "up":
@@ -118,6 +120,8 @@ def run(job: StackJob) -> StackOutcome:
             raise ValueError(f"unknown operation {job.operation!r}")
         if job.operation in ("up", "refresh"):
             outcome.outputs = {k: v.value for k, v in stack.outputs().items() if not v.secret}
+        if job.operation == "up":
+            _record_error(stack, None)
     except auto_errors.StackNotFoundError:
         outcome.status = "failed"
         outcome.errors = [f"stack {job.spec.name} does not exist on this backend"]
@@ -126,12 +130,46 @@ def run(job: StackJob) -> StackOutcome:
         outcome.summary = outcome.summary or _counted(events)
         outcome.errors = [m for messages in events.errors.values() for m in messages] + events.general_errors
         outcome.errors = outcome.errors or [_last_lines(str(exc))]
+        if job.operation == "up" and stack is not None:
+            _record_error(stack, outcome.errors[0])
     except engine.EngineError as exc:
         outcome.status = "failed"
         outcome.errors = [str(exc)]
     outcome.ops = events.ops
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+LAST_ERROR_TAG = "tenant:last-error"
+TAG_LIMIT = 256
+
+
+def _record_error(stack, error: str | None) -> None:
+    """The first line of the last `up`'s error as a stack tag (removed on success): `tenantctl status` shows it.
+    Best effort: a backend without tags still gets its stacks run."""
+    from pulumi.automation import errors as auto_errors
+
+    try:
+        if error is None:
+            if LAST_ERROR_TAG in stack.list_tags():
+                stack.remove_tag(LAST_ERROR_TAG)
+        else:
+            stack.set_tag(LAST_ERROR_TAG, headline(error)[:TAG_LIMIT])
+    except auto_errors.CommandError:
+        pass
+
+
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Failed|Failure): (?P<message>.+)$")
+
+
+def headline(error: str) -> str:
+    """One line that says what went wrong: a provider's traceback is reduced to its exception's message."""
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    if "Traceback (most recent call last)" in error:
+        messages = [m["message"] for m in map(EXCEPTION_LINE.match, lines) if m]
+        if messages:
+            return messages[-1]
+    return " ".join(lines[:2]) if lines else error
 
 
 def run_in_process(pool: ProcessPoolExecutor, job: StackJob) -> Future:

@@ -7,6 +7,8 @@ its config row. Every function runs inside the caller's transaction, scoped to t
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import psycopg
 from psycopg import sql
 
@@ -55,3 +57,17 @@ def purge_history(cursor: psycopg.Cursor, tenant_id: str) -> dict[str, int]:
 
 def describe_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {table}" for table, n in counts.items() if n) or "none"
+
+
+def row_update_times(database_url: str, tenant_ids: list[str]) -> dict[str, str | None]:
+    """Each tenant's `tenant_configs.updated_at` (ISO, UTC), read inside its own RLS context; None: no row."""
+    from tenantctl import db
+
+    times: dict[str, str | None] = {}
+    with db.connect(database_url) as connection, connection.cursor() as cursor:
+        for tenant_id in tenant_ids:
+            set_tenant_variable(cursor, tenant_id)
+            cursor.execute("SELECT updated_at FROM tenant_configs WHERE tenant_id = %s", (tenant_id,))
+            row = cursor.fetchone()
+            times[tenant_id] = row[0].astimezone(UTC).isoformat(timespec="seconds") if row else None
+    return times
