@@ -164,6 +164,22 @@ def open_stack(spec: StackSpec, create: bool = True):
     return stack
 
 
+def existing_stacks(backend: Backend, names: list[str]) -> list[str]:
+    """Which of these stacks exist, asked one by one: listing every stack reads every stack's checkpoint on a
+    self-managed backend, which a one-tenant change must not pay for. Changes nothing (not even the selection)."""
+    options = workspace_options(backend)
+    binary = str(pulumi_binary(backend.project_root))
+    found = []
+    for name in dict.fromkeys(names):
+        result = subprocess.run([binary, "stack", "output", "--json", "--stack", name], cwd=options.work_dir,
+                                env=dict(options.env_vars), capture_output=True, text=True, timeout=120)
+        if result.returncode == 0:
+            found.append(name)
+        elif "no stack named" not in result.stderr and "not found" not in result.stderr:
+            raise EngineError(f"cannot tell whether stack {name} exists: {result.stderr.strip()[-300:]}")
+    return sorted(found)
+
+
 def list_stacks(backend: Backend) -> list[str]:
     """The project's stacks on the backend (their short names)."""
     from pulumi import automation as auto

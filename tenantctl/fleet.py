@@ -66,6 +66,20 @@ def select(env: str, tenants: list[Tenant], stacks: list[str], only: set[str] | 
     return Selection(env, platform, chosen, removed, renames, missing)
 
 
+def candidate_stacks(env: str, tenants: list[Tenant], only: set[str] | None,
+                     changes: ChangedTenants | None) -> list[str] | None:
+    """The only stacks a targeted run can touch (its platform, the named or changed tenants and their previous
+    names), so they can be looked up one by one; None when every stack must be listed."""
+    if only is not None:
+        slugs = set(only)
+    elif changes is not None and not changes.program_changed:
+        slugs = changes.slugs | changes.removed
+    else:
+        return None
+    previous = {old for t in tenants if t.slug in slugs for old in t.previous_slugs}
+    return [env, *(tenant_stack_name(env, slug) for slug in sorted(slugs | previous))]
+
+
 def waves(tenants: list[Tenant]) -> list[list[Tenant]]:
     """A canary premium and basic tenant first, then waves doubling in size."""
     ordered = sorted(tenants, key=lambda t: t.slug)

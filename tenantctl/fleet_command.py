@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.table import Table
 
 from tenantctl import engine
-from tenantctl.fleet import FleetResult, Selection, run_fleet, select, tenant_tags
+from tenantctl.fleet import FleetResult, Selection, candidate_stacks, run_fleet, select, tenant_tags
 from tenantctl.model import Tenant
 from tenantctl.plan import changed_since
 from tenantctl.stack_files import StackFileError, read_stack_file, stack_file_path
@@ -45,8 +45,9 @@ def project_specs(backend: engine.Backend) -> Callable[[str, Tenant | None], eng
 
 def fleet_selection(root: Path, tenants_dir: Path, env: str, tenants: list[Tenant], backend: engine.Backend,
                     only: set[str] | None, since: str | None) -> tuple[Selection, list[str]]:
-    stacks = engine.list_stacks(backend)
     changes = changed_since(root, tenants_dir, since) if since else None
+    candidates = candidate_stacks(env, tenants, only, changes)
+    stacks = engine.list_stacks(backend) if candidates is None else engine.existing_stacks(backend, candidates)
     return select(env, tenants, stacks, only, changes), stacks
 
 

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from components.naming import split_stack_name
 from tenantctl import app_schema, aws_emulator, db, engine, tenant_data
-from tenantctl.fleet import FleetResult, run_fleet, select
+from tenantctl.fleet import FleetResult, candidate_stacks, run_fleet, select
 from tenantctl.loader import TenantLoadError, require_tenants
 from tenantctl.localpg import LocalPostgres, LocalPostgresError
 from tenantctl.receiver import WebhookReceiver
@@ -198,7 +198,9 @@ def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Pa
              only: set[str] | None = None) -> RehearsalResult:
     _quiet_engine_teardown()
     spec_for = spec_maker(root, tenants_dir, state, state_dir, services)
-    stacks = engine.list_stacks(spec_for(STACK, None).backend)
+    backend = spec_for(STACK, None).backend
+    candidates = candidate_stacks(STACK, tenants, only, None) if operation != "destroy" else None
+    stacks = engine.list_stacks(backend) if candidates is None else engine.existing_stacks(backend, candidates)
     tenant_stacks = [name for name in stacks if split_stack_name(name)[0] == STACK and split_stack_name(name)[1]]
     if aws_fresh and operation != "preview" and tenant_stacks:
         # moto keeps nothing across restarts: let the engine see the AWS objects are gone before it plans.

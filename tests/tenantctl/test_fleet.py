@@ -118,3 +118,15 @@ def test_a_program_change_touches_every_tenant_and_docs_touch_none(repo):
     (repo / "program").mkdir()
     (repo / "program" / "tenant.py").write_text("# changed\n")
     assert changed_since(repo, repo / "tenants", "main").program_changed
+
+
+def test_a_targeted_run_looks_up_only_the_stacks_it_can_touch():
+    from tenantctl.fleet import candidate_stacks
+
+    renamed = [tenant("acme-corp", "premium", previous=["acme"]), *FLEET[1:]]
+    assert candidate_stacks("prod", renamed, {"acme-corp"}, None) == ["prod", "prod.acme", "prod.acme-corp"]
+    changes = ChangedTenants({"globex"}, {"hooli"}, False)
+    assert candidate_stacks("prod", FLEET, None, changes) == ["prod", "prod.globex", "prod.hooli"]
+    # Shared code, or no selection at all: every stack must be listed.
+    assert candidate_stacks("prod", FLEET, None, ChangedTenants(set(), set(), True)) is None
+    assert candidate_stacks("prod", FLEET, None, None) is None
