@@ -5,7 +5,8 @@
 - the provisioner's database URL, from config or, with `manageProvisionerRole`, from the
   `tenant_provisioner` role Pulumi creates with pulumi-postgresql;
 - the application's database URL and the Fernet key, as secret outputs;
-- the namespace names, the webhook base URL and the checks nonce, as plain outputs.
+- the namespace names, the webhook base URL and the checks nonce, as plain outputs;
+- optionally (`verificationSchedule`), the CronJob that re-runs every tenant's checks on a schedule.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pulumi_kubernetes as k8s
 
 from components.providers import stack_providers
 from components.provisioner_access import ProvisionerAccess, ProvisionerAccessArgs
+from components.scheduled_verification import ScheduledVerification, ScheduledVerificationArgs
 from components.settings import (
     DATABASE_KEYS,
     SettingsError,
@@ -53,6 +55,18 @@ def main() -> None:
         metadata={"name": settings.shared_namespace, "labels": SHARED_NAMESPACE_LABELS},
         opts=pulumi.ResourceOptions(provider=providers.get("kubernetes"), retain_on_delete=True),
     )
+    schedule = config.get("verificationSchedule")
+    if schedule:
+        ScheduledVerification("verification", ScheduledVerificationArgs(
+            env=pulumi.get_stack(),
+            namespace=settings.monitoring_namespace,
+            schedule=schedule,
+            image=config.require("verificationImage"),
+            pushgateway_url=config.require("pushgatewayUrl"),
+            database_url=provisioner_url,
+            app_database_url=config.require_secret("appDatabaseUrl"),
+            fernet_key=config.require_secret("fernetKey"),
+        ), opts=pulumi.ResourceOptions(providers=providers))
     pulumi.export(names.SHARED_NAMESPACE, shared.metadata.name)
     pulumi.export(names.INGRESS_NAMESPACE, settings.ingress_namespace)
     pulumi.export(names.MONITORING_NAMESPACE, settings.monitoring_namespace)

@@ -582,9 +582,16 @@ def status(
 
 
 
+class VerifyFormat(StrEnum):
+    text = "text"
+    json = "json"
+    prometheus = "prometheus"
+
+
 @app.command()
 def verify(
-    slug: Annotated[str, typer.Argument(help="Tenant slug.")],
+    slug: Annotated[str | None, typer.Argument(help="Tenant slug (or --all).")] = None,
+    all_tenants: Annotated[bool, typer.Option("--all", help="Every tenant file, one after the other.")] = False,
     tenants_dir: TenantsDir = Path("tenants"),
     stack: Annotated[str, typer.Option("--env", "--stack", help="Environment whose webhookBaseUrl is used.")] = "prod",
     database_url: Annotated[
@@ -600,30 +607,38 @@ def verify(
         str | None, typer.Option("--fernet-key", envvar="TENANT_FERNET_KEY", help="Application Fernet key.")
     ] = None,
     checks: Annotated[str, typer.Option("--checks", help="Comma-separated: rls,webhook.")] = "rls,webhook",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (= --format json).")] = False,
+    output: Annotated[VerifyFormat, typer.Option(
+        "--format", help="text, json, or prometheus (tenant_probe_success per tenant and check).")] = VerifyFormat.text,
+    pushgateway: Annotated[str | None, typer.Option(
+        "--pushgateway", envvar="TENANT_PUSHGATEWAY_URL", help="Also push the probe series to this Pushgateway.")
+    ] = None,
     allow_unverified_tls: AllowUnverifiedTls = False,
 ) -> None:
-    """Run the post-deploy checks (signed webhook probe, RLS isolation) for one tenant; exit 1 on failure."""
-    from components import naming
-    from tenantctl.checks.peers import peer_tenant_ids
-    from tenantctl.checks.rls import MAX_REAL_PEERS
-    from tenantctl.db import with_user
-    from tenantctl.signing_secrets import SigningSecretError, first_peer_secret, read_signing_secret
-    from tenantctl.verification import VerifyError
-    from tenantctl.verification import verify as run_verify
+    """Run the post-deploy checks (signed webhook probe, RLS isolation) for one tenant or all; exit 1 on a failure."""
+    from tenantctl import probe_metrics
+    from tenantctl.verification import VerifyError, VerifyTarget, verify_tenant
 
-    tenant = _tenant_for(slug, tenants_dir)
-    if tenant is None:
-        raise fail(f"no tenant file {tenants_dir / (slug + '.yaml')}", as_json=as_json)
+    output = VerifyFormat.json if as_json else output
+    as_json = output is VerifyFormat.json
+    if (slug is None) == (not all_tenants):
+        raise fail("give a tenant slug or --all (not both)", as_json=as_json)
+    if all_tenants:
+        tenants = [t.tenant for t in load_tenants(tenants_dir=tenants_dir).tenants]
+        if webhook_url is not None:
+            raise fail("--webhook-url names one tenant's endpoint: not with --all", as_json=as_json)
+    else:
+        tenant = _tenant_for(slug, tenants_dir)
+        if tenant is None:
+            raise fail(f"no tenant file {tenants_dir / (slug + '.yaml')}", as_json=as_json)
+        tenants = [tenant]
     selected = [c.strip() for c in checks.split(",") if c.strip()]
-    tenant_id = str(tenant.tenant_id)
-    # Other tenants of the registry are probed as real peers: isolation must hold against them, not just a made-up one.
-    peers = peer_tenant_ids([t.tenant.tenant_id for t in load_tenants(tenants_dir=tenants_dir).tenants],
-                            tenant.tenant_id, count=MAX_REAL_PEERS)
     database_url = checked_url(database_url, "--database-url", allow_unverified_tls, as_json)
     app_database_url = checked_url(app_database_url, "--app-database-url", allow_unverified_tls, as_json)
     if app_database_url is None and database_url:
         from psycopg.conninfo import conninfo_to_dict
+
+        from tenantctl.db import with_user
 
         if conninfo_to_dict(database_url).get("password"):
             # The provisioner's password is not app_user's: a derived URL would fail to log in (a false P0).
@@ -632,26 +647,40 @@ def verify(
         app_database_url = with_user(database_url, "app_user")
     if "rls" in selected and not app_database_url:
         raise fail("the rls check needs --app-database-url (or --database-url)", as_json=as_json)
-    secret = peer_secret = None
+    base_url = None
     if "webhook" in selected:
         if not (database_url and fernet_key):
             raise fail("the webhook check needs --database-url and --fernet-key to read the signing secret",
                        as_json=as_json)
         if webhook_url is None:
             base_url, _shared = _stack_settings(tenants_dir, stack)
-            webhook_url = naming.webhook_url(base_url, tenant_id)
-    try:
-        if "webhook" in selected:
-            secret = read_signing_secret(database_url, tenant_id, fernet_key)
-            peer_secret = first_peer_secret(database_url, peers, fernet_key)
-        report = run_verify(tenant_id, slug, selected, app_database_url, webhook_url, secret, peers, peer_secret)
-    except (VerifyError, SigningSecretError) as exc:
-        raise fail(str(exc), as_json=as_json) from None
-    if as_json:
-        emit_json({"slug": slug, **report.as_dict()})
+    # Other tenants of the registry are probed as real peers: isolation must hold against them, not just a made-up one.
+    registry = [t.tenant.tenant_id for t in load_tenants(tenants_dir=tenants_dir).tenants]
+    target = VerifyTarget(selected, database_url, app_database_url, fernet_key, base_url, webhook_url, registry)
+    outcomes = []
+    for tenant in tenants:
+        try:
+            outcomes.append(verify_tenant(tenant, target))
+        except VerifyError as exc:
+            if not all_tenants:
+                raise fail(str(exc), as_json=as_json) from None
+            outcomes.append(probe_metrics.setup_failure(tenant, str(exc)))
+    if output is VerifyFormat.prometheus or pushgateway:
+        exposition = probe_metrics.registry_for(outcomes)
+        if pushgateway:
+            try:
+                probe_metrics.push(pushgateway, exposition)
+            except probe_metrics.PushError as exc:
+                raise fail(str(exc), as_json=as_json) from None
+    if output is VerifyFormat.prometheus:
+        sys.stdout.write(probe_metrics.exposition_text(exposition))
+    elif as_json:
+        reports = [{"slug": o.tenant.slug, "seconds": round(o.seconds, 3), **o.report.as_dict()} for o in outcomes]
+        emit_json(reports[0] if not all_tenants else {"ok": all(o.report.ok for o in outcomes), "tenants": reports})
     else:
-        out.print(report.render(f"tenant {slug}"), markup=False)
-    if not report.ok:
+        for outcome in outcomes:
+            out.print(outcome.report.render(f"tenant {outcome.tenant.slug}"), markup=False)
+    if not all(o.report.ok for o in outcomes):
         raise typer.Exit(1)
 
 

@@ -138,3 +138,83 @@ def test_a_provisioner_url_with_a_password_does_not_stand_in_for_app_user(onboar
                                  "--database-url", with_password])
     assert result.exit_code == 1 and "give --app-database-url" in result.stderr
     assert "s3cret-pw" not in result.stdout + result.stderr
+
+
+def _all_args(app_db, tenants_dir, *extra):
+    return ["verify", "--all", "--tenants-dir", str(tenants_dir), "--database-url", app_db.provisioner_dsn,
+            "--app-database-url", app_db.app_dsn, "--fernet-key", app_db.fernet_key, *extra]
+
+
+def _probe_series(text: str) -> dict[tuple[str, str], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.labels["slug"], s.labels["check"]): s.value for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == "tenant_probe_success"}
+
+
+def _point_stack_at(tenants_dir, receiver):
+    """The platform stack file's webhookBaseUrl: `verify --all` derives every tenant's URL from it."""
+    (tenants_dir.parent / "stacks" / "Pulumi.prod.yaml").write_text(
+        f"config:\n  tenant-onboarding:webhookBaseUrl: {receiver.base_url}\n")
+
+
+def test_verify_all_prints_one_probe_series_per_tenant_and_check(onboarded):
+    app_db, tenants_dir, receiver = onboarded
+    _point_stack_at(tenants_dir, receiver)
+    (tenants_dir / "initech.yaml").write_text(tenant_yaml("initech", tier="basic"))  # a file, but no row yet
+
+    result = runner.invoke(app, _all_args(app_db, tenants_dir, "--format", "prometheus"))
+    series = _probe_series(result.stdout)
+
+    assert result.exit_code == 1  # initech cannot be verified
+    assert {check for slug, check in series if slug == "acme"} >= {"webhook_signed_probe_accepted",
+                                                                     "cross_tenant_isolation"}
+    assert all(value == 1 for (slug, _check), value in series.items() if slug == "acme")
+    assert series[("initech", "setup")] == 0
+    assert "tenant_probe_duration_seconds{" in result.stdout and app_db.fernet_key not in result.stdout
+
+
+def test_verify_all_pushes_the_series_to_a_pushgateway(onboarded):
+    import http.server
+    import threading
+
+    app_db, tenants_dir, receiver = onboarded
+    _point_stack_at(tenants_dir, receiver)
+    received: list[tuple[str, str, bytes]] = []
+
+    class Gateway(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self):  # noqa: N802 (http.server's method name)
+            received.append((self.command, self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *_args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = runner.invoke(app, _all_args(app_db, tenants_dir, "--pushgateway",
+                                              f"http://127.0.0.1:{server.server_port}"))
+    finally:
+        server.shutdown()
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    [(method, path, body)] = received
+    assert method == "PUT" and path == "/metrics/job/tenant-verification"
+    assert _probe_series(body.decode())[("acme", "webhook_signed_probe_accepted")] == 1
+
+
+def test_an_unreachable_pushgateway_is_a_clear_error_without_its_credentials(onboarded):
+    app_db, tenants_dir, receiver = onboarded
+    _point_stack_at(tenants_dir, receiver)
+    result = runner.invoke(app, _all_args(app_db, tenants_dir, "--pushgateway", "http://ops:hunter2@127.0.0.1:9"))
+    assert result.exit_code == 1
+    assert "could not push to the Pushgateway http://127.0.0.1:9" in result.stderr
+    assert "hunter2" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_slug_and_all_together_are_refused(onboarded):
+    app_db, tenants_dir, _receiver = onboarded
+    result = runner.invoke(app, ["verify", "acme", "--all", "--tenants-dir", str(tenants_dir)])
+    assert result.exit_code == 1 and "a tenant slug or --all" in result.stderr
