@@ -28,7 +28,7 @@ from tenantctl.stack_run import NO_CHANGE_OPS, StackOutcome
 # The rehearsal environment: platform stack `rehearsal`, tenant stacks `rehearsal.<slug>`.
 STACK = "rehearsal"
 STATE_FILE = "state.json"
-SOURCE_STACK = "dev"  # plain config (namespaces, region) comes from Pulumi.dev.yaml
+SOURCE_STACK = "dev"  # the platform stack's plain config (namespaces) comes from stacks/Pulumi.dev.yaml
 LOCAL_ONLY_KEYS = ("awsEndpoint", "kubeContext", "kubernetesRenderDir", "tenantsDir", "webhookBaseUrl", "runChecks")
 
 
