@@ -60,3 +60,36 @@ def tenant_labels(slug: str, tenant_id: str, tier: str) -> dict[str, str]:
         f"{LABEL_PREFIX}/tenant-id": tenant_id,
         f"{LABEL_PREFIX}/tier": tier,
     }
+
+
+def alert_rules_name(slug: str) -> str:
+    """The tenant's PrometheusRule: in `tenant-<slug>` (premium) or the monitoring namespace (basic)."""
+    return f"tenant-{slug}-alerts"
+
+
+def dashboard_configmap_name(slug: str) -> str:
+    """The ConfigMap holding the tenant's Grafana dashboard, in the monitoring namespace."""
+    return f"tenant-{slug}-dashboard"
+
+
+def dashboard_uid(tenant_id: str) -> str:
+    """The dashboard's Grafana uid (at most 40 characters), from the tenant id: a renamed tenant keeps its URL."""
+    return f"tenant-{tenant_id.replace('-', '')}"
+
+
+def observability_labels(slug: str, tenant_id: str, tier: str) -> dict[str, str]:
+    """Labels of the objects that watch a tenant (its alert rules and dashboard).
+
+    Deliberately without `tenants.ai-agents.io/slug`: that label marks an object *of* the tenant, which the
+    policy pack keeps in the tenant's namespace (premium) or the shared one (basic). A basic tenant's rules
+    and every dashboard live in the monitoring namespace instead, so they name the tenant they observe with
+    `observed-*` labels (a premium tenant's rules, in its own namespace, carry `tenant_labels` as well).
+    """
+    return {
+        "app.kubernetes.io/managed-by": "pulumi",
+        "app.kubernetes.io/part-of": "ai-agents",
+        "app.kubernetes.io/component": "tenant-observability",
+        f"{LABEL_PREFIX}/observed-slug": slug,
+        f"{LABEL_PREFIX}/observed-tenant-id": tenant_id,
+        f"{LABEL_PREFIX}/observed-tier": tier,
+    }

@@ -6,7 +6,10 @@ Creates, all parented to the component and named from the slug:
 - a Secrets Manager secret encrypted with that key, holding the API key and signing secret;
 - a Kubernetes Secret `tenant-<slug>-credentials` in the tenant's namespace (premium) or the shared one (basic);
 - premium only: the namespace with Pod Security labels, quota, limit range, network policies and RBAC;
-- with database settings: the `tenant_configs` row and the post-deploy OnboardingCheck.
+- with database settings: the `tenant_configs` row and the post-deploy OnboardingCheck;
+- its alert rules, a PrometheusRule in its namespace (premium) or the monitoring namespace (basic), and its
+  Grafana dashboard, a ConfigMap in the monitoring namespace (docs/observability.md). The row depends on
+  them like on every other object of the tenant, so a refused removal leaves the tenant's monitoring too.
 
 A renamed tenant (`previous_slugs` in its file) passes aliases to this component: children are named
 from the component's name, so the engine moves every one of them to the new name instead of
@@ -27,6 +30,8 @@ from components import naming
 from components.dynamic.onboarding_check import OnboardingCheck, OnboardingCheckArgs
 from components.dynamic.tenant_config_row import TenantConfigRow, TenantConfigRowArgs
 from components.isolation_manifests import Manifest, render_premium_isolation
+from components.observability.dashboard import render_dashboard_configmap
+from components.observability.rules import render_prometheus_rule
 from components.settings import DatabaseSettings, TenantEnvironment
 from tenantctl.model import Tenant, Tier
 
@@ -147,13 +152,15 @@ class TenantStack(pulumi.ComponentResource):
             opts=self._child(depends_on=isolation),
         )
 
+        monitoring = self._observability(name, tenant, settings.monitoring_namespace, isolation[:1])
+
         webhook_url = pulumi.Output.from_input(settings.webhook_base_url).apply(
             lambda base: naming.webhook_url(base, tenant_id))
         check = None
         if args.database is not None:
             check = self._database_and_checks(
                 name, tenant, args, signing_secret.result, webhook_url,
-                ready=[kms_key, kms_alias, credentials_secret, secret_version, k8s_secret, *isolation],
+                ready=[kms_key, kms_alias, credentials_secret, secret_version, k8s_secret, *isolation, *monitoring],
             )
 
         self.tenant_id = pulumi.Output.from_input(tenant_id)
@@ -186,6 +193,21 @@ class TenantStack(pulumi.ComponentResource):
         namespace_manifest, namespaced = manifests[0], manifests[1:]
         namespace = self._k8s(name, namespace_manifest, self._child())
         return [namespace, *(self._k8s(name, m, self._child(depends_on=[namespace])) for m in namespaced)]
+
+    def _observability(self, name: str, tenant: Tenant, monitoring_namespace: pulumi.Input[str],
+                       namespace: list[pulumi.Resource]) -> list[pulumi.Resource]:
+        """The tenant's PrometheusRule and dashboard ConfigMap: `namespace` is a premium tenant's namespace,
+        where its rules live."""
+        rule = render_prometheus_rule(tenant, monitoring_namespace)
+        rules = k8s.apiextensions.CustomResource(
+            f"{name}-alert-rules", api_version=rule["apiVersion"], kind=rule["kind"], metadata=rule["metadata"],
+            spec=rule["spec"], opts=self._child(depends_on=namespace),
+        )
+        dashboard = render_dashboard_configmap(tenant, monitoring_namespace)
+        board = k8s.core.v1.ConfigMap(
+            f"{name}-dashboard", metadata=dashboard["metadata"], data=dashboard["data"], opts=self._child(),
+        )
+        return [rules, board]
 
     @staticmethod
     def _k8s(name: str, manifest: Manifest, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:

@@ -106,6 +106,7 @@ class RegisteredResource:
     id: str | None = None
     status: str = "created"
     aliases: list[str] = field(default_factory=list)  # previous names the engine would move this resource from
+    dependencies: list[str] = field(default_factory=list)  # URNs it waits for (depends_on and its inputs' resources)
 
     @property
     def parent_name(self) -> str:
@@ -137,7 +138,7 @@ class SimulatedCloud(pulumi.runtime.Mocks):
             }
         urn, parent = self.current.urn, self.current.parent
         resource = RegisteredResource(urn, args.typ, args.name, parent, args.custom, mark_secrets(args.inputs),
-                                      aliases=self.current.aliases)
+                                      aliases=self.current.aliases, dependencies=self.current.dependencies)
         plain_inputs = unwrap_secrets(args.inputs)
         resource.id, outputs = self._simulate(args, plain_inputs)
         resource.outputs = outputs
@@ -200,6 +201,7 @@ class RecordingMonitor(MockMonitor):
         self.cloud.current.parent = request.parent
         self.cloud.current.secret_outputs = list(request.additionalSecretOutputs)
         self.cloud.current.aliases = [alias.spec.name for alias in request.aliases if alias.spec.name]
+        self.cloud.current.dependencies = list(request.dependencies)
         return super().RegisterResource(request)
 
 

@@ -10,6 +10,7 @@ import difflib
 import math
 import re
 from collections import Counter
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -224,6 +225,89 @@ class Contacts(_Section):
     admin_email: EmailStr
 
 
+# The tenant's alert thresholds when its file does not say (docs/observability.md): premium tenants get
+# the tighter objective and thresholds, and their urgent alerts page; basic tenants' alerts open tickets.
+SLO_OBJECTIVE_RANGE = (0.95, 0.9999)
+SILENT_AFTER_HOURS_RANGE = (1, 168)
+ENHANCEMENT_P95_SECONDS_RANGE = (5, 3600)
+QUEUE_AGE_SECONDS_RANGE = (60, 86_400)
+
+
+class Observability(_Section):
+    """Per-tenant overrides of the alert rules' objective and thresholds; every field is optional."""
+
+    slo_objective: Annotated[float | None, Field(
+        json_schema_extra={"minimum": SLO_OBJECTIVE_RANGE[0], "maximum": SLO_OBJECTIVE_RANGE[1]},
+        description=("Webhook success-ratio objective as a fraction (0.999 = 99.9%); default by tier: premium "
+                     "0.999, basic 0.995. Drives the error-budget burn-rate alerts."),
+    )] = None
+    silent_after_hours: Annotated[StrictInt | None, Field(
+        json_schema_extra={"minimum": SILENT_AFTER_HOURS_RANGE[0], "maximum": SILENT_AFTER_HOURS_RANGE[1]},
+        description="Alert when no webhook arrived for this many hours (1-168). Absent: no silent-tenant alert.",
+    )] = None
+    enhancement_p95_seconds: Annotated[StrictInt | None, Field(
+        json_schema_extra={"minimum": ENHANCEMENT_P95_SECONDS_RANGE[0],
+                           "maximum": ENHANCEMENT_P95_SECONDS_RANGE[1]},
+        description="Alert when the p95 end-to-end enhancement time exceeds this; default premium 60, basic 120.",
+    )] = None
+    queue_age_seconds: Annotated[StrictInt | None, Field(
+        json_schema_extra={"minimum": QUEUE_AGE_SECONDS_RANGE[0], "maximum": QUEUE_AGE_SECONDS_RANGE[1]},
+        description="Alert when the oldest queued enhancement is older than this; default premium 300, basic 900.",
+    )] = None
+
+    @field_validator("slo_objective", mode="before")
+    @classmethod
+    def _objective_is_a_fraction(cls, value: object) -> object:
+        low, high = SLO_OBJECTIVE_RANGE
+        if value is None:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number between {low} and {high}, for example 0.999 for 99.9%")
+        if value > 1:
+            raise ValueError(f"must be a fraction between {low} and {high}: write 0.999 for 99.9%, not 99.9")
+        if not low <= value <= high:
+            raise ValueError(
+                f"must be between {low} and {high}: a lower objective makes the fast burn-rate alerts meaningless "
+                f"(below 0.93, 14.4 times the error budget is more than every request failing), and above "
+                f"{high} the error budget is too small to alert on"
+            )
+        return float(value)
+
+    @field_validator("silent_after_hours", "enhancement_p95_seconds", "queue_age_seconds", mode="before")
+    @classmethod
+    def _whole_number_in_range(cls, value: object, info) -> object:
+        low, high, unit = {
+            "silent_after_hours": (*SILENT_AFTER_HOURS_RANGE, "hours"),
+            "enhancement_p95_seconds": (*ENHANCEMENT_P95_SECONDS_RANGE, "seconds"),
+            "queue_age_seconds": (*QUEUE_AGE_SECONDS_RANGE, "seconds"),
+        }[info.field_name]
+        if value is None:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be a whole number of {unit} from {low} to {high}")
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high} {unit}, got {value}")
+        return value
+
+
+@dataclass(frozen=True)
+class EffectiveObservability:
+    """What a tenant's alert rules use: its file's overrides over its tier's defaults."""
+
+    slo_objective: float
+    enhancement_p95_seconds: int
+    queue_age_seconds: int
+    silent_after_hours: int | None
+
+
+OBSERVABILITY_DEFAULTS = {
+    Tier.PREMIUM: EffectiveObservability(slo_objective=0.999, enhancement_p95_seconds=60, queue_age_seconds=300,
+                                         silent_after_hours=None),
+    Tier.BASIC: EffectiveObservability(slo_objective=0.995, enhancement_p95_seconds=120, queue_age_seconds=900,
+                                       silent_after_hours=None),
+}
+
+
 class Tenant(_Section):
     """One MSP client, as written in `tenants/<slug>.yaml`."""
 
@@ -250,6 +334,10 @@ class Tenant(_Section):
     contacts: Contacts
     offboarding: Offboarding = Offboarding()
     llm: Llm | None = Field(default=None, description="The client's own LLM API key; absent: the platform's.")
+    observability: Observability = Field(
+        default=Observability(),
+        description="Optional overrides of the tenant's alert objective and thresholds (docs/observability.md).",
+    )
 
     @model_validator(mode="after")
     def _previous_slugs_are_other_names(self) -> Tenant:
@@ -298,6 +386,16 @@ class Tenant(_Section):
 
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    @property
+    def effective_observability(self) -> EffectiveObservability:
+        given, defaults = self.observability, OBSERVABILITY_DEFAULTS[self.tier]
+        return EffectiveObservability(
+            slo_objective=given.slo_objective if given.slo_objective is not None else defaults.slo_objective,
+            enhancement_p95_seconds=given.enhancement_p95_seconds or defaults.enhancement_p95_seconds,
+            queue_age_seconds=given.queue_age_seconds or defaults.queue_age_seconds,
+            silent_after_hours=given.silent_after_hours,
+        )
 
     @property
     def effective_resources(self) -> Resources:

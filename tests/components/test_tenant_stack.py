@@ -25,6 +25,8 @@ PREMIUM_TYPES = sorted([
     "kubernetes:rbac.authorization.k8s.io/v1:Role",
     "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
     "kubernetes:core/v1:Secret",
+    "kubernetes:monitoring.coreos.com/v1:PrometheusRule",
+    "kubernetes:core/v1:ConfigMap",
     "pulumi-python:dynamic/tenant-onboarding:TenantConfigRow",
     "pulumi-python:dynamic/tenant-onboarding:OnboardingCheck",
 ])
@@ -35,9 +37,13 @@ BASIC_TYPES = sorted([
     "aws:secretsmanager/secret:Secret",
     "aws:secretsmanager/secretVersion:SecretVersion",
     "kubernetes:core/v1:Secret",
+    "kubernetes:monitoring.coreos.com/v1:PrometheusRule",
+    "kubernetes:core/v1:ConfigMap",
     "pulumi-python:dynamic/tenant-onboarding:TenantConfigRow",
     "pulumi-python:dynamic/tenant-onboarding:OnboardingCheck",
 ])
+# Custom resources have no schema in kubernetes-validate; tests/observability checks the PrometheusRule.
+CUSTOM_KINDS = {"PrometheusRule"}
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -54,6 +60,54 @@ def test_basic_tenant_gets_no_namespace(plans_by_slug):
     assert sorted(r.type for r in globex.resources) == BASIC_TYPES
     [secret] = of_type(globex, "core/v1:Secret")
     assert secret.inputs["metadata"]["namespace"] == "production"
+
+
+@pytest.mark.parametrize(("slug", "rules_namespace"), [("acme", "tenant-acme"), ("globex", "monitoring")])
+def test_alert_rules_and_dashboard_are_named_from_the_component_and_placed_by_tier(plans_by_slug, slug,
+                                                                                  rules_namespace):
+    tenant = plans_by_slug[slug]
+    [rule] = of_type(tenant, ":PrometheusRule")
+    [dashboard] = of_type(tenant, "core/v1:ConfigMap")
+    assert (rule.name, dashboard.name) == (f"{slug}-alert-rules", f"{slug}-dashboard")
+    assert rule.inputs["apiVersion"] == "monitoring.coreos.com/v1" and rule.inputs["kind"] == "PrometheusRule"
+    assert rule.inputs["metadata"]["namespace"] == rules_namespace
+    assert dashboard.inputs["metadata"]["namespace"] == "monitoring"
+    assert dashboard.inputs["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard.inputs["metadata"]["annotations"]["grafana_folder"] == f"Tenants ({tenant.tier})"
+    # In the monitoring namespace, an object names the tenant it observes, never as the tenant's own object.
+    for body in (rule.inputs, dashboard.inputs):
+        labels = body["metadata"]["labels"]
+        assert labels["tenants.ai-agents.io/observed-tenant-id"] == tenant.tenant_id
+        owned = "tenants.ai-agents.io/slug" in labels
+        assert owned == (body["metadata"]["namespace"] == f"tenant-{slug}")
+
+
+def test_alert_rules_and_dashboard_wait_only_for_a_premium_namespace_and_go_after_the_row(example_plan):
+    urns = {r.name: r.urn for r in example_plan.run.resources}
+    deps = {r.name: r.dependencies for r in example_plan.run.resources}
+    assert deps["acme-alert-rules"] == [urns["acme-namespace"]]
+    assert deps["globex-alert-rules"] == deps["acme-dashboard"] == deps["globex-dashboard"] == []
+    # The row depends on them like on every other object of its tenant: a removal refused at the row (history
+    # kept) leaves the tenant's alerts and dashboard in place.
+    for slug in ("acme", "globex"):
+        assert {urns[f"{slug}-alert-rules"], urns[f"{slug}-dashboard"]} <= set(deps[f"{slug}-tenant-config"])
+
+
+def test_a_monitoring_namespace_read_from_the_platform_stack_places_basic_rules_and_dashboards(tenants_dir):
+    """In a tenant stack the monitoring namespace is an Output of the StackReference, not a string."""
+    from program import platform_outputs as names
+    from tests.conftest import ROOT
+    from tests.program_runs import PLATFORM_OUTPUTS, run_stack, stack_config
+
+    config, secret_keys = stack_config(ROOT, tenants_dir)
+    outputs = {**PLATFORM_OUTPUTS, names.MONITORING_NAMESPACE: "observability"}
+    placed = {}
+    for slug in ("acme", "globex"):
+        run = run_stack(ROOT, f"dev.{slug}", config, secret_keys, platform_outputs=outputs)
+        placed.update({r.name: r.inputs["metadata"]["namespace"] for r in run.resources
+                       if r.type.endswith((":PrometheusRule", ":ConfigMap"))})
+    assert placed == {"acme-alert-rules": "tenant-acme", "acme-dashboard": "observability",
+                      "globex-alert-rules": "observability", "globex-dashboard": "observability"}
 
 
 def test_every_child_is_parented_to_its_tenant_stack(example_plan):
@@ -76,7 +130,7 @@ def test_resource_names_are_deterministic_across_runs(example_plan):
 
 @pytest.mark.parametrize("slug", ["acme", "globex"])
 def test_kubernetes_objects_validate_against_1_33_strict(plans_by_slug, slug):
-    objects = plans_by_slug[slug].kubernetes_objects()
+    objects = [body for body in plans_by_slug[slug].kubernetes_objects() if body["kind"] not in CUSTOM_KINDS]
     assert objects
     for body in objects:
         kubernetes_validate.validate(body, "1.33", strict=True)

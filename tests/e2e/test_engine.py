@@ -74,8 +74,12 @@ def test_rendered_kubernetes_objects_are_valid_1_33(rehearsal):
     kinds = sorted(doc["kind"] for doc in documents)
     # The platform stack's shared namespace and the premium tenant's own.
     assert kinds.count("Namespace") == 2 and kinds.count("NetworkPolicy") == 4 and kinds.count("Secret") == 2
+    # The PrometheusRule is the Prometheus Operator's CRD, which kubernetes-validate has no schema for: promtool
+    # checks its rules (tests/observability); every built-in kind is validated here.
+    assert kinds.count("PrometheusRule") == 2 and kinds.count("ConfigMap") == 2
     for document in documents:
-        kubernetes_validate.validate(document, "1.33", strict=True)
+        if document["kind"] != "PrometheusRule":
+            kubernetes_validate.validate(document, "1.33", strict=True)
 
 
 def test_editing_one_tenant_updates_only_that_tenants_resources(rehearsal, tenants_dir, app_db):

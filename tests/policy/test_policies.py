@@ -387,6 +387,34 @@ def test_object_with_unknown_tier_is_flagged(resources):
     assert "LimitRange 'tenant-acme-limits'" in message and "'gold'" in message
 
 
+def test_a_premium_tenants_alert_rules_are_its_object_and_must_stay_in_its_namespace(resources):
+    rules = find(resources, "kubernetes:monitoring.coreos.com/v1:PrometheusRule", "acme-alert-rules")
+    assert rules.inputs["metadata"]["labels"][tenant_policies.SLUG_LABEL] == "acme"
+    rules.inputs["metadata"]["namespace"] = "monitoring"
+    [message] = resource_violations(tenant_objects_in_tenant_namespace, resources)
+    assert message.startswith("PrometheusRule 'tenant-acme-alerts' (Pulumi resource 'acme-alert-rules') of tenant "
+                              "'acme' (premium) has namespace 'monitoring'")
+
+
+@pytest.mark.parametrize(("resource_type", "name"), [
+    ("kubernetes:monitoring.coreos.com/v1:PrometheusRule", "globex-alert-rules"),
+    ("kubernetes:core/v1:ConfigMap", "globex-dashboard"),
+    ("kubernetes:core/v1:ConfigMap", "acme-dashboard"),
+])
+def test_monitoring_namespace_objects_only_name_the_tenant_they_observe(resources, resource_type, name):
+    """The policy is not widened for the monitoring namespace: what lives there (basic tenants' rules, every
+    dashboard) is no object of the tenant, so it carries `observed-*` labels instead of the slug label the
+    policy keys on. Giving one the slug label makes it a tenant object outside the tenant's namespace."""
+    watcher = find(resources, resource_type, name)
+    labels = watcher.inputs["metadata"]["labels"]
+    assert watcher.inputs["metadata"]["namespace"] == "monitoring" and tenant_policies.SLUG_LABEL not in labels
+    assert labels[f"{tenant_policies.LABEL_PREFIX}/observed-slug"] == name.split("-")[0]
+    labels.update({tenant_policies.SLUG_LABEL: labels[f"{tenant_policies.LABEL_PREFIX}/observed-slug"],
+                   tenant_policies.TIER_LABEL: labels[f"{tenant_policies.LABEL_PREFIX}/observed-tier"]})
+    [message] = resource_violations(tenant_objects_in_tenant_namespace, resources)
+    assert f"(Pulumi resource {name!r})" in message and "has namespace 'monitoring'" in message
+
+
 # --- 4. Kubernetes Secret data is a Pulumi secret -------------------------------------------------
 
 

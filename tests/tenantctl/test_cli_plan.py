@@ -57,9 +57,13 @@ def test_out_writes_valid_manifests_per_tenant(project, tmp_path_factory):
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["acme.yaml", "globex.yaml"]
     documents = list(YAML(typ="safe").load_all((out / "acme.yaml").read_text()))
-    assert len(documents) == 11
-    for document in documents:
+    assert len(documents) == 13
+    # The PrometheusRule is a custom resource kubernetes-validate has no schema for (tests/observability checks it).
+    assert [d["metadata"]["name"] for d in documents if d["kind"] == "PrometheusRule"] == ["tenant-acme-alerts"]
+    for document in (d for d in documents if d["kind"] != "PrometheusRule"):
         kubernetes_validate.validate(document, "1.33", strict=True)
+    dashboard = next(d for d in documents if d["kind"] == "ConfigMap")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     secret = next(d for d in documents if d["kind"] == "Secret")
     assert secret["stringData"] == {"SERVICEDESK_API_KEY": "[secret]", "WEBHOOK_SECRET": "[secret]"}
 
@@ -99,10 +103,10 @@ def test_changed_since_shows_added_changed_and_removed_tenants(project):
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "- removed acme (premium, 18 resources)" in lines
-    assert "~ changed globex (basic, 8 resources)" in lines
+    assert "- removed acme (premium, 20 resources)" in lines
+    assert "~ changed globex (basic, 10 resources)" in lines
     assert "      enhancement_preferences.max_tokens: 500 -> 800" in lines
-    assert "+ added   newco (basic, 8 resources)" in lines
+    assert "+ added   newco (basic, 10 resources)" in lines
     assert "No tenant changes." not in result.stdout
 
 
@@ -111,7 +115,7 @@ def test_a_pull_request_that_only_removes_a_tenant_says_so(project):
 
     result = tenantctl(project, "plan", "--changed-since", "main")
 
-    assert result.returncode == 0 and "- removed acme (premium, 18 resources)" in result.stdout
+    assert result.returncode == 0 and "- removed acme (premium, 20 resources)" in result.stdout
     assert "No tenant changes." not in result.stdout
 
 
