@@ -129,16 +129,25 @@ def workspace_options(backend: Backend):
                                           secrets_provider=backend.secrets_provider)
     backend.backend_dir.mkdir(parents=True, exist_ok=True)
     backend.work_dir.mkdir(parents=True, exist_ok=True)
-    return auto.LocalWorkspaceOptions(
-        work_dir=str(backend.work_dir),
-        pulumi_home=env.get("PULUMI_HOME"),
-        env_vars=env,
-        pulumi_command=command,
-        secrets_provider="passphrase",
-        project_settings=auto.ProjectSettings(
-            name=PROJECT, runtime="python", backend=auto.ProjectBackend(url=backend.backend_dir.as_uri()),
-        ),
-    )
+    _write_project_file(backend.work_dir, backend.backend_dir)
+    return auto.LocalWorkspaceOptions(work_dir=str(backend.work_dir), pulumi_home=env.get("PULUMI_HOME"), env_vars=env,
+                                      pulumi_command=command, secrets_provider="passphrase")
+
+
+def _write_project_file(work_dir: Path, backend_dir: Path) -> None:
+    """The local workspace's Pulumi.yaml, replaced in one step: stacks running at once in other processes read
+    it while another writes it (the Automation API's own save truncates the file first)."""
+    import json
+    import tempfile
+
+    text = f"name: {PROJECT}\nruntime: python\nbackend:\n  url: {json.dumps(backend_dir.as_uri())}\n"
+    path = work_dir / "Pulumi.yaml"
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return
+    with tempfile.NamedTemporaryFile("w", dir=work_dir, prefix=".Pulumi.yaml.", delete=False,
+                                     encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(handle.name, path)
 
 
 def open_stack(spec: StackSpec, create: bool = True):
