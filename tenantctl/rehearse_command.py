@@ -7,6 +7,8 @@ import errno
 import fcntl
 import hashlib
 import shutil
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -73,14 +75,38 @@ def run_rehearse(
     except engine.EngineError as exc:
         raise RehearseFailure(str(exc)) from None
     state_dir = _state_dir(state_base or root / REHEARSAL_DIR, database_url)
-    with _exclusive(state_dir):
+    interrupted = "interrupted: run `tenantctl rehearse` again to finish (the engine saved what it did), or " \
+                  "`tenantctl rehearse --destroy`"
+    with _exclusive(state_dir), _remembering_interrupts() as seen:
         try:
-            return _rehearse(root, tenants_dir, tenants, version, state_dir, database_url, app_database_url,
-                             destroy_all, preview, say, only)
+            result = _rehearse(root, tenants_dir, tenants, version, state_dir, database_url, app_database_url,
+                               destroy_all, preview, say, only)
         except KeyboardInterrupt:
             # The engine saved what it did; the local services were stopped on the way out.
-            raise RehearseFailure("interrupted: run `tenantctl rehearse` again to finish (the engine saved what "
-                                  "it did), or `tenantctl rehearse --destroy`") from None
+            raise RehearseFailure(interrupted) from None
+        if seen.is_set():  # a library caught the KeyboardInterrupt on its way up: Ctrl-C still means stop
+            raise RehearseFailure(interrupted)
+        return result
+
+
+@contextlib.contextmanager
+def _remembering_interrupts() -> Iterator[threading.Event]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is also remembered, so a run that was interrupted never
+    reports success even if some code on the way swallowed the exception."""
+    seen = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def handler(signum, frame):
+        seen.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _quiet_engine_teardown() -> None:
