@@ -132,9 +132,10 @@ SpecFor = Callable[[str, "Tenant | None"], engine.StackSpec]
 
 def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurrency: int = DEFAULT_CONCURRENCY,
               say: Callable[[str], None] = lambda _line: None, platform_applied: bool = True,
-              policy_packs: list[str] | None = None) -> FleetResult:
+              policy_packs: list[str] | None = None, create_stacks: bool = True) -> FleetResult:
     """Preview or apply the selection. `spec_for(stack, tenant)` gives each stack's spec (tenant None: platform);
-    every preview and up runs with `policy_packs`."""
+    every preview and up runs with `policy_packs`. Without `create_stacks` a missing stack is a failure that
+    says how to create it (a preview with a read-only role must not create stacks)."""
     packs = list(policy_packs or [])
     if operation not in ("preview", "up"):
         raise FleetError(f"unknown fleet operation {operation!r}")
@@ -151,8 +152,8 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
                 return result
         if selection.platform:
             say(f"pulumi {operation} of the platform stack {env}")
-            result.platform = run_in_process(pool, StackJob(spec_for(env, None), operation,
-                                                            policy_packs=packs)).result()
+            result.platform = run_in_process(pool, StackJob(spec_for(env, None), operation, policy_packs=packs,
+                                                            create=create_stacks)).result()
             _report(result.platform, say)
             if not result.platform.ok and operation == "up":
                 result.tenants = [_skipped(tenant_stack_name(env, t.slug), operation, "the platform stack failed")
@@ -164,7 +165,7 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
             result.tenants = [_skipped(tenant_stack_name(env, t.slug), operation, reason) for t in selection.tenants]
             return result
         jobs = lambda group: [StackJob(spec_for(tenant_stack_name(env, t.slug), t), operation,  # noqa: E731
-                                       policy_packs=packs) for t in group]
+                                       policy_packs=packs, create=create_stacks) for t in group]
         if operation == "preview":
             say(f"pulumi preview of {len(selection.tenants)} tenant stack(s), {concurrency} at a time")
             result.tenants = _run_all(pool, jobs(selection.tenants), say)
@@ -182,11 +183,10 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
                     result.tenants += [_skipped(tenant_stack_name(env, t.slug), operation,
                                                 f"wave {number} had a failure") for t in later]
                     break
-        removals = [StackJob(spec_for(tenant_stack_name(env, slug), None), "destroy" if operation == "up" else
-                             "preview", remove_stack=True) for slug in selection.removed]
-        if operation == "preview":
-            # What a removal would do: a destroy preview needs no program.
-            removals = [StackJob(job.spec, "destroy-preview") for job in removals]
+        # A preview of a removal is a destroy preview (it needs no program: the file is gone).
+        removal = "destroy" if operation == "up" else "destroy-preview"
+        removals = [StackJob(spec_for(tenant_stack_name(env, slug), None), removal, remove_stack=operation == "up")
+                    for slug in selection.removed]
         if removals and result.stopped_after_wave is None:
             say(f"{len(removals)} tenant file(s) removed: destroying their stacks")
             result.removed = _run_all(pool, removals, say)

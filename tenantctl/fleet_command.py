@@ -58,8 +58,10 @@ def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[T
     selection, stacks = fleet_selection(root, tenants_dir, env, tenants, backend, only, since)
     if selection.missing:
         raise engine.EngineError(f"--only names no tenant file or stack of {env}: {', '.join(selection.missing)}")
+    # A preview never creates a stack (the preview role may not write state); `up` creates a new tenant's.
     return run_fleet(selection, operation, project_specs(backend), concurrency, say, platform_applied=env in stacks,
-                     policy_packs=[str(Path(p).resolve()) for p in policy_packs or []])
+                     policy_packs=[str(Path(p).resolve()) for p in policy_packs or []],
+                     create_stacks=operation == "up")
 
 
 def summary_table(result: FleetResult) -> Table:

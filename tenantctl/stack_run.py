@@ -124,7 +124,8 @@ def run(job: StackJob) -> StackOutcome:
             _record_error(stack, None)
     except auto_errors.StackNotFoundError:
         outcome.status = "failed"
-        outcome.errors = [f"stack {job.spec.name} does not exist on this backend"]
+        outcome.errors = [f"stack {job.spec.name} does not exist on this backend: create it with `pulumi stack init "
+                          f"{job.spec.name}` and set its secrets (docs/onboarding-runbook.md, step 2)"]
     except auto_errors.CommandError as exc:
         outcome.status = "failed"
         outcome.summary = outcome.summary or _counted(events)
