@@ -11,6 +11,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest, push_to_gateway
 
+from components.observability.metrics import PROBE_DURATION, PROBE_LAST_RUN, PROBE_SUCCESS
 from tenantctl.checks.report import CheckReport, CheckResult
 from tenantctl.model import Tenant
 from tenantctl.verification import VerifyOutcome
@@ -29,12 +30,8 @@ def setup_failure(tenant: Tenant, reason: str) -> VerifyOutcome:
 
 def registry_for(outcomes: list[VerifyOutcome]) -> CollectorRegistry:
     registry = CollectorRegistry()
-    success = Gauge("tenant_probe_success", "1 when the tenant's scheduled check passed, 0 when it failed.",
-                    ["tenant_id", "slug", "check"], registry=registry)
-    duration = Gauge("tenant_probe_duration_seconds", "How long the tenant's scheduled checks took.",
-                     ["tenant_id", "slug"], registry=registry)
-    finished = Gauge("tenant_probe_last_run_timestamp_seconds", "When the tenant's scheduled checks last ran.",
-                     ["tenant_id", "slug"], registry=registry)
+    success, duration, finished = (Gauge(m.name, m.help, list(m.labels), registry=registry)
+                                   for m in (PROBE_SUCCESS, PROBE_DURATION, PROBE_LAST_RUN))
     now = time.time()
     for outcome in outcomes:
         labels = {"tenant_id": str(outcome.tenant.tenant_id), "slug": outcome.tenant.slug}
