@@ -623,8 +623,9 @@ def verify(
     as_json = output is VerifyFormat.json
     if (slug is None) == (not all_tenants):
         raise fail("give a tenant slug or --all (not both)", as_json=as_json)
+    registry = [t.tenant for t in load_tenants(tenants_dir=tenants_dir).tenants]
     if all_tenants:
-        tenants = [t.tenant for t in load_tenants(tenants_dir=tenants_dir).tenants]
+        tenants = registry
         if webhook_url is not None:
             raise fail("--webhook-url names one tenant's endpoint: not with --all", as_json=as_json)
     else:
@@ -655,8 +656,8 @@ def verify(
         if webhook_url is None:
             base_url, _shared = _stack_settings(tenants_dir, stack)
     # Other tenants of the registry are probed as real peers: isolation must hold against them, not just a made-up one.
-    registry = [t.tenant.tenant_id for t in load_tenants(tenants_dir=tenants_dir).tenants]
-    target = VerifyTarget(selected, database_url, app_database_url, fernet_key, base_url, webhook_url, registry)
+    target = VerifyTarget(selected, database_url, app_database_url, fernet_key, base_url, webhook_url,
+                          [t.tenant_id for t in registry])
     outcomes = []
     for tenant in tenants:
         try:

@@ -162,8 +162,7 @@ def open_stack(spec: StackSpec, create: bool = True):
     except StackNotFoundError:
         if not create:
             raise
-        stack = auto.create_stack(stack_name=spec.name, project_name=PROJECT, program=run,
-                                  opts=workspace_options(spec.backend))
+        stack = auto.create_stack(stack_name=spec.name, project_name=PROJECT, program=run, opts=options)
         for key, value in spec.tags.items():
             stack.set_tag(key, value)
     values = {f"{PROJECT}:{k}" if ":" not in k else k: auto.ConfigValue(value=v) for k, v in spec.config.items()}
@@ -193,9 +192,7 @@ def list_stacks(backend: Backend) -> list[str]:
     """The project's stacks on the backend (their short names)."""
     from pulumi import automation as auto
 
-    workspace = auto.LocalWorkspace(**{k: v for k, v in vars(workspace_options(backend)).items()
-                                       if k in ("work_dir", "pulumi_home", "env_vars", "pulumi_command",
-                                                "project_settings")})
+    workspace = auto.LocalWorkspace(**vars(workspace_options(backend)))
     return sorted(summary.name.rsplit("/", 1)[-1] for summary in workspace.list_stacks())
 
 

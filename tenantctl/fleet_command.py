@@ -17,23 +17,16 @@ from tenantctl import engine
 from tenantctl.fleet import FleetResult, Selection, candidate_stacks, run_fleet, select, tenant_tags
 from tenantctl.model import Tenant
 from tenantctl.plan import changed_since
-from tenantctl.stack_files import StackFileError, read_stack_file, stack_file_path
+from tenantctl.stack_files import StackFileError, read_stack_file
 from tenantctl.stack_run import headline
 
 
 def project_backend(root: Path, env: str) -> engine.Backend:
     try:
-        read_stack_file(root, env)
+        platform = read_stack_file(root, env)
     except StackFileError:
         return engine.Backend(project_root=root)
-    return engine.Backend(project_root=root, secrets_provider=_secrets_provider(stack_file_path(root, env)))
-
-
-def _secrets_provider(path: Path) -> str | None:
-    from ruamel.yaml import YAML
-
-    data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")) or {}
-    return data.get("secretsprovider")
+    return engine.Backend(project_root=root, secrets_provider=platform.secrets_provider)
 
 
 def project_specs(backend: engine.Backend) -> Callable[[str, Tenant | None], engine.StackSpec]:

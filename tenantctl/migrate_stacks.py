@@ -101,9 +101,11 @@ def _descendants(urn: str, resources: list[dict]) -> list[str]:
 def migrate(env: str, tenants: list[Tenant], spec_for: Callable[[str, Tenant | None], engine.StackSpec],
             dry_run: bool, say: Callable[[str], None] = lambda _line: None) -> MigrationResult:
     source_spec = spec_for(env, None)
+    from pulumi.automation import errors as auto_errors
+
     try:
         source = engine.open_stack(engine.StackSpec(source_spec.backend, env), create=False)
-    except Exception as exc:  # noqa: BLE001 (the CLI's own words are the useful part)
+    except auto_errors.CommandError as exc:  # StackNotFoundError among them; the CLI's own words say which
         raise MigrationError(f"no stack {env} to migrate from: {str(exc).strip().splitlines()[-1]}") from None
     existing = engine.list_stacks(source_spec.backend)
     moves = plan_moves(env, engine.export_state(source), tenants, existing)

@@ -109,25 +109,6 @@ def _remembering_interrupts() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _quiet_engine_teardown() -> None:
-    """When Ctrl-C stops the engine, the Automation API's output readers find their pipes closed and say so
-    with a traceback: that is the interruption, reported once by the caller, not a second error."""
-    import threading
-    import warnings
-
-    previous = threading.excepthook
-    if getattr(previous, "quiet_engine_teardown", False):
-        return
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        if not (isinstance(args.exc_value, ValueError | OSError) and "consumer" in (args.thread.name or "")):
-            previous(args)
-
-    hook.quiet_engine_teardown = True
-    threading.excepthook = hook
-    warnings.filterwarnings("ignore", message="Error in event stream")
-
-
 @contextlib.contextmanager
 def _exclusive(state_dir: Path) -> Iterator[None]:
     """One rehearsal per state folder at a time: two would share one stack, database and emulator."""
@@ -206,15 +187,22 @@ def _require_utf8(dsn: str) -> None:
                               "need UTF8 (createdb -E UTF8 -T template0)")
 
 
-def existing_stack(tenants_dir: Path, database_url: str | None, state_base: Path | None = None,
-                   stack: str = STACK):
-    """A rehearsal stack as the last run left it, with its stored config, for refresh, export or a destroy;
-    no local service is started. EngineError when there is none."""
+def _recorded_rehearsal(tenants_dir: Path, database_url: str | None,
+                        state_base: Path | None) -> tuple[Path, Path, RehearsalState]:
+    """The project, state folder and state a previous rehearsal left; EngineError when there is none."""
     root = find_project_root(tenants_dir.resolve().parent)
     state_dir = _state_dir(state_base or root / REHEARSAL_DIR, database_url)
     state = RehearsalState.load(state_dir / STATE_FILE)
     if "passphrase" not in state.environment.get("secrets", {}):
         raise engine.EngineError(f"no rehearsal in {state_dir}: run `tenantctl rehearse` first")
+    return root, state_dir, state
+
+
+def existing_stack(tenants_dir: Path, database_url: str | None, state_base: Path | None = None,
+                   stack: str = STACK):
+    """A rehearsal stack as the last run left it, with its stored config, for refresh, export or a destroy;
+    no local service is started. EngineError when there is none."""
+    root, state_dir, state = _recorded_rehearsal(tenants_dir, database_url, state_base)
     backend = rehearsal_backend(root, state_dir, state.environment["secrets"]["passphrase"])
     return engine.open_stack(engine.StackSpec(backend, stack), create=False)
 
@@ -222,7 +210,6 @@ def existing_stack(tenants_dir: Path, database_url: str | None, state_base: Path
 def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Path, services: LocalServices,
              operation: str, tenants, aws_fresh: bool, version: str, say: Callable[[str], None],
              only: set[str] | None = None) -> RehearsalResult:
-    _quiet_engine_teardown()
     spec_for = spec_maker(root, tenants_dir, state, state_dir, services)
     backend = spec_for(STACK, None).backend
     candidates = candidate_stacks(STACK, tenants, only, None) if operation != "destroy" else None
@@ -269,7 +256,7 @@ def destroy_environment(env: str, tenant_stacks: list[str], platform: bool, spec
 
 
 def rehearsal_result(fleet: FleetResult, version: str) -> RehearsalResult:
-    tenants = [tenant_outcome(split_stack_name(o.stack)[1], o) for o in fleet.tenants]
+    tenants = [tenant_outcome(o.slug, o) for o in fleet.tenants]
     errors = [f"{o.stack}: {e}" for o in [*([fleet.platform] if fleet.platform else []), *fleet.removed]
               for e in o.errors if not o.ok]
     summary: dict[str, int] = {}
@@ -279,7 +266,7 @@ def rehearsal_result(fleet: FleetResult, version: str) -> RehearsalResult:
     return RehearsalResult(
         engine=version, operation=fleet.operation, tenants=tenants,
         changes=sum(o.changes for o in fleet.outcomes),
-        removed_tenants=sorted(split_stack_name(o.stack)[1] for o in fleet.removed if o.ok and o.tenant_deleted),
+        removed_tenants=sorted(o.slug for o in fleet.removed if o.ok and o.tenant_deleted),
         errors=errors + fleet.notes, summary=summary,
     )
 
@@ -331,11 +318,7 @@ def rehearsal_sources(tenants_dir: Path, database_url: str | None,
                       state_base: Path | None = None) -> Iterator[tuple[Callable, list[str], str]]:
     """The rehearsal environment as `tenantctl status` reads it: its stack specs, its stacks, and a database URL
     (the embedded PostgreSQL is started for the while, and stopped again)."""
-    root = find_project_root(tenants_dir.resolve().parent)
-    state_dir = _state_dir(state_base or root / REHEARSAL_DIR, database_url)
-    state = RehearsalState.load(state_dir / STATE_FILE)
-    if "passphrase" not in state.environment.get("secrets", {}):
-        raise RehearseFailure(f"no rehearsal in {state_dir}: run `tenantctl rehearse` first")
+    root, state_dir, state = _recorded_rehearsal(tenants_dir, database_url, state_base)
     spec_for = spec_maker(root, tenants_dir, state, state_dir, None)
     stacks = engine.list_stacks(spec_for(STACK, None).backend)
     if database_url is not None:

@@ -30,6 +30,7 @@ class StackFile:
     stack: str
     path: Path
     config: dict
+    secrets_provider: str | None = None
 
     def key(self, name: str) -> str:
         return name if ":" in name else f"{self.project}:{name}"
@@ -80,7 +81,7 @@ def read_stack_file(root: Path, stack: str) -> StackFile:
     config = data.get("config") or {}
     if not isinstance(config, dict):
         raise StackFileError(f"{path}: 'config' must be a mapping")
-    return StackFile(project_name(root), stack, path, config)
+    return StackFile(project_name(root), stack, path, config, data.get("secretsprovider"))
 
 
 def missing_secret_problems(root: Path, env: str, tenants: list[tuple[Path, str, Tenant]]) -> list[Problem]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import multiprocessing
 import re
+import threading
 import time
+import warnings
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +89,7 @@ def run(job: StackJob) -> StackOutcome:
     """The operation, in this process. Every failure is an outcome, never an exception."""
     from pulumi.automation import errors as auto_errors
 
+    _quiet_engine_teardown()
     started = time.monotonic()
     outcome = StackOutcome(job.spec.name, job.operation)
     events = engine.EngineEvents()
@@ -171,6 +174,24 @@ def headline(error: str) -> str:
         if messages:
             return messages[-1]
     return " ".join(lines[:2]) if lines else error
+
+
+def _quiet_engine_teardown() -> None:
+    """When Ctrl-C stops the engine, the Automation API's output readers in this (worker) process find their
+    pipes closed and say so with a traceback: that is the interruption, reported once by the caller, not a
+    second error. A terminal's Ctrl-C reaches every process of its group, so the workers too."""
+
+    previous = threading.excepthook
+    if getattr(previous, "quiet_engine_teardown", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not (isinstance(args.exc_value, ValueError | OSError) and "consumer" in (args.thread.name or "")):
+            previous(args)
+
+    hook.quiet_engine_teardown = True
+    threading.excepthook = hook
+    warnings.filterwarnings("ignore", message="Error in event stream")
 
 
 def run_in_process(pool: ProcessPoolExecutor, job: StackJob) -> Future:
