@@ -375,15 +375,17 @@ PolicyPacks = Annotated[list[Path] | None, typer.Option("--policy-pack", help="R
 
 
 def _fleet(operation: str, env: str, tenants_dir: Path, only: list[str] | None, changed_since: str | None,
-           concurrency: int, as_json: bool, allow_no_tenants: bool, policy_packs: list[Path] | None,
-           markdown: Path | None = None) -> None:
+           concurrency: int, as_json: bool, policy_packs: list[Path] | None, markdown: Path | None = None,
+           max_removals: int = 1) -> None:
     from tenantctl import engine, fleet_command
+    from tenantctl.fleet import FleetError
+    from tenantctl.identity_changes import GitRefError
     from tenantctl.loader import TenantLoadError, require_tenants
     from tenantctl.plan import PlanError
     from tenantctl.stack_files import find_project_root
 
     try:
-        tenants = require_tenants(tenants_dir, allow_none=allow_no_tenants)
+        tenants = require_tenants(tenants_dir, allow_none=operation == "preview")
     except TenantLoadError as exc:
         raise fail(f"{len(exc.problems)} error(s) in tenant files", as_json=as_json,
                    details=[str(p) for p in exc.problems]) from None
@@ -391,8 +393,13 @@ def _fleet(operation: str, env: str, tenants_dir: Path, only: list[str] | None, 
     say = (lambda _line: None) if as_json else (lambda line: err.print(line, markup=False))
     try:
         result = fleet_command.run(root, tenants_dir, env, operation, tenants, set(only) if only else None,
-                                   changed_since, concurrency, say, [str(p) for p in policy_packs or []])
-    except (engine.EngineError, PlanError) as exc:
+                                   changed_since, concurrency, say, [str(p) for p in policy_packs or []],
+                                   max_removals=max_removals)
+    except FleetError as exc:
+        problems = getattr(exc, "problems", [str(exc)])
+        raise fail(f"refused before anything ran: {len(problems)} problem(s)", as_json=as_json,
+                   details=problems) from None
+    except (engine.EngineError, PlanError, GitRefError) as exc:
         raise fail(str(exc), as_json=as_json) from None
     if markdown is not None:
         markdown.write_text(fleet_command.markdown_summary(result), encoding="utf-8")
@@ -405,6 +412,9 @@ def _fleet(operation: str, env: str, tenants_dir: Path, only: list[str] | None, 
 
 
 Markdown = Annotated[Path | None, typer.Option("--markdown", help="Also write the summary as Markdown here.")]
+MaxRemovals = Annotated[int, typer.Option(
+    "--max-removals", min=0,
+    help="Refuse the run, before anything runs, when removals and orphans together exceed this.")]
 
 
 @app.command()
@@ -417,9 +427,11 @@ def preview(
     as_json: AsJson = False,
     policy_packs: PolicyPacks = None,
     markdown: Markdown = None,
+    max_removals: MaxRemovals = 1,
 ) -> None:
-    """`pulumi preview` of the environment's affected stacks, in parallel, with one summary."""
-    _fleet("preview", env, tenants_dir, only, changed_since, concurrency, as_json, True, policy_packs, markdown)
+    """`pulumi preview` of the environment's affected stacks, in parallel, with one summary. Writes nothing to the
+    backend: renames, removals and orphans are reported as what `up` would do."""
+    _fleet("preview", env, tenants_dir, only, changed_since, concurrency, as_json, policy_packs, markdown, max_removals)
 
 
 @app.command()
@@ -430,15 +442,14 @@ def up(
     changed_since: ChangedSince = None,
     concurrency: Concurrency = 4,
     as_json: AsJson = False,
-    allow_no_tenants: Annotated[bool, typer.Option(
-        "--allow-no-tenants", help="Let an empty tenants folder destroy every tenant stack.")] = False,
     policy_packs: PolicyPacks = None,
     markdown: Markdown = None,
+    max_removals: MaxRemovals = 1,
 ) -> None:
-    """`pulumi up` of the platform stack, then the affected tenant stacks in waves (canaries first); the stack
-    of a removed tenant file is destroyed and removed. Exit 1 when any stack failed."""
-    _fleet("up", env, tenants_dir, only, changed_since, concurrency, as_json, allow_no_tenants, policy_packs,
-           markdown)
+    """`pulumi up` of the platform stack, then the affected tenant stacks in waves (canaries first). A tenant whose
+    tenant_id left every file in the --changed-since range is offboarded (its stack kept as a tombstone); a stack
+    without a file is an orphan, left alone. Exit 1 when any stack failed or an orphan exists."""
+    _fleet("up", env, tenants_dir, only, changed_since, concurrency, as_json, policy_packs, markdown, max_removals)
 
 
 @app.command("migrate-stacks")

@@ -4,8 +4,14 @@ An environment `<env>` is its platform stack and one tenant stack `<env>.<slug>`
 A run selects the stacks a change affects (a tenant file: its stack; shared code or the platform's
 config: all of them), previews them all at once or, on `up`, applies the platform first and then
 the tenants in waves: a canary premium and basic tenant, then waves that double in size. A failing
-tenant does not stop the others of its wave; a wave with a failure stops the rollout. A stack whose
-tenant file was removed is destroyed (its row's history guard still applies) and then removed.
+tenant does not stop the others of its wave; a wave with a failure stops the rollout.
+
+Nothing is destroyed because a file is missing (fleet rule 3). A stack is offboarded only when the git
+range of `up --changed-since` removed its tenant_id from every file (a removal); a live stack without a
+file is an orphan, reported and left alone. Removals and orphans together above `max_removals` refuse
+the run before anything runs: a partial checkout or another tenants folder stops there. Stacks are
+matched to files by the tenant_id their tags record: a changed tenant_id, or `previous_slugs` naming
+another tenant's stack, refuses the run too.
 Stacks run in separate processes, at most `concurrency` at a time: KMS CreateKey allows 5 calls per
 second per account and region, and each tenant stack creates one key.
 """
@@ -20,15 +26,24 @@ from components.naming import split_stack_name, tenant_stack_name
 from tenantctl import engine
 from tenantctl.model import Tenant, Tier
 from tenantctl.plan import ChangedTenants
+from tenantctl.stack_identity import TAG_SLUG, TAG_TENANT_ID, TAG_TIER, StackIdentity
 from tenantctl.stack_run import StackJob, StackOutcome, process_pool, run_in_process
 
 DEFAULT_CONCURRENCY = 4
+DEFAULT_MAX_REMOVALS = 1
 FIRST_WAVE_AFTER_CANARY = 4
-TAG_SLUG, TAG_TIER, TAG_TENANT_ID = "tenant:slug", "tenant:tier", "tenant:id"
 
 
 class FleetError(Exception):
     pass
+
+
+class SelectionRefused(FleetError):
+    """The run would remove more than it may, or match a stack to the wrong tenant: nothing has run."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 @dataclass
@@ -36,44 +51,88 @@ class Selection:
     env: str
     platform: bool
     tenants: list[Tenant]  # to preview or apply
-    removed: list[str] = field(default_factory=list)  # slugs with a stack and no tenant file
+    removed: list[str] = field(default_factory=list)  # slugs whose tenant the git range removed: offboarded
     renames: list[tuple[str, str]] = field(default_factory=list)  # (old slug, new slug) whose stack moves
     missing: list[str] = field(default_factory=list)  # --only slugs that name nothing
+    orphans: list[str] = field(default_factory=list)  # live stacks without a file that no range removed
+    tombstoned: list[str] = field(default_factory=list)  # stacks offboarding left with their history
 
 
 def select(env: str, tenants: list[Tenant], stacks: list[str], only: set[str] | None = None,
-           changes: ChangedTenants | None = None) -> Selection:
+           changes: ChangedTenants | None = None, identities: dict[str, StackIdentity] | None = None,
+           removed_ids: dict[str, str] | None = None, max_removals: int = DEFAULT_MAX_REMOVALS) -> Selection:
+    """What a run does with each stack and file. `identities` are the stacks' recorded tenant_ids (a stack
+    missing from it has none yet); `removed_ids` maps each tenant_id the git range removed to its old slug."""
+    identities = identities or {}
+    removed_ids = removed_ids or {}
+
+    def identity(slug: str) -> StackIdentity:
+        name = tenant_stack_name(env, slug)
+        return identities.get(name) or StackIdentity(name, None)
+
     existing = {slug for env_, slug in map(split_stack_name, stacks) if env_ == env and slug}
+    tombstoned = {slug for slug in existing if identity(slug).tombstone}
     declared = {t.slug for t in tenants}
+    problems = _identity_problems(env, tenants, existing, identity)
     renames = []
     for tenant in tenants:
-        old = next((o for o in tenant.previous_slugs if o in existing), None)
-        if tenant.slug not in existing and old is not None:
-            renames.append((old, tenant.slug))
-            existing = (existing - {old}) | {tenant.slug}
-    removed = sorted(existing - declared)
+        old = next((o for o in tenant.previous_slugs if o in existing - declared), None)
+        if tenant.slug in existing or old is None:
+            continue
+        owner = identity(old).tenant_id
+        if owner != str(tenant.tenant_id):
+            whose = f"belongs to tenant {owner}" if owner else "records no tenant_id"
+            problems.append(f"{tenant.slug}: previous_slugs names stack {tenant_stack_name(env, old)}, which {whose}, "
+                            f"not {tenant.tenant_id}: a rename keeps its tenant_id (remove {old} from previous_slugs)")
+            continue
+        renames.append((old, tenant.slug))
+        existing = (existing - {old}) | {tenant.slug}
+    without_file = sorted(existing - declared - tombstoned)
+    removed = [slug for slug in without_file if identity(slug).tenant_id in removed_ids]
+    orphans = [slug for slug in without_file if slug not in removed]
     chosen = list(tenants)
     if changes is not None and not changes.program_changed:
         chosen = [t for t in tenants if t.slug in changes.slugs or t.slug not in existing]
     missing: list[str] = []
     if only is not None:
-        known = declared | set(removed)
+        known = declared | set(removed) | set(orphans)
         missing = sorted(only - known)
         chosen = [t for t in chosen if t.slug in only]
         removed = [slug for slug in removed if slug in only]
+        orphans = [slug for slug in orphans if slug in only]
         renames = [pair for pair in renames if pair[1] in only]
+    if len(removed) + len(orphans) > max_removals:
+        names = ", ".join(tenant_stack_name(env, slug) for slug in [*removed, *orphans])
+        problems.append(f"{len(removed)} removal(s) and {len(orphans)} orphan(s) ({names}) exceed --max-removals "
+                        f"{max_removals}: is this the right tenants folder and a full checkout? Nothing was run")
+    if problems:
+        raise SelectionRefused(problems)
     platform = env not in stacks or (only is None and (changes is None or changes.program_changed))
-    return Selection(env, platform, chosen, removed, renames, missing)
+    return Selection(env, platform, chosen, removed, renames, missing, orphans, sorted(tombstoned))
+
+
+def _identity_problems(env: str, tenants: list[Tenant], existing: set[str],
+                       identity: Callable[[str], StackIdentity]) -> list[str]:
+    """A file whose stack records another tenant_id: the file's id was edited, or its slug reused."""
+    problems = []
+    for tenant in tenants:
+        recorded = identity(tenant.slug).tenant_id if tenant.slug in existing else None
+        if recorded is not None and recorded != str(tenant.tenant_id):
+            problems.append(f"{tenant.slug}: the file says tenant_id {tenant.tenant_id}, but stack "
+                            f"{tenant_stack_name(env, tenant.slug)} belongs to tenant {recorded}; a tenant_id never "
+                            "changes: restore it, or onboard the new client under a new slug")
+    return problems
 
 
 def candidate_stacks(env: str, tenants: list[Tenant], only: set[str] | None,
-                     changes: ChangedTenants | None) -> list[str] | None:
-    """The only stacks a targeted run can touch (its platform, the named or changed tenants and their previous
-    names), so they can be looked up one by one; None when every stack must be listed."""
+                     changes: ChangedTenants | None, removed_ids: dict[str, str] | None = None) -> list[str] | None:
+    """The only stacks a targeted run can touch (its platform, the named or changed tenants, their previous
+    names, and the old slugs of removed tenants), so they can be looked up one by one; None when every stack
+    must be listed."""
     if only is not None:
         slugs = set(only)
     elif changes is not None and not changes.program_changed:
-        slugs = changes.slugs | changes.removed
+        slugs = changes.slugs | changes.removed | set((removed_ids or {}).values())
     else:
         return None
     previous = {old for t in tenants if t.slug in slugs for old in t.previous_slugs}
@@ -98,6 +157,7 @@ def waves(tenants: list[Tenant]) -> list[list[Tenant]]:
 
 
 def tenant_tags(tenant: Tenant) -> dict[str, str]:
+    """The tags a tenant stack carries: `tenant:id` is what matches it to its file."""
     return {TAG_SLUG: tenant.slug, TAG_TIER: tenant.tier.value, TAG_TENANT_ID: str(tenant.tenant_id)}
 
 
@@ -111,6 +171,10 @@ class FleetResult:
     waves: list[list[str]] = field(default_factory=list)
     stopped_after_wave: int | None = None
     notes: list[str] = field(default_factory=list)
+    # Live stacks without a file that no git range removed: left alone, and the run exits 1 (rule 3).
+    orphans: list[str] = field(default_factory=list)
+    tombstoned: list[str] = field(default_factory=list)
+    renames: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def outcomes(self) -> list[StackOutcome]:
@@ -118,12 +182,17 @@ class FleetResult:
 
     @property
     def ok(self) -> bool:
-        return all(o.status != "failed" for o in self.outcomes) and self.stopped_after_wave is None
+        return (all(o.status != "failed" for o in self.outcomes) and self.stopped_after_wave is None
+                and not self.orphans)
 
     def as_dict(self) -> dict:
         return {"env": self.env, "operation": self.operation, "ok": self.ok,
                 "platform": self.platform.as_dict() if self.platform else None,
                 "tenants": [o.as_dict() for o in self.tenants], "removed": [o.as_dict() for o in self.removed],
+                "orphans": [tenant_stack_name(self.env, slug) for slug in self.orphans],
+                "tombstoned": [tenant_stack_name(self.env, slug) for slug in self.tombstoned],
+                "renames": [{"from": tenant_stack_name(self.env, old), "to": tenant_stack_name(self.env, new)}
+                            for old, new in self.renames],
                 "waves": self.waves, "stopped_after_wave": self.stopped_after_wave, "notes": self.notes}
 
 
@@ -140,9 +209,17 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
     if operation not in ("preview", "up"):
         raise FleetError(f"unknown fleet operation {operation!r}")
     env = selection.env
-    result = FleetResult(env, operation, None, [], [])
+    result = FleetResult(env, operation, None, [], [], orphans=list(selection.orphans),
+                         tombstoned=list(selection.tombstoned), renames=list(selection.renames))
+    for slug in selection.orphans:
+        say(f"{tenant_stack_name(env, slug)}: orphan (no tenant file, and no git range removed it): left alone")
+    renamed = {new for _old, new in selection.renames}
     with process_pool(concurrency) as pool:
         for old, new in selection.renames:
+            if operation == "preview":  # a preview writes nothing to the backend (rule 2)
+                say(f"{tenant_stack_name(env, old)} -> {tenant_stack_name(env, new)}: `up` renames the stack "
+                    "(previous_slugs, same tenant_id)")
+                continue
             say(f"{tenant_stack_name(env, old)} -> {tenant_stack_name(env, new)}: renaming the stack (previous_slugs)")
             outcome = pool.submit(rename_stack, spec_for(tenant_stack_name(env, old), None),
                                   tenant_stack_name(env, new)).result()
@@ -167,8 +244,12 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
         jobs = lambda group: [StackJob(spec_for(tenant_stack_name(env, t.slug), t), operation,  # noqa: E731
                                        policy_packs=packs, create=create_stacks) for t in group]
         if operation == "preview":
-            say(f"pulumi preview of {len(selection.tenants)} tenant stack(s), {concurrency} at a time")
-            result.tenants = _run_all(pool, jobs(selection.tenants), say)
+            previewed = [t for t in selection.tenants if t.slug not in renamed]
+            say(f"pulumi preview of {len(previewed)} tenant stack(s), {concurrency} at a time")
+            result.tenants = _run_all(pool, jobs(previewed), say)
+            result.tenants += [_skipped(tenant_stack_name(env, t.slug), operation,
+                                        f"its stack is renamed by `up` first (from {old}); preview it after that")
+                               for old, new in selection.renames for t in selection.tenants if t.slug == new]
             result.waves = [[t.slug for t in selection.tenants]]
         else:
             rollout = waves(selection.tenants)
@@ -183,12 +264,13 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
                     result.tenants += [_skipped(tenant_stack_name(env, t.slug), operation,
                                                 f"wave {number} had a failure") for t in later]
                     break
-        # A preview of a removal is a destroy preview (it needs no program: the file is gone).
-        removal = "destroy" if operation == "up" else "destroy-preview"
-        removals = [StackJob(spec_for(tenant_stack_name(env, slug), None), removal, remove_stack=operation == "up")
-                    for slug in selection.removed]
+        # A removal (its tenant_id left every file in the git range) is offboarded like `tenantctl destroy`: the
+        # guards lifted for that stack alone, the history kept as a tombstone. A preview of one is a destroy
+        # preview (it needs no program: the file is gone).
+        removal = "offboard" if operation == "up" else "destroy-preview"
+        removals = [StackJob(spec_for(tenant_stack_name(env, slug), None), removal) for slug in selection.removed]
         if removals and result.stopped_after_wave is None:
-            say(f"{len(removals)} tenant file(s) removed: destroying their stacks")
+            say(f"{len(removals)} tenant(s) removed in the git range: offboarding their stacks")
             result.removed = _run_all(pool, removals, say)
         elif removals:
             result.removed = [_skipped(job.spec.name, "destroy", "the rollout stopped") for job in removals]

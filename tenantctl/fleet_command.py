@@ -13,11 +13,22 @@ from pathlib import Path
 
 from rich.table import Table
 
+from components.naming import split_stack_name
 from tenantctl import engine
-from tenantctl.fleet import FleetResult, Selection, candidate_stacks, run_fleet, select, tenant_tags
+from tenantctl.fleet import (
+    DEFAULT_MAX_REMOVALS,
+    FleetResult,
+    Selection,
+    candidate_stacks,
+    run_fleet,
+    select,
+    tenant_tags,
+)
 from tenantctl.model import Tenant
 from tenantctl.plan import changed_since
+from tenantctl.removals import removed_since
 from tenantctl.stack_files import StackFileError, read_stack_file
+from tenantctl.stack_identity import read_identities
 from tenantctl.stack_run import headline
 
 
@@ -37,18 +48,24 @@ def project_specs(backend: engine.Backend) -> Callable[[str, Tenant | None], eng
 
 
 def fleet_selection(root: Path, tenants_dir: Path, env: str, tenants: list[Tenant], backend: engine.Backend,
-                    only: set[str] | None, since: str | None) -> tuple[Selection, list[str]]:
+                    only: set[str] | None, since: str | None,
+                    max_removals: int = DEFAULT_MAX_REMOVALS) -> tuple[Selection, list[str]]:
+    """The run's selection; SelectionRefused (nothing has run) above the removal bound or on an identity clash.
+    Removals come only from the git range `since`..HEAD."""
     changes = changed_since(root, tenants_dir, since) if since else None
-    candidates = candidate_stacks(env, tenants, only, changes)
+    removed_ids = removed_since(root, tenants_dir, since, tenants) if since else {}
+    candidates = candidate_stacks(env, tenants, only, changes, removed_ids)
     stacks = engine.list_stacks(backend) if candidates is None else engine.existing_stacks(backend, candidates)
-    return select(env, tenants, stacks, only, changes), stacks
+    identities = read_identities(backend, [name for name in stacks if split_stack_name(name)[0] == env
+                                           and split_stack_name(name)[1]])
+    return select(env, tenants, stacks, only, changes, identities, removed_ids, max_removals), stacks
 
 
 def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[Tenant], only: set[str] | None,
         since: str | None, concurrency: int, say: Callable[[str], None],
-        policy_packs: list[str] | None = None) -> FleetResult:
+        policy_packs: list[str] | None = None, max_removals: int = DEFAULT_MAX_REMOVALS) -> FleetResult:
     backend = project_backend(root, env)
-    selection, stacks = fleet_selection(root, tenants_dir, env, tenants, backend, only, since)
+    selection, stacks = fleet_selection(root, tenants_dir, env, tenants, backend, only, since, max_removals)
     if selection.missing:
         raise engine.EngineError(f"--only names no tenant file or stack of {env}: {', '.join(selection.missing)}")
     # A preview never creates a stack (the preview role may not write state); `up` creates a new tenant's.
@@ -73,6 +90,11 @@ def summary_table(result: FleetResult) -> Table:
                       verdict, f"{outcome.seconds:.1f}")
         for error in outcome.errors:
             table.add_row("", "", "", "", "", "", headline(error)[:200], "")
+    for slug in result.orphans:
+        table.add_row(f"{result.env}.{slug}", "orphan", "", "", "", "", "no tenant file: left alone", "")
+    for old, new in result.renames:
+        table.add_row(f"{result.env}.{new}", f"renamed from {result.env}.{old}" if result.operation == "up"
+                      else f"up renames it from {result.env}.{old}", "", "", "", "", "", "")
     return table
 
 
@@ -87,6 +109,8 @@ def markdown_summary(result: FleetResult) -> str:
         lines.append(f"| `{outcome.stack}` | {outcome.status} | {counts['created']} | {counts['updated']} | "
                      f"{counts['deleted']} | {counts['unchanged']} |")
     failures = [(o.stack, e) for o in result.outcomes for e in o.errors]
+    failures += [(f"{result.env}.{slug}", "orphan: no tenant file, and no git range removed it; left alone")
+                 for slug in result.orphans]
     if failures:
         lines += ["", "<details><summary>errors</summary>", ""]
         lines += [f"- `{stack}`: {headline(error)[:300]}" for stack, error in failures]

@@ -392,8 +392,8 @@ def require_tenants(tenants_dir: Path, allow_none: bool = False) -> list[Tenant]
         raise TenantLoadError(result.problems)
     if not result.tenants and not allow_none:
         raise TenantLoadError([Problem(_display_name(tenants_dir), None, "", (
-            "no tenant files: deploying this would remove every tenant. Check the folder; to really remove "
-            "them all, run `tenantctl up --allow-no-tenants`"
+            "no tenant files: check the folder. An empty folder never removes tenants; each is offboarded by "
+            "name (`tenantctl destroy SLUG`) or by removing its file in a reviewed change"
         ))])
     return [loaded.tenant for loaded in result.tenants]
 

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from components.naming import split_stack_name
 from tenantctl import app_schema, aws_emulator, db, engine, tenant_data
-from tenantctl.fleet import FleetResult, candidate_stacks, run_fleet, select
+from tenantctl.fleet import FleetResult, SelectionRefused, candidate_stacks, run_fleet, select
 from tenantctl.loader import TenantLoadError, require_tenants
 from tenantctl.localpg import LocalPostgres, LocalPostgresError
 from tenantctl.receiver import WebhookReceiver
@@ -31,6 +31,7 @@ from tenantctl.rehearsal import (
     tenant_outcome,
 )
 from tenantctl.stack_files import find_project_root
+from tenantctl.stack_identity import read_identities
 from tenantctl.stack_run import StackJob, process_pool, run_in_process
 
 DATABASE = "app"
@@ -227,19 +228,25 @@ def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Pa
         unknown = sorted(only - {t.slug for t in tenants} - {split_stack_name(n)[1] for n in tenant_stacks})
         if unknown:
             raise RehearseFailure(f"--only names no tenant file or stack: {', '.join(unknown)}")
-    kept = [str(t.tenant_id) for t in tenants]
-    before = tenant_row_counts(services.database_url, kept) if operation == "up" else {}
-    say(f"pulumi {operation} of {len(tenants)} tenant(s), one stack each, on {version}")
     if operation == "destroy":
         fleet = destroy_environment(STACK, tenant_stacks, STACK in stacks, spec_for)
-    else:
-        fleet = run_fleet(select(STACK, tenants, stacks, only), operation, spec_for, concurrency=REHEARSAL_CONCURRENCY,
-                          say=say, platform_applied=STACK in stacks)
+        return rehearsal_result(fleet, version)
+    try:
+        # The rehearsal has no git range: a stack without a file is always an orphan, never a removal.
+        selection = select(STACK, tenants, stacks, only, identities=read_identities(backend, tenant_stacks))
+    except SelectionRefused as exc:
+        raise RehearseFailure(f"refused before anything ran: {len(exc.problems)} problem(s)", exc.problems) from None
+    # Every tenant the database holds rows for is counted, declared or not: a loss is a loss.
+    counted = known_tenant_ids(services.database_url, [str(t.tenant_id) for t in tenants])
+    before = tenant_row_counts(services.database_url, counted) if operation == "up" else {}
+    say(f"pulumi {operation} of {len(tenants)} tenant(s), one stack each, on {version}")
+    fleet = run_fleet(selection, operation, spec_for, concurrency=REHEARSAL_CONCURRENCY, say=say,
+                      platform_applied=STACK in stacks)
     result = rehearsal_result(fleet, version)
     if operation == "up":
-        after = tenant_row_counts(services.database_url, kept)
-        result.rows_lost = sum(max(0, before[t] - after[t]) for t in kept)
-        say(f"{result.rows_lost} row(s) lost of the {sum(before.values())} the declared tenants had before")
+        after = tenant_row_counts(services.database_url, counted)
+        result.rows_lost = sum(max(0, before[t] - after[t]) for t in counted)
+        say(f"{result.rows_lost} row(s) lost of the {sum(before.values())} that {len(counted)} tenant(s) had before")
     return result
 
 
@@ -267,8 +274,20 @@ def rehearsal_result(fleet: FleetResult, version: str) -> RehearsalResult:
         engine=version, operation=fleet.operation, tenants=tenants,
         changes=sum(o.changes for o in fleet.outcomes),
         removed_tenants=sorted(o.slug for o in fleet.removed if o.ok and o.tenant_deleted),
-        errors=errors + fleet.notes, summary=summary,
+        errors=errors + fleet.notes + orphan_notes(fleet), summary=summary,
     )
+
+
+def known_tenant_ids(database_url: str, declared: list[str]) -> list[str]:
+    """The declared tenants and every tenant that has a tenant_configs row."""
+    with db.connect(database_url) as connection:
+        rows = connection.execute("SELECT tenant_id::text FROM tenant_configs").fetchall()
+    return sorted(set(declared) | {row[0] for row in rows})
+
+
+def orphan_notes(fleet: FleetResult) -> list[str]:
+    return [f"{fleet.env}.{slug}: orphan: no tenant file, and nothing removed it by name; left alone (restore its "
+            "file, or offboard it by name)" for slug in fleet.orphans]
 
 
 def tenant_row_counts(database_url: str, tenant_ids: list[str]) -> dict[str, int]:

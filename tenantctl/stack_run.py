@@ -18,6 +18,7 @@ from typing import Any
 
 from components.naming import TENANT_STACK_TYPE, split_stack_name
 from tenantctl import engine
+from tenantctl.stack_identity import TAG_OFFBOARDED_AT
 
 NO_CHANGE_OPS = {"same", "read", "refresh", "discard", "read-discard"}
 OPERATIONS = ("preview", "up", "destroy", "destroy-preview", "refresh")
@@ -124,7 +125,7 @@ def run(job: StackJob) -> StackOutcome:
         if job.operation in ("up", "refresh"):
             outcome.outputs = {k: v.value for k, v in stack.outputs().items() if not v.secret}
         if job.operation == "up":
-            _record_error(stack, None)
+            _record_error(stack, None, job.spec.tags)
     except auto_errors.StackNotFoundError:
         outcome.status = "failed"
         outcome.errors = [f"stack {job.spec.name} does not exist on this backend: create it with `pulumi stack init "
@@ -148,15 +149,23 @@ LAST_ERROR_TAG = "tenant:last-error"
 TAG_LIMIT = 256
 
 
-def _record_error(stack, error: str | None) -> None:
+def _record_error(stack, error: str | None, tags: dict[str, str] | None = None) -> None:
     """The first line of the last `up`'s error as a stack tag (removed on success): `tenantctl status` shows it.
-    Best effort: a backend without tags still gets its stacks run."""
+    A successful `up` also writes the tenant's tags the stack lacks (an older stack, a renamed one): only `up`
+    writes tags, never a preview. Best effort: a backend without tags still gets its stacks run."""
     from pulumi.automation import errors as auto_errors
 
     try:
         if error is None:
-            if LAST_ERROR_TAG in stack.list_tags():
-                stack.remove_tag(LAST_ERROR_TAG)
+            current = stack.list_tags()
+            for key, value in (tags or {}).items():
+                if current.get(key) != value:
+                    stack.set_tag(key, value)
+            # A tenant file re-added after offboarding makes its stack live again.
+            stale = [LAST_ERROR_TAG, *([TAG_OFFBOARDED_AT] if tags else [])]
+            for key in stale:
+                if key in current:
+                    stack.remove_tag(key)
         else:
             stack.set_tag(LAST_ERROR_TAG, headline(error)[:TAG_LIMIT])
     except auto_errors.CommandError:

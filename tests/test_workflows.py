@@ -804,6 +804,17 @@ def test_deploy_wiring_of_the_push_base() -> None:
     assert checkout["with"].get("fetch-depth") == 0
 
 
+def test_deploy_bounds_removals_explicitly_with_its_reason() -> None:
+    """Fleet rule 3: the deploy names its removal bound, and says why next to it."""
+    import re
+
+    script = step_named(load_workflow("deploy.yml"), "tenantctl up")["run"]
+    command = script[script.index("tenantctl up"):]
+    assert re.search(r"--max-removals \d+", command)
+    comment = script[:script.index("tenantctl up")]
+    assert "# --max-removals" in comment
+
+
 @pytest.mark.parametrize(
     ("stdout", "exit_code", "expected"),
     [("a" * 40, "0", "a" * 40), ("", "1", ""), ("null", "0", ""), ("a" * 39, "0", "")],
@@ -871,7 +882,7 @@ def test_deploy_runs_tenantctl_up_of_prod_since_the_push_base_and_appends_its_su
     assert run.returncode == 0, run
     markdown = fake_venv.parent / "runner-temp" / "up.md"
     assert run.calls == [f"-m tenantctl up --env prod --changed-since {'b' * 40} --policy-pack policy "
-                         f"--markdown {markdown}"]  # fmt: skip
+                         f"--max-removals 1 --markdown {markdown}"]  # fmt: skip
     parses_with_real_tenantctl(run.calls[0])
     assert run.summary == "earlier\n### `tenantctl up --env prod`: ok\n"
 

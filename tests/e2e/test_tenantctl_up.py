@@ -19,6 +19,7 @@ from tenantctl import aws_emulator
 from tenantctl.engine import engine_environment, pulumi_binary
 from tenantctl.receiver import WebhookReceiver
 from tests.conftest import ROOT
+from tests.tenantctl.tenant_text import tenant_yaml
 
 PASSPHRASE = "tenantctl-up-test"  # noqa: S105 (a throwaway local passphrase)
 
@@ -35,7 +36,7 @@ def project(tmp_path, tenants_dir):
     return project
 
 
-def test_tenantctl_up_runs_a_stack_per_tenant_isolates_a_failure_and_removes_a_deleted_tenant(project, app_db,
+def test_tenantctl_up_runs_a_stack_per_tenant_isolates_a_failure_and_offboards_only_a_removal(project, app_db,
                                                                                               tmp_path):
     env = engine_environment(ROOT, {"PULUMI_BACKEND_URL": (tmp_path / "backend").as_uri(),
                                     "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE})
@@ -46,6 +47,10 @@ def test_tenantctl_up_runs_a_stack_per_tenant_isolates_a_failure_and_removes_a_d
         result = subprocess.run([pulumi, *args], cwd=project, env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 or not check, result.stderr
         return result
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args], cwd=project,
+                       check=True, capture_output=True)
 
     def tenantctl(*args):
         return subprocess.run([sys.executable, "-m", "tenantctl", *args], cwd=project, env=env, capture_output=True,
@@ -71,9 +76,20 @@ def test_tenantctl_up_runs_a_stack_per_tenant_isolates_a_failure_and_removes_a_d
             first = tenantctl("up", "--env", "test", "--json")
             run("config", "set", "--secret", "globex-servicedesk-api-key", "globex-key-1", "--stack", "test.globex")
             second = tenantctl("up", "--env", "test", "--json")
+            git("init", "-q", "-b", "main")
+            git("add", "-A")
+            git("commit", "-qm", "two tenants")
+            # Another tenants folder: both stacks would be orphans, above the bound; nothing runs.
+            (project / "elsewhere").mkdir()
+            (project / "elsewhere" / "initech.yaml").write_text(tenant_yaml("initech", tier="basic"))
+            elsewhere = tenantctl("up", "--env", "test", "--tenants-dir", "elsewhere", "--json")
             (project / "tenants" / "globex.yaml").unlink()
-            third = tenantctl("up", "--env", "test", "--json")
+            # Missing from the checkout only: an orphan, left alone (exit 1), never destroyed.
+            orphan = tenantctl("up", "--env", "test", "--json", "--changed-since", "HEAD")
+            git("commit", "-qam", "offboard globex")
+            third = tenantctl("up", "--env", "test", "--json", "--changed-since", "HEAD~1")
             stacks = json.loads(run("stack", "ls", "--json").stdout)
+            tags = json.loads(run("stack", "tag", "ls", "--json", "--stack", "test.globex").stdout)
     finally:
         aws_emulator.stop(tmp_path / "aws")
 
@@ -93,10 +109,17 @@ def test_tenantctl_up_runs_a_stack_per_tenant_isolates_a_failure_and_removes_a_d
     assert again["test.acme"]["created"] == again["test.acme"]["updated"] == again["test.acme"]["deleted"] == 0
     assert again["test.globex"]["created"] >= 8
 
+    assert elsewhere.returncode == 1 and "refused before anything ran" in json.dumps(json.loads(elsewhere.stdout))
+    assert "test.acme" in elsewhere.stdout and "test.globex" in elsewhere.stdout
+    left = json.loads(orphan.stdout)
+    assert orphan.returncode == 1 and left["orphans"] == ["test.globex"] and left["removed"] == []
+
     removal = json.loads(third.stdout)
     assert third.returncode == 0, third.stdout
     assert [o["stack"] for o in removal["removed"]] == ["test.globex"] and removal["removed"][0]["deleted"] >= 8
-    assert sorted(s["name"] for s in stacks) == ["test", "test.acme"]
+    # Offboarded, not erased: the stack stays as a tombstone with its history.
+    assert sorted(s["name"] for s in stacks) == ["test", "test.acme", "test.globex"]
+    assert "tenant:offboarded-at" in tags and tags["tenant:id"] == "c5ad57d3-7689-4bb8-8876-51f571580a7e"
     assert [str(r[0]) for r in app_db.execute("SELECT tenant_id FROM tenant_configs")] == [
         "20ab6862-0914-44a5-8827-42ff80980e24"]
     assert os.environ.get("PULUMI_CONFIG_PASSPHRASE") != PASSPHRASE  # nothing leaked into this process

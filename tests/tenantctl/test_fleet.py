@@ -7,9 +7,10 @@ import uuid
 
 import pytest
 
-from tenantctl.fleet import select, waves
+from tenantctl.fleet import SelectionRefused, select, waves
 from tenantctl.model import Tenant
 from tenantctl.plan import ChangedTenants, changed_since
+from tenantctl.stack_identity import StackIdentity
 from tests.tenantctl.tenant_text import tenant_yaml
 
 
@@ -24,6 +25,13 @@ def tenant(slug: str, tier: str = "basic", previous: list[str] | None = None) ->
 
 FLEET = [tenant("acme", "premium"), tenant("globex"), tenant("initech"), tenant("umbrella", "premium")]
 STACKS = ["prod", "prod.acme", "prod.globex", "prod.initech", "prod.umbrella", "dev", "dev.acme"]
+# What each stack's tags say: every prod stack belongs to the tenant of the same slug.
+IDENTITIES = {f"prod.{t.slug}": StackIdentity(f"prod.{t.slug}", str(t.tenant_id)) for t in FLEET}
+
+
+def removal_of(slug: str) -> dict[str, str]:
+    """The git range's view of a removal: the tenant_id that a file at the base ref had, and its slug there."""
+    return {str(next(t for t in FLEET if t.slug == slug).tenant_id): slug}
 
 
 def slugs(selection) -> list[str]:
@@ -31,7 +39,7 @@ def slugs(selection) -> list[str]:
 
 
 def test_without_a_change_set_everything_is_selected_and_the_platform_too():
-    selection = select("prod", FLEET, STACKS)
+    selection = select("prod", FLEET, STACKS, identities=IDENTITIES)
     assert selection.platform and slugs(selection) == ["acme", "globex", "initech", "umbrella"]
     assert selection.removed == [] and selection.renames == []
 
@@ -51,15 +59,74 @@ def test_a_tenant_file_without_a_stack_is_always_selected():
     assert slugs(selection) == ["hooli"]
 
 
-def test_a_stack_without_a_tenant_file_is_removed_and_other_environments_are_left_alone():
-    selection = select("prod", FLEET[:3], STACKS)
-    assert selection.removed == ["umbrella"]  # dev.acme belongs to another environment
+def test_a_stack_without_a_tenant_file_is_an_orphan_left_alone_and_other_environments_are_ignored():
+    selection = select("prod", FLEET[:3], STACKS, identities=IDENTITIES)
+    assert selection.removed == [] and selection.orphans == ["umbrella"]  # dev.acme belongs to another environment
+
+
+def test_only_a_tenant_id_removed_in_the_git_range_is_a_removal():
+    selection = select("prod", FLEET[:3], STACKS, identities=IDENTITIES, removed_ids=removal_of("umbrella"))
+    assert selection.removed == ["umbrella"] and selection.orphans == []
+
+
+def test_a_removal_whose_stack_belongs_to_another_tenant_is_an_orphan():
+    other = {**IDENTITIES, "prod.umbrella": StackIdentity("prod.umbrella", str(uuid.uuid4()))}
+    selection = select("prod", FLEET[:3], STACKS, identities=other, removed_ids=removal_of("umbrella"))
+    assert selection.removed == [] and selection.orphans == ["umbrella"]
+
+
+def test_removals_and_orphans_above_the_bound_refuse_the_run_naming_the_stacks():
+    # A partial checkout, or another tenants folder: two stacks have no file, and nothing was removed in git.
+    with pytest.raises(SelectionRefused) as refused:
+        select("prod", FLEET[:2], STACKS, identities=IDENTITIES)
+    assert "prod.initech" in str(refused.value) and "prod.umbrella" in str(refused.value)
+    assert "--max-removals" in str(refused.value)
+    with pytest.raises(SelectionRefused):
+        select("prod", FLEET[:2], STACKS, identities=IDENTITIES, removed_ids=removal_of("umbrella"))
+    allowed = select("prod", FLEET[:2], STACKS, identities=IDENTITIES, removed_ids=removal_of("umbrella"),
+                     max_removals=2)
+    assert allowed.removed == ["umbrella"] and allowed.orphans == ["initech"]
+
+
+def test_an_empty_tenants_folder_is_refused_not_a_fleet_removal():
+    with pytest.raises(SelectionRefused):
+        select("prod", [], STACKS, identities=IDENTITIES)
+
+
+def test_tombstoned_stacks_are_neither_removals_nor_orphans():
+    tomb = {**IDENTITIES, "prod.umbrella": StackIdentity("prod.umbrella", str(FLEET[3].tenant_id),
+                                                         offboarded_at="2026-12-01T00:00:00Z")}
+    selection = select("prod", FLEET[:3], STACKS, identities=tomb)
+    assert selection.orphans == [] and selection.removed == [] and selection.tombstoned == ["umbrella"]
+
+
+def test_a_changed_tenant_id_is_refused_naming_both_ids():
+    changed = tenant("globex")
+    with pytest.raises(SelectionRefused) as refused:
+        select("prod", [FLEET[0], changed, *FLEET[2:]], STACKS, identities=IDENTITIES)
+    assert str(FLEET[1].tenant_id) in str(refused.value) and str(changed.tenant_id) in str(refused.value)
 
 
 def test_a_renamed_tenant_moves_its_stack_instead_of_a_removal_and_a_creation():
-    renamed = [tenant("acme-corp", "premium", previous=["acme"]), *FLEET[1:]]
-    selection = select("prod", renamed, STACKS)
-    assert selection.renames == [("acme", "acme-corp")] and selection.removed == []
+    acme = FLEET[0]
+    renamed = [acme.model_copy(update={"slug": "acme-corp", "previous_slugs": ["acme"]}), *FLEET[1:]]
+    selection = select("prod", renamed, STACKS, identities=IDENTITIES)
+    assert selection.renames == [("acme", "acme-corp")] and selection.removed == [] and selection.orphans == []
+
+
+def test_previous_slugs_never_take_over_another_tenants_stack():
+    # A new tenant (its own tenant_id) whose previous_slugs names a removed tenant's stack.
+    newcomer = tenant("acme-corp", "premium", previous=["acme"])
+    with pytest.raises(SelectionRefused) as refused:
+        select("prod", [newcomer, *FLEET[1:]], STACKS, identities=IDENTITIES)
+    assert "prod.acme" in str(refused.value) and str(FLEET[0].tenant_id) in str(refused.value)
+
+
+def test_previous_slugs_never_take_over_a_stack_of_unknown_identity():
+    unknown = {**IDENTITIES, "prod.acme": StackIdentity("prod.acme", None)}
+    renamed = [FLEET[0].model_copy(update={"slug": "acme-corp", "previous_slugs": ["acme"]}), *FLEET[1:]]
+    with pytest.raises(SelectionRefused, match="prod.acme"):
+        select("prod", renamed, STACKS, identities=unknown)
 
 
 def test_only_restricts_to_named_tenants_and_reports_unknown_ones():
@@ -130,3 +197,51 @@ def test_a_targeted_run_looks_up_only_the_stacks_it_can_touch():
     # Shared code, or no selection at all: every stack must be listed.
     assert candidate_stacks("prod", FLEET, None, ChangedTenants(set(), set(), True)) is None
     assert candidate_stacks("prod", FLEET, None, None) is None
+
+
+def _commit(repo, message: str) -> None:
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", message], cwd=repo, check=True)
+
+
+def _loaded(repo):
+    from tenantctl.loader import require_tenants
+
+    return require_tenants(repo / "tenants", allow_none=True)
+
+
+def test_a_file_removed_in_a_commit_of_the_range_is_a_removal(repo):
+    from tenantctl.removals import removed_since
+
+    globex_id = str(next(t for t in _loaded(repo) if t.slug == "globex").tenant_id)
+    (repo / "tenants" / "globex.yaml").unlink()
+    _commit(repo, "offboard globex")
+    assert removed_since(repo, repo / "tenants", "main~1", _loaded(repo)) == {globex_id: "globex"}
+
+
+def test_a_file_missing_only_from_the_checkout_is_not_a_removal(repo):
+    from tenantctl.removals import removed_since
+
+    (repo / "tenants" / "globex.yaml").unlink()  # a partial or sparse checkout: HEAD still has the file
+    assert removed_since(repo, repo / "tenants", "main", _loaded(repo)) == {}
+
+
+def test_a_renamed_file_with_the_same_tenant_id_is_not_a_removal(repo):
+    from tenantctl.removals import removed_since
+
+    text = (repo / "tenants" / "globex.yaml").read_text().replace("slug: globex", "slug: globex-inc")
+    (repo / "tenants" / "globex.yaml").unlink()
+    (repo / "tenants" / "globex-inc.yaml").write_text(text + "previous_slugs: [globex]\n")
+    _commit(repo, "rename")
+    assert removed_since(repo, repo / "tenants", "main~1", _loaded(repo)) == {}
+
+
+def test_another_tenants_folder_has_no_removals_it_is_refused(repo, tmp_path):
+    from tenantctl.identity_changes import GitRefError
+    from tenantctl.removals import removed_since
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.raises(GitRefError):
+        removed_since(repo, elsewhere, "main", [])
