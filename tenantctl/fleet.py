@@ -75,9 +75,16 @@ def select(env: str, tenants: list[Tenant], stacks: list[str], only: set[str] | 
     declared = {t.slug for t in tenants}
     problems = _identity_problems(env, tenants, existing, identity)
     renames = []
+    owners = {identity(slug).tenant_id: slug for slug in existing - tombstoned if identity(slug).tenant_id}
     for tenant in tenants:
         old = next((o for o in tenant.previous_slugs if o in existing - declared), None)
-        if tenant.slug in existing or old is None:
+        if tenant.slug in existing:
+            continue
+        if old is None:
+            holder = owners.get(str(tenant.tenant_id))
+            if holder is not None and holder not in declared:
+                problems.append(f"{tenant.slug}: tenant {tenant.tenant_id} already has stack "
+                                f"{tenant_stack_name(env, holder)}: if it was renamed, add `previous_slugs: [{holder}]`")
             continue
         owner = identity(old).tenant_id
         if owner != str(tenant.tenant_id):

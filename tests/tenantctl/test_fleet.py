@@ -245,3 +245,12 @@ def test_another_tenants_folder_has_no_removals_it_is_refused(repo, tmp_path):
     elsewhere.mkdir()
     with pytest.raises(GitRefError):
         removed_since(repo, elsewhere, "main", [])
+
+
+def test_a_new_file_claiming_a_live_stacks_tenant_id_without_previous_slugs_is_refused():
+    # A rename that forgot previous_slugs: a second stack for one tenant_id would fight over its row.
+    acme = FLEET[0]
+    renamed = [acme.model_copy(update={"slug": "acme-corp"}), *FLEET[1:]]
+    with pytest.raises(SelectionRefused) as refused:
+        select("prod", renamed, STACKS, identities=IDENTITIES)
+    assert "prod.acme" in str(refused.value) and "previous_slugs" in str(refused.value)
