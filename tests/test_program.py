@@ -112,7 +112,7 @@ def test_an_empty_tenants_folder_stops_a_tenant_stack(repo_root, tmp_path):
     empty = tmp_path / "tenants"
     empty.mkdir()
     config, secret_keys = stack_config(repo_root, empty)
-    with pytest.raises(ProgramError, match="would remove every tenant"):
+    with pytest.raises(ProgramError, match="no tenant files"):
         run_stack(repo_root, "dev.acme", config, secret_keys)
 
 
