@@ -48,17 +48,28 @@ class RehearsalState:
         return cls(path, data.get("environment", {}))
 
     def save(self) -> None:
+        """Atomically and durably: a SIGKILL at any line leaves the old file or the new one, never half of it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump({"environment": self.environment}, handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
         temporary.replace(self.path)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
     def secret(self, name: str, make: Callable[[], str]) -> str:
+        """The named secret, made and saved on first use: a stack encrypted with a passphrase that was never
+        written down could not be read again after an interruption."""
         values = self.environment.setdefault("secrets", {})
         if name not in values:
             values[name] = make()
+            self.save()
         return values[name]
 
 
