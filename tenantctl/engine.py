@@ -189,11 +189,70 @@ def existing_stacks(backend: Backend, names: list[str]) -> list[str]:
 
 
 def list_stacks(backend: Backend) -> list[str]:
-    """The project's stacks on the backend (their short names)."""
+    """The project's stacks on the backend (their short names). On a file backend they are read from its
+    folder: `pulumi stack ls` parses every checkpoint, so one corrupt checkpoint would fail the whole fleet
+    (and listing by name is cheaper); that stack fails alone when it runs."""
     from pulumi import automation as auto
+    from pulumi.automation.errors import CommandError
 
+    folder = file_backend_dir(backend)
+    if folder is not None:
+        stacks = folder / ".pulumi" / "stacks" / PROJECT
+        names = {p.name.removesuffix(".gz").removesuffix(".json") for p in stacks.glob("*.json*")
+                 if p.name.endswith((".json", ".json.gz"))} if stacks.is_dir() else set()
+        return sorted(names)
     workspace = auto.LocalWorkspace(**vars(workspace_options(backend)))
-    return sorted(summary.name.rsplit("/", 1)[-1] for summary in workspace.list_stacks())
+    try:
+        return sorted(summary.name.rsplit("/", 1)[-1] for summary in workspace.list_stacks())
+    except CommandError as exc:
+        raise EngineError(f"cannot list the stacks of this backend: {str(exc).strip().splitlines()[-1]}") from None
+
+
+def file_backend_dir(backend: Backend) -> Path | None:
+    """The folder of a `file://` backend: the rehearsal's own, or the project's PULUMI_BACKEND_URL (or the
+    `backend.url` of its Pulumi.yaml). None for any other backend."""
+    from urllib.parse import unquote, urlsplit
+
+    if backend.backend_dir is not None:
+        return backend.backend_dir
+    url = backend.env.get("PULUMI_BACKEND_URL") or os.environ.get("PULUMI_BACKEND_URL") or _project_backend_url(
+        backend.project_root)
+    if not url or not url.startswith("file://"):
+        return None
+    path = unquote(urlsplit(url).path)
+    return Path(path).expanduser() if path else None
+
+
+def _project_backend_url(project_root: Path) -> str | None:
+    from ruamel.yaml import YAML
+
+    try:
+        project = YAML(typ="safe").load((project_root / "Pulumi.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError):
+        return None
+    backend = project.get("backend") if isinstance(project, dict) else None
+    return backend.get("url") if isinstance(backend, dict) else None
+
+
+def checkpoint_problem(backend: Backend, stack: str) -> str | None:
+    """On a file backend, why the stack's checkpoint cannot be read (naming the backup the backend keeps, if
+    any); None when it parses or is not on a file backend."""
+    import json
+
+    folder = file_backend_dir(backend)
+    if folder is None:
+        return None
+    path = folder / ".pulumi" / "stacks" / PROJECT / f"{stack}.json"
+    if not path.is_file():
+        return None
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        backup = path.with_name(path.name + ".bak")
+        restore = (f"; the backend keeps the previous checkpoint at {backup}: check it, then copy it over the "
+                   "broken one") if backup.is_file() else "; the backend keeps no backup of it"
+        return f"the checkpoint of stack {stack} is unreadable ({path}: {type(exc).__name__}){restore}"
+    return None
 
 
 @dataclass

@@ -84,7 +84,8 @@ def select(env: str, tenants: list[Tenant], stacks: list[str], only: set[str] | 
             holder = owners.get(str(tenant.tenant_id))
             if holder is not None and holder not in declared:
                 problems.append(f"{tenant.slug}: tenant {tenant.tenant_id} already has stack "
-                                f"{tenant_stack_name(env, holder)}: if it was renamed, add `previous_slugs: [{holder}]`")
+                                f"{tenant_stack_name(env, holder)}: if it was renamed, add "
+                                f"`previous_slugs: [{holder}]`")
             continue
         owner = identity(old).tenant_id
         if owner != str(tenant.tenant_id):

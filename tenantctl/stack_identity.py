@@ -24,8 +24,9 @@ READ_CONCURRENCY = 8
 @dataclass(frozen=True)
 class StackIdentity:
     stack: str
-    tenant_id: str | None  # None: never tagged and never deployed (a stack made by hand)
+    tenant_id: str | None  # None: never tagged and never deployed (a stack made by hand), or unreadable
     offboarded_at: str | None = None
+    unreadable: str | None = None  # why its tags could not be read: that stack fails alone when it runs
 
     @property
     def tombstone(self) -> bool:
@@ -42,7 +43,7 @@ def identity_from(stack: str, tags: dict[str, str], outputs: dict | None) -> Sta
 
 
 def read_identities(backend: engine.Backend, stacks: list[str]) -> dict[str, StackIdentity]:
-    """Each stack's identity; EngineError naming the stack when one cannot be read."""
+    """Each stack's identity. One that cannot be read (a corrupt checkpoint) says why, and the others go on."""
     if not stacks:
         return {}
     options = engine.workspace_options(backend)
@@ -55,7 +56,8 @@ def read_identities(backend: engine.Backend, stacks: list[str]) -> dict[str, Sta
     def read(stack: str) -> StackIdentity:
         tags = cli("stack", "tag", "ls", "--json", "--stack", stack)
         if tags.returncode != 0:
-            raise engine.EngineError(f"cannot read the tags of stack {stack}: {_last_line(tags.stderr)}")
+            reason = engine.checkpoint_problem(backend, stack) or _last_line(tags.stderr)
+            return StackIdentity(stack, None, unreadable=reason)
         values = json.loads(tags.stdout or "{}") or {}
         outputs = None
         if TAG_TENANT_ID not in values:

@@ -134,7 +134,8 @@ def run(job: StackJob) -> StackOutcome:
         outcome.status = "failed"
         outcome.summary = outcome.summary or _counted(events)
         outcome.errors = [m for messages in events.errors.values() for m in messages] + events.general_errors
-        outcome.errors = outcome.errors or [_last_lines(str(exc))]
+        broken = engine.checkpoint_problem(job.spec.backend, job.spec.name)
+        outcome.errors = [broken] if broken else outcome.errors or [_last_lines(str(exc))]
         if job.operation == "up" and stack is not None:
             _record_error(stack, outcome.errors[0])
     except engine.EngineError as exc:
