@@ -88,6 +88,8 @@ def summary_table(result: FleetResult) -> Table:
         status = outcome.status + (" (removed)" if outcome.removed and outcome.ok else "")
         table.add_row(outcome.stack, status, *(str(counts[k]) for k in ("created", "updated", "deleted", "unchanged")),
                       verdict, f"{outcome.seconds:.1f}")
+        for note in outcome.recovered:
+            table.add_row("", "recovered", "", "", "", "", note[:200], "")
         for error in outcome.errors:
             table.add_row("", "", "", "", "", "", headline(error)[:200], "")
     for slug in result.orphans:

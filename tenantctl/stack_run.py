@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.naming import TENANT_STACK_TYPE, split_stack_name
-from tenantctl import engine
+from tenantctl import engine, stack_locks
 from tenantctl.stack_identity import TAG_OFFBOARDED_AT
 
 NO_CHANGE_OPS = {"same", "read", "refresh", "discard", "read-discard"}
 OPERATIONS = ("preview", "up", "destroy", "destroy-preview", "refresh")
+READ_ONLY = ("preview", "destroy-preview")
 
 
 @dataclass
@@ -48,6 +49,8 @@ class StackOutcome:
     ops: dict[str, str] = field(default_factory=dict)  # urn -> op of its final step
     seconds: float = 0.0
     removed: bool = False
+    # What this run found left by an interrupted one and recovered (or, in a preview, would recover).
+    recovered: list[str] = field(default_factory=list)
 
     @property
     def slug(self) -> str | None:
@@ -83,7 +86,7 @@ class StackOutcome:
     def as_dict(self) -> dict:
         return {"stack": self.stack, "operation": self.operation, "status": self.status, **self.counts(),
                 "summary": self.summary, "outputs": self.outputs, "errors": self.errors,
-                "seconds": round(self.seconds, 1)}
+                "recovered": self.recovered, "seconds": round(self.seconds, 1)}
 
 
 def run(job: StackJob) -> StackOutcome:
@@ -98,6 +101,8 @@ def run(job: StackJob) -> StackOutcome:
     packs = {"policy_packs": job.policy_packs} if job.policy_packs else {}
     stack = None
     try:
+        # Read-only operations take no lock, and clear none: they report what `up` would clear.
+        outcome.recovered += stack_locks.recover(job.spec.backend, job.spec.name, clear=job.operation not in READ_ONLY)
         stack = engine.open_stack(job.spec, create=job.create)
         if job.operation == "up":
             result = stack.up(on_event=events, **packs, **quiet)

@@ -1,0 +1,63 @@
+"""A run killed while the engine holds a stack's lock recovers with one re-run (fleet rules 5 and 6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tenantctl.rehearsal import STACK
+from tests.conftest import ROOT
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Every live process of a session (the engine starts each plugin in a process group of its own)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[3]) == sid:
+                found.append(int(entry.name))
+    return found
+
+
+def _kill_session(sid: int) -> None:
+    for pid in _session_processes(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_run_killed_while_a_stack_is_locked_recovers_with_one_rerun(rehearsal, app_db, tmp_path):
+    command = [sys.executable, "-m", "tenantctl", "rehearse", "--json", "--tenants-dir", str(rehearsal.tenants_dir),
+               "--database-url", rehearsal.database_url, "--app-database-url", app_db.app_dsn,
+               "--state-dir", str(rehearsal.state_base)]
+    locks = rehearsal.state_dir / "backend" / ".pulumi" / "locks"
+    log = tmp_path / "killed-run.log"
+    with log.open("w") as output:
+        run = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=output, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not any(p.parent.name.startswith(f"{STACK}.") for p in locks.rglob("*.json")):
+            assert run.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.02)
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    finally:
+        _kill_session(run.pid)
+    assert any(locks.rglob("*.json")), "the kill left no lock to recover from"
+
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+    report = json.loads(again.stdout)
+    assert again.returncode == 0, (again.stderr[-2000:], report.get("errors"))
+    assert not list(locks.rglob("*.json"))
+    assert "Traceback" not in again.stderr
