@@ -706,6 +706,9 @@ def rehearse(
         str | None, typer.Option("--app-database-url", help="Application role URL (default: app_user, same db).")
     ] = None,
     destroy_all: Annotated[bool, typer.Option("--destroy", help="Remove everything the rehearsal created.")] = False,
+    stop: Annotated[bool, typer.Option(
+        "--stop", help="Stop the services the state folder keeps running (the AWS emulator); change nothing else.")
+    ] = False,
     preview: Annotated[bool, typer.Option("--preview", help="Run `pulumi preview` instead; change nothing.")] = False,
     only: Only = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -715,10 +718,23 @@ def rehearse(
     allow_unverified_tls: AllowUnverifiedTls = False,
 ) -> None:
     """A real `pulumi up` (or preview, or destroy) of every tenant on a local backend, against local services."""
-    from tenantctl.rehearse_command import RehearseFailure, run_rehearse
+    from tenantctl.rehearse_command import REHEARSAL_DIR, RehearseFailure, run_rehearse, stop_services
 
-    if preview and destroy_all:
-        raise fail("choose --preview or --destroy, not both", as_json=as_json)
+    if sum((preview, destroy_all, stop)) > 1:
+        raise fail("choose one of --preview, --destroy and --stop", as_json=as_json)
+    if stop:
+        from tenantctl.stack_files import find_project_root
+
+        base = state_dir or find_project_root(tenants_dir.resolve().parent) / REHEARSAL_DIR
+        try:
+            stopped = stop_services(base)
+        except RehearseFailure as exc:
+            raise fail(str(exc), as_json=as_json) from None
+        if as_json:
+            emit_json({"ok": True, "stopped": stopped})
+        for line in stopped:
+            err.print(line, markup=False)
+        return
     database_url = checked_url(database_url, "--database-url", allow_unverified_tls, as_json)
     app_database_url = checked_url(app_database_url, "--app-database-url", allow_unverified_tls, as_json)
     try:

@@ -8,6 +8,7 @@ connection and runs with fsync off. By default it lives in a temp dir deleted on
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import re
@@ -24,9 +25,10 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from tenantctl import app_schema
+from tenantctl import app_schema, process_records
 
 SUPERUSER = "postgres"
+SERVER_RECORD = "server.json"  # beside data/: the postmaster this class started (pid, start time, boot id)
 HOST = "127.0.0.1"
 SERVER_PACKAGE_HINT = "install the PostgreSQL server package (e.g. `apt-get install postgresql`)"
 START_ATTEMPTS = 3
@@ -100,6 +102,7 @@ class LocalPostgres:
         self._root: Path | None = None
         self._port: int | None = None
         self._pid: int | None = None
+        self._attempt_started: float | None = None  # when this object last ran `pg_ctl start`
 
     # Lifecycle ---------------------------------------------------------------------------------
 
@@ -125,11 +128,61 @@ class LocalPostgres:
             self._root = self._make_root(owner)
             if not (self._root / "data" / "PG_VERSION").is_file():
                 self._initdb(bin_dir, owner)
+            self._stop_our_leftover(bin_dir, owner)
+            self._attempt_started = time.time()
             self._start_server(bin_dir, owner)
+            self._record_server()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _stop_our_leftover(self, bin_dir: Path, owner: tuple[int, int] | None) -> None:
+        """A server still running on a kept data folder was left by a run that was killed: stop it cleanly (its
+        data stays) if this class recorded starting it; refuse, and leave it alone, if anyone else did."""
+        assert self._root is not None
+        data = self._root / "data"
+        pid = _read_postmaster_pid(data)
+        if pid is None or process_records.start_ticks(pid) is None:
+            return
+        record = self._recorded_server()
+        if record is None or record.pid != pid or not process_records.is_running(record):
+            raise LocalPostgresError(
+                f"a PostgreSQL server that tenantctl did not start (pid {pid}) is running on {data}; it was left "
+                "alone: stop it, or use it with --database-url")
+        self._run([bin_dir / "pg_ctl", "-D", data, "-m", "fast", "-w", "-t", "30", "stop"], "pg_ctl stop", owner)
+        self._kill(pid)
+
+    @classmethod
+    def stop_recorded(cls, root: Path | str, bin_dir: Path | str | None = None) -> bool:
+        """Stop the server this class recorded starting on `root` (left by a killed run), if it still runs;
+        anything else is left alone. True when one was stopped."""
+        cluster = cls(bin_dir, root=root)
+        cluster._root = cluster._kept_root
+        record = cluster._recorded_server()
+        if record is None or not process_records.is_running(record):
+            return False
+        try:
+            cluster._stop_our_leftover(cluster._bin_dir or find_bin_dir(), cluster._server_owner())
+        finally:
+            cluster._root = None
+        return True
+
+    def _recorded_server(self) -> process_records.ProcessRecord | None:
+        assert self._root is not None
+        try:
+            return process_records.ProcessRecord.from_dict(json.loads((self._root / SERVER_RECORD).read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def _record_server(self) -> None:
+        """Which postmaster is ours, written as soon as it runs: a later run may then stop it, and nothing else."""
+        assert self._root is not None and self._pid is not None
+        record = process_records.record_of(self._pid)
+        if record is not None:
+            temporary = self._root / (SERVER_RECORD + ".tmp")
+            temporary.write_text(json.dumps(record.as_dict()))
+            temporary.replace(self._root / SERVER_RECORD)
 
     def stop(self) -> None:
         """Stop the server and delete its directory (a kept `root` stays, cleanly shut down). Idempotent."""
@@ -139,8 +192,8 @@ class LocalPostgres:
             return
         keep = root == self._kept_root
         try:
-            if pid is None:  # start() failed after the server may have come up
-                pid = _read_postmaster_pid(root / "data")
+            if pid is None:  # start() failed after the server may have come up: stop it only if this start did
+                pid = self._started_by_this_attempt(_read_postmaster_pid(root / "data"))
             if pid is not None and process_alive(pid) and bin_dir is not None:
                 with contextlib.suppress(LocalPostgresError):
                     self._run([bin_dir / "pg_ctl", "-D", root / "data", "-m", "fast" if keep else "immediate",
@@ -150,6 +203,13 @@ class LocalPostgres:
         finally:
             if not keep:
                 shutil.rmtree(root, ignore_errors=True)
+
+    def _started_by_this_attempt(self, pid: int | None) -> int | None:
+        started = process_records.started_at(pid) if pid is not None else None
+        attempt = self._attempt_started
+        if started is None or attempt is None or started.timestamp() < attempt - 1:
+            return None
+        return pid
 
     def destroy(self) -> None:
         """Stop the server and delete its directory, kept `root` included."""

@@ -167,6 +167,22 @@ def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: P
     return result
 
 
+def stop_services(state_base: Path) -> list[str]:
+    """`tenantctl rehearse --stop`: every service a state folder under `state_base` owns (its AWS emulator, a
+    PostgreSQL left by a killed run), stopped if it is still the process that was recorded."""
+    stopped = []
+    folders = sorted(p for p in state_base.iterdir() if p.is_dir()) if state_base.is_dir() else []
+    for state_dir in folders:
+        if (state_dir / aws_emulator.RECORD).is_file() and aws_emulator.stop(state_dir):
+            stopped.append(f"{state_dir.name}: the AWS emulator is not running")
+        try:
+            if LocalPostgres.stop_recorded(state_dir / "postgres"):
+                stopped.append(f"{state_dir.name}: stopped the PostgreSQL a killed run left")
+        except LocalPostgresError as exc:
+            raise RehearseFailure(str(exc)) from None
+    return stopped
+
+
 def _receiver(app_url: str, fernet_key: str, port: int, say: Callable[[str], None]) -> WebhookReceiver:
     """The receiver on its earlier port (the stack's webhook URLs name it), or on a new one if that is taken."""
     try:

@@ -13,14 +13,13 @@ A preview takes no lock and clears none (rule 2): it reports what `up` would cle
 from __future__ import annotations
 
 import json
-import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from components.naming import PROJECT
-from tenantctl import engine
+from tenantctl import engine, process_records
 
 
 class StackLocked(engine.EngineError):
@@ -69,9 +68,9 @@ def why_gone(lock: EngineLock) -> str | None:
     """Why the lock's holder is provably gone, or None."""
     if lock.pid is None or lock.taken_at is None or lock.host != socket.gethostname():
         return None
-    if lock.taken_at < _boot_time():
+    if lock.taken_at < datetime.fromtimestamp(process_records.boot_time(), UTC):
         return "taken before this machine booted"
-    started = _process_start(lock.pid)
+    started = process_records.started_at(lock.pid)
     if started is None:
         return "its process is not running"
     if started > lock.taken_at:
@@ -102,22 +101,3 @@ def _timestamp(value: object) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _boot_time() -> datetime:
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("btime "):
-            return datetime.fromtimestamp(int(line.split()[1]), UTC)
-    raise engine.EngineError("cannot read this machine's boot time from /proc/stat")
-
-
-def _process_start(pid: int) -> datetime | None:
-    """When the process started (from /proc), or None when no such process runs."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: count fields from its closing one.
-    fields = stat[stat.rindex(")") + 2:].split()
-    ticks = int(fields[19])  # field 22 of the whole line: start time, in clock ticks after boot
-    return datetime.fromtimestamp(_boot_time().timestamp() + ticks / os.sysconf("SC_CLK_TCK"), UTC)

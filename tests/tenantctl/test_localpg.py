@@ -93,3 +93,32 @@ def test_using_a_stopped_cluster_is_a_clear_error():
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root needs the postgres OS user")
 def test_as_root_the_server_runs_as_the_postgres_os_user(local_pg):
     assert Path(f"/proc/{local_pg.pid}").stat().st_uid != 0
+
+
+def test_a_server_left_by_a_killed_run_is_stopped_cleanly_and_its_data_kept(scratch_dir):
+    killed = LocalPostgres(root=scratch_dir / "pg")
+    killed.start()
+    killed.create_database("keepme")
+    left_behind = killed.pid  # the run that started it is SIGKILLed: nobody stops it
+
+    again = LocalPostgres(root=scratch_dir / "pg")
+    try:
+        again.start()
+        assert not _running(left_behind) and again.pid != left_behind
+        with psycopg.connect(again.dsn(dbname="keepme")) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        again.stop()
+
+
+def test_a_server_someone_else_started_on_the_data_folder_is_never_stopped(scratch_dir):
+    theirs = LocalPostgres(root=scratch_dir / "pg")
+    theirs.start()
+    try:
+        (scratch_dir / "pg" / "server.json").unlink()  # not recorded as ours: as if started by hand
+        ours = LocalPostgres(root=scratch_dir / "pg")
+        with pytest.raises(LocalPostgresError, match="did not start"):
+            ours.start()
+        assert _running(theirs.pid)
+    finally:
+        theirs.stop()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantctl import stack_locks
+from tenantctl import process_records, stack_locks
 from tenantctl.engine import Backend
 from tests.conftest import ROOT
 
@@ -49,7 +49,8 @@ def test_a_lock_whose_engine_died_is_cleared_with_a_message(backend):
 
 def test_a_lock_whose_pid_now_belongs_to_a_younger_process_is_cleared(backend):
     # This test's own process started after a lock taken earlier since boot: the pid was reused.
-    boot, started = stack_locks._boot_time(), stack_locks._process_start(os.getpid())
+    boot = datetime.fromtimestamp(process_records.boot_time(), UTC)
+    started = process_records.started_at(os.getpid())
     path = _lock(backend.backend_dir, os.getpid(), boot + (started - boot) / 2)
 
     notes = stack_locks.recover(backend, STACK)
