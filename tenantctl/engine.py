@@ -208,6 +208,15 @@ def list_stacks(backend: Backend) -> list[str]:
         raise EngineError(f"cannot list the stacks of this backend: {str(exc).strip().splitlines()[-1]}") from None
 
 
+def runs_dir(backend: Backend) -> Path:
+    """Where a run records the sessions of its engine processes (tenantctl.run_sessions): the rehearsal's state
+    folder, else this user's local state (never a backend folder another host may share)."""
+    if backend.work_dir is not None:
+        return backend.work_dir.parent / "runs"
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "tenantctl" / "runs"
+
+
 def file_backend_dir(backend: Backend) -> Path | None:
     """The folder of a `file://` backend: the rehearsal's own, or the project's PULUMI_BACKEND_URL (or the
     `backend.url` of its Pulumi.yaml). None for any other backend."""

@@ -7,8 +7,11 @@ get their own process (`run_in_process`).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import re
+import signal
 import threading
 import time
 import warnings
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.naming import TENANT_STACK_TYPE, split_stack_name
-from tenantctl import engine, stack_locks
+from tenantctl import engine, run_sessions, stack_locks
 from tenantctl.stack_identity import TAG_OFFBOARDED_AT
 
 NO_CHANGE_OPS = {"same", "read", "refresh", "discard", "read-discard"}
@@ -91,6 +94,35 @@ class StackOutcome:
 
 def run(job: StackJob) -> StackOutcome:
     """The operation, in this process. Every failure is an outcome, never an exception."""
+
+    session = _own_session(job.spec.backend)
+    try:
+        return _run(job)
+    finally:
+        if session is not None:
+            run_sessions.end_session(session)
+
+
+def _own_session(backend: engine.Backend):
+    """In a pool worker: a session of its own, so the engine's processes can be found and ended with it;
+    a Ctrl-C forwarded by the parent reaches the CLI, which cancels cleanly."""
+    if multiprocessing.parent_process() is None:
+        return None
+    runs = engine.runs_dir(backend)
+    run_sessions.reap_dead_runs(runs)
+    record = run_sessions.become_session(runs)
+
+    def forward(_signum, _frame):
+        for member in run_sessions.session_members(os.getsid(0), None):
+            if member.pid != os.getpid():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(member.pid, signal.SIGINT)
+
+    signal.signal(signal.SIGINT, forward)
+    return record
+
+
+def _run(job: StackJob) -> StackOutcome:
     from pulumi.automation import errors as auto_errors
 
     _quiet_engine_teardown()
@@ -213,10 +245,22 @@ def run_in_process(pool: ProcessPoolExecutor, job: StackJob) -> Future:
     return pool.submit(run, job)
 
 
+class _SessionPool(ProcessPoolExecutor):
+    """Workers live in sessions of their own (tenantctl.run_sessions), out of the terminal's reach: a Ctrl-C
+    of the run is forwarded to them, and each passes it on to its engine."""
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            for pid in list(self._processes or {}):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGINT)
+        return super().__exit__(exc_type, exc, tb)
+
+
 def process_pool(concurrency: int) -> ProcessPoolExecutor:
     """Fresh processes (spawned, one job each): nothing of one stack's program leaks into the next."""
-    return ProcessPoolExecutor(max_workers=max(1, concurrency), mp_context=multiprocessing.get_context("spawn"),
-                               max_tasks_per_child=1)
+    return _SessionPool(max_workers=max(1, concurrency), mp_context=multiprocessing.get_context("spawn"),
+                        max_tasks_per_child=1)
 
 
 def _counted(events: engine.EngineEvents) -> dict[str, int]:

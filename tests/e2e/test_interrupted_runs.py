@@ -36,24 +36,44 @@ def _kill_session(sid: int) -> None:
             pass
 
 
-def test_a_run_killed_while_a_stack_is_locked_recovers_with_one_rerun(rehearsal, app_db, tmp_path):
+def _recorded_sessions(runs: Path) -> list[int]:
+    sessions = []
+    for path in runs.glob("*.json"):
+        try:
+            sessions.append(json.loads(path.read_text())["session"]["pid"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return sessions
+
+
+def test_a_run_killed_while_a_stack_is_locked_leaves_no_process_and_recovers_with_one_rerun(rehearsal, app_db,
+                                                                                            tmp_path):
     command = [sys.executable, "-m", "tenantctl", "rehearse", "--json", "--tenants-dir", str(rehearsal.tenants_dir),
                "--database-url", rehearsal.database_url, "--app-database-url", app_db.app_dsn,
                "--state-dir", str(rehearsal.state_base)]
     locks = rehearsal.state_dir / "backend" / ".pulumi" / "locks"
+    runs = rehearsal.state_dir / "runs"
     log = tmp_path / "killed-run.log"
     with log.open("w") as output:
         run = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=output, start_new_session=True)
+    sessions: list[int] = []
     try:
         deadline = time.monotonic() + 240
         while not any(p.parent.name.startswith(f"{STACK}.") for p in locks.rglob("*.json")):
             assert run.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.02)
-        os.killpg(run.pid, signal.SIGKILL)
+        sessions = _recorded_sessions(runs)
+        os.kill(run.pid, signal.SIGKILL)  # tenantctl alone, as a lost runner or an OOM kill would
         run.wait()
+        # Its stack workers notice, cancel their engines, and end their sessions: nothing of the run remains.
+        deadline = time.monotonic() + 60
+        while any(_session_processes(sid) for sid in sessions) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = {sid: _session_processes(sid) for sid in sessions}
     finally:
-        _kill_session(run.pid)
-    assert any(locks.rglob("*.json")), "the kill left no lock to recover from"
+        for sid in [run.pid, *sessions]:
+            _kill_session(sid)
+    assert sessions and not any(left.values()), left
 
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
