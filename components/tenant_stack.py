@@ -82,7 +82,9 @@ class TenantStack(pulumi.ComponentResource):
         tenant, settings = args.tenant, args.settings
         tenant_id = str(tenant.tenant_id)
         labels = naming.tenant_labels(tenant.slug, tenant_id, tenant.tier.value)
-        tags = {"tenant_id": tenant_id, "slug": tenant.slug, "tier": tenant.tier.value, "managed-by": "pulumi"}
+        # `stack` and `tenant_id` find an interrupted create's KMS key again (tenantctl.pending_operations).
+        tags = {"tenant_id": tenant_id, "slug": tenant.slug, "tier": tenant.tier.value, "managed-by": "pulumi",
+                "stack": pulumi.get_stack()}
         api_key = pulumi.Output.secret(args.servicedesk_api_key)
 
         signing_secret = random.RandomPassword(

@@ -82,10 +82,11 @@ class TenantOutcome:
     # When the checks ran, and whether that was in this run (unchanged inputs: an earlier run's results).
     checked_at: str | None = None
     checked_now: bool = False
+    recovered: list[str] = field(default_factory=list)  # what an interrupted run left, and what became of it
 
     def as_dict(self) -> dict:
         return {"slug": self.slug, "status": self.status, "checks": self.checks, "checked_at": self.checked_at,
-                "checked_now": self.checked_now, "errors": self.errors}
+                "checked_now": self.checked_now, "recovered": self.recovered, "errors": self.errors}
 
 
 @dataclass
@@ -184,7 +185,7 @@ def _plain_stack_config(project_root: Path) -> dict[str, str]:
 
 def tenant_outcome(slug: str, stack: StackOutcome) -> TenantOutcome:
     """A tenant's line of the rehearsal summary, from its stack's outcome."""
-    outcome = TenantOutcome(slug, errors=list(stack.errors))
+    outcome = TenantOutcome(slug, errors=list(stack.errors), recovered=list(stack.recovered))
     seen = set(stack.ops.values())
     if stack.status == "skipped":
         outcome.status = "skipped"

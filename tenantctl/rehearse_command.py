@@ -341,6 +341,8 @@ def summary_table(result: RehearsalResult) -> Table:
         if outcome.checks and not outcome.checked_now:
             checks += f" (checked {outcome.checked_at})"
         table.add_row(outcome.slug, outcome.status, checks)
+        for note in outcome.recovered:
+            table.add_row("", "recovered", note)
     for slug in result.removed_tenants:
         table.add_row(slug, "deleted", "-")
     for error in result.errors:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.naming import TENANT_STACK_TYPE, split_stack_name
-from tenantctl import engine, run_sessions, stack_locks
+from tenantctl import engine, pending_operations, run_sessions, stack_locks
 from tenantctl.stack_identity import TAG_OFFBOARDED_AT
 
 NO_CHANGE_OPS = {"same", "read", "refresh", "discard", "read-discard"}
@@ -136,6 +136,7 @@ def _run(job: StackJob) -> StackOutcome:
         # Read-only operations take no lock, and clear none: they report what `up` would clear.
         outcome.recovered += stack_locks.recover(job.spec.backend, job.spec.name, clear=job.operation not in READ_ONLY)
         stack = engine.open_stack(job.spec, create=job.create)
+        outcome.recovered += pending_operations.recover(stack, job.spec, apply=job.operation not in READ_ONLY)
         if job.operation == "up":
             result = stack.up(on_event=events, **packs, **quiet)
             outcome.summary = dict(result.summary.resource_changes or {})
