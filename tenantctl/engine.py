@@ -271,8 +271,11 @@ class EngineEvents:
     ops: dict[str, str] = field(default_factory=dict)  # urn -> op of the final step
     errors: dict[str, list[str]] = field(default_factory=dict)  # urn -> error diagnostics
     general_errors: list[str] = field(default_factory=list)
+    fault: Callable[[Any], None] | None = None  # the crash tests' kill point (tenantctl.stack_run.FAULT_ENV)
 
     def __call__(self, event: Any) -> None:
+        if self.fault is not None:
+            self.fault(event)
         if event.res_outputs_event is not None:
             self.ops[event.res_outputs_event.metadata.urn] = event.res_outputs_event.metadata.op.value
         elif event.resource_pre_event is not None and event.resource_pre_event.metadata.urn not in self.ops:

@@ -128,7 +128,7 @@ def _run(job: StackJob) -> StackOutcome:
     _quiet_engine_teardown()
     started = time.monotonic()
     outcome = StackOutcome(job.spec.name, job.operation)
-    events = engine.EngineEvents()
+    events = engine.EngineEvents(fault=fault_injection(job.spec.name))
     quiet = {"color": "never", "on_output": lambda _line: None}
     packs = {"policy_packs": job.policy_packs} if job.policy_packs else {}
     stack = None
@@ -182,6 +182,28 @@ def _run(job: StackJob) -> StackOutcome:
     outcome.ops = events.ops
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+# Fault injection, for the crash tests only (tests/e2e/test_fault_injection.py): "<stack>:<n>:<SIGNAL>" sends
+# SIGNAL to this run's tenantctl process at the n-th engine event of that stack, as a lost runner would.
+FAULT_ENV = "TENANTCTL_FAULT_AT_EVENT"
+
+
+def fault_injection(stack: str):
+    spec = os.environ.get(FAULT_ENV, "")
+    target, _, rest = spec.partition(":")
+    number, _, name = rest.partition(":")
+    if target != stack or not number.isdigit() or not hasattr(signal, name):
+        return None
+    seen = 0
+
+    def hit(_event) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == int(number):
+            os.kill(os.getppid(), getattr(signal, name))
+
+    return hit
 
 
 LAST_ERROR_TAG = "tenant:last-error"
