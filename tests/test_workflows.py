@@ -66,6 +66,7 @@ EXPECTED_PERMISSIONS = {
         "deploy": {"contents": "read", "id-token": "write"},
     },
     "offboard.yml": {"offboard": {"contents": "read", "id-token": "write"}},
+    "long-tests.yml": {"long-tests": {"contents": "read"}},
 }
 # The only jobs given a GitHub token (none of them holds cloud credentials).
 TOKEN_JOBS = {("preview.yml", "comment"), ("deploy.yml", "last-deployed")}
@@ -1042,3 +1043,13 @@ def test_codeowners_put_code_and_policy_under_platform_review() -> None:
     owners = {rule[0]: rule[1:] for rule in rules}
     assert "@ai-agents/platform-engineering" in owners["*"]
     assert "@ai-agents/security" in owners["/policy/"] and "@ai-agents/security" in owners["/.github/"]
+
+
+def test_a_scheduled_workflow_runs_the_long_profiles_of_the_property_tests() -> None:
+    """Fleet rule 8: the bounded profiles run in `make test`, the long ones on a schedule."""
+    workflow = load_workflow("long-tests.yml")
+    assert "schedule" in workflow["on"]
+    step = step_named(workflow, "long profiles")
+    assert step["env"]["TENANT_FAULT_SWEEP"] == "full"
+    assert int(step["env"]["TENANT_MODEL_EXAMPLES"]) > 1 and int(step["env"]["TENANT_MODEL_STEPS"]) > 6
+    assert "tests/e2e/test_operator_model.py" in step["run"] and "tests/e2e/test_fault_injection.py" in step["run"]
