@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from tenantctl import engine
+from tenantctl import engine, upgrade_guard
 from tenantctl.fleet import FleetResult, Selection, candidate_stacks, run_fleet, select, tenant_tags
 from tenantctl.model import Tenant
 from tenantctl.plan import changed_since
@@ -48,6 +48,7 @@ def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[T
         since: str | None, concurrency: int, say: Callable[[str], None],
         policy_packs: list[str] | None = None) -> FleetResult:
     backend = project_backend(root, env)
+    upgrade_guard.refuse_unmigrated(engine.StackSpec(backend, env), operation)  # before any stack runs
     selection, stacks = fleet_selection(root, tenants_dir, env, tenants, backend, only, since)
     if selection.missing:
         raise engine.EngineError(f"--only names no tenant file or stack of {env}: {', '.join(selection.missing)}")
