@@ -26,6 +26,8 @@ platform program would delete it:
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -273,6 +275,8 @@ def _move(source, spec_for, move: TenantMove, tenant: Tenant, local: bool) -> st
         if not local:
             _copy_config(source, dest, tenant)
         _pulumi(source, ["state", "move", "--source", source.name, "--dest", move.dest, "--yes", move.urn])
+    except MigrationError as exc:
+        return str(exc)
     except auto_errors.CommandError as exc:
         return f"pulumi state move failed: {_last_line(exc)}"
     return None
@@ -314,5 +318,21 @@ def _copy_config(source, dest, tenant: Tenant) -> None:
     """The settings of the providers the moved resources were created with, and the tenant's secrets."""
     for key, value in source.get_all_config().items():
         short = key.split(":", 1)[1]
-        if key.startswith("aws:") or short in (*PROVIDER_KEYS, *tenant.secret_names):
+        if not (key.startswith("aws:") or short in (*PROVIDER_KEYS, *tenant.secret_names)):
+            continue
+        if value.secret:
+            _set_secret_config(dest, key, value.value)
+        else:
             dest.set_config(key, value)
+
+
+def _set_secret_config(stack, key: str, value: str) -> None:
+    """`pulumi config set --secret` with the value on stdin: on a command line (as the Automation API's
+    set_config puts it) any user of the machine can read it (ps, /proc/<pid>/cmdline)."""
+    workspace = stack.workspace
+    command = [workspace.pulumi_command.command, "--non-interactive", "config", "set", key, "--secret",
+               "--stack", stack.name]
+    done = subprocess.run(command, input=value, cwd=workspace.work_dir, env={**os.environ, **workspace.env_vars},
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise MigrationError(f"pulumi config set --secret {key} failed: {_last_line(Exception(done.stderr))}")
