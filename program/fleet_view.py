@@ -2,7 +2,9 @@
 
 `tenantctl plan` simulates this to show a whole fleet in one run. It is also the layout before
 stacks per tenant (every TenantStack in the `<env>` stack), which `tenantctl migrate-stacks` starts
-from. Settings come from the one stack's config, as they did then.
+from. Settings come from the one stack's config, as they did then. The end-to-end tests create that
+old layout with it (`tests/e2e/single_stack.py`, which says how it differs from the old `__main__.py`),
+so keep its resources and URNs as they are.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.table import Table
 
 from components.naming import split_stack_name
-from tenantctl import engine
+from tenantctl import engine, upgrade_guard
 from tenantctl.fleet import (
     DEFAULT_MAX_REMOVALS,
     FleetResult,
@@ -65,6 +65,7 @@ def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[T
         since: str | None, concurrency: int, say: Callable[[str], None],
         policy_packs: list[str] | None = None, max_removals: int = DEFAULT_MAX_REMOVALS) -> FleetResult:
     backend = project_backend(root, env)
+    upgrade_guard.refuse_unmigrated(engine.StackSpec(backend, env), operation)  # before any stack runs
     selection, stacks = fleet_selection(root, tenants_dir, env, tenants, backend, only, since, max_removals)
     if selection.missing:
         raise engine.EngineError(f"--only names no tenant file or stack of {env}: {', '.join(selection.missing)}")

@@ -8,17 +8,35 @@ is applied with the platform program (it exports what the tenant stacks read). T
 stack is previewed with the new program, and the migration reports the engine's own steps: a
 correct migration shows no create, delete or replace of any tenant resource.
 `--dry-run` lists what would move and changes nothing.
+
+It can be run again, after an interruption or a failure, and never leaves a tenant where the
+platform program would delete it:
+- each destination that exists is read before anything moves. One tagged for another tenant_id,
+  holding another TenantStack, or holding a copy that lacks some of the source's resources, is
+  refused;
+- a destination that already holds the tenant's whole TenantStack while `<env>` holds it too is a
+  `state move` stopped between writing the destination and rewriting the source: the move is
+  completed by `pulumi state delete` of the source's copy (state only: it never calls a provider),
+  and the destination is checked again afterwards;
+- when any TenantStack is still in `<env>` after the moves (no tenant file, a refused destination,
+  a failed move), the platform program is not applied and the run fails, naming them;
+- a migration already complete has nothing to move: the platform stack, which holds no tenant, is
+  applied again.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from components.naming import TENANT_STACK_TYPE, tenant_stack_name
 from tenantctl import engine
+from tenantctl.fleet import TAG_TENANT_ID
 from tenantctl.model import Tenant
 from tenantctl.stack_run import StackJob, StackOutcome, process_pool, run_in_process
+from tenantctl.upgrade_guard import tenant_stacks_in
 
 PROVIDER_KEYS = ("awsEndpoint", "kubeContext", "kubernetesRenderDir", "tenantsDir", "runChecks")
 REPLACING_OPS = ("create", "delete", "replace", "create-replacement", "delete-replaced")
@@ -34,7 +52,16 @@ class TenantMove:
     urn: str
     resources: int  # the TenantStack and its descendants
     dest: str
-    note: str | None = None  # why it is not moved
+    note: str | None = None  # why it is not moved: it stays in `<env>`, and the platform stack is not applied
+    resume: bool = False  # the destination already holds it all: only the source's copy is removed (state only)
+
+
+@dataclass
+class Destination:
+    """A destination stack that exists, as read before anything moves."""
+
+    tags: dict[str, str]
+    resources: list[dict]
 
 
 @dataclass
@@ -69,10 +96,12 @@ def replacing(outcome: StackOutcome) -> dict[str, str]:
             if op in REPLACING_OPS and not engine.resource_type(urn).startswith("pulumi:providers:")}
 
 
-def plan_moves(env: str, state: dict, tenants: list[Tenant], existing: list[str]) -> list[TenantMove]:
-    """Each TenantStack of the `<env>` stack's exported state, with the stack it moves to."""
+def plan_moves(env: str, state: dict, tenants: list[Tenant],
+               destinations: dict[str, Destination] | None = None) -> list[TenantMove]:
+    """Each TenantStack of the `<env>` stack's exported state, with the stack it moves to and, when that stack
+    exists already (`destinations`, by name), whether the move is refused or only needs completing."""
     resources = state.get("deployment", {}).get("resources") or []
-    declared = {t.slug for t in tenants}
+    by_slug = {t.slug: t for t in tenants}
     moves = []
     for resource in resources:
         if resource.get("type") != TENANT_STACK_TYPE or resource.get("parent", "").split("::")[-2:-1] != [
@@ -81,12 +110,80 @@ def plan_moves(env: str, state: dict, tenants: list[Tenant], existing: list[str]
         slug = engine.resource_name(resource["urn"])
         descendants = _descendants(resource["urn"], resources)
         move = TenantMove(slug, resource["urn"], 1 + len(descendants), tenant_stack_name(env, slug))
-        if slug not in declared:
-            move.note = "no tenant file: left in place (remove it with a `pulumi up` of the old layout first)"
-        elif move.dest in existing:
-            move.note = f"{move.dest} already exists: left in place"
+        if slug not in by_slug:
+            move.note = f"no tenant file tenants/{slug}.yaml in this checkout: not moved"
+        elif move.dest in (destinations or {}):
+            check_destination(move, by_slug[slug], resources, destinations[move.dest])
         moves.append(move)
     return sorted(moves, key=lambda m: m.slug)
+
+
+def check_destination(move: TenantMove, tenant: Tenant, source: list[dict], dest: Destination) -> None:
+    """Sets `move.note` when the existing destination must not take the tenant, else `move.resume` when it holds
+    the tenant's whole TenantStack already (an interrupted `state move`). An empty destination of the same
+    tenant (created, then interrupted before the move) is simply moved into."""
+    want = str(tenant.tenant_id)
+    tagged = dest.tags.get(TAG_TENANT_ID)
+    if tagged is not None and tagged != want:
+        move.note = f"{move.dest} is tagged {TAG_TENANT_ID}={tagged}, but tenants/{move.slug}.yaml has {want}: refused"
+        return
+    held = {_without_stack(r["urn"]): r for r in dest.resources if r.get("type") == TENANT_STACK_TYPE}
+    same = held.pop(_without_stack(move.urn), None)
+    if held:
+        names = ", ".join(sorted(engine.resource_name(urn) for urn in held))
+        move.note = f"{move.dest} holds the TenantStack of another tenant ({names}): refused"
+        return
+    if same is None:
+        return
+    holds = (same.get("outputs") or {}).get("tenant_id")
+    holds = holds if isinstance(holds, str) else None  # a secret output would be ciphertext: no evidence
+    if holds is not None and holds != want:
+        move.note = f"{move.dest} holds {move.slug} of tenant_id {holds}, but tenants/{move.slug}.yaml has {want}: " \
+                    "refused"
+    elif holds is None and tagged is None:
+        move.note = f"{move.dest} holds a TenantStack {move.slug} with no tenant_id to compare: refused"
+    elif missing := missing_in_destination(source, dest.resources, move.urn):
+        move.note = (f"{move.dest} holds {move.slug} without {len(missing)} of its {move.resources} resources "
+                     f"(for example {missing[0]}): refused; compare the two stacks' `pulumi stack export`")
+    elif outside := dependents_outside(source, move.urn):
+        move.note = f"{len(outside)} resource(s) outside {move.slug} depend on it in the source ({outside[0]}): refused"
+    else:
+        move.resume = True
+
+
+def subtree(resources: list[dict], urn: str) -> list[dict]:
+    """The resource `urn` and its descendants."""
+    wanted = {urn, *_descendants(urn, resources)}
+    return [r for r in resources if r["urn"] in wanted]
+
+
+def missing_in_destination(source: list[dict], dest: list[dict], urn: str) -> list[str]:
+    """The resources of the TenantStack `urn` in `source` that `dest` does not track: absent from it (by URN, the
+    stack's name aside), or tracking another cloud object (another id). Empty: `dest` holds it all."""
+    held = {_without_stack(r["urn"]): r.get("id") for r in dest}
+    return sorted(_without_stack(r["urn"]) for r in subtree(source, urn)
+                  if _without_stack(r["urn"]) not in held or held[_without_stack(r["urn"])] != r.get("id"))
+
+
+def dependents_outside(resources: list[dict], urn: str) -> list[str]:
+    """Resources outside the TenantStack `urn` that refer to something in it (parent, dependency, provider,
+    deleted-with): `pulumi state delete --target-dependents` would take them too."""
+    inside = {r["urn"] for r in subtree(resources, urn)}
+    found = []
+    for resource in resources:
+        if resource["urn"] in inside:
+            continue
+        provider = (resource.get("provider") or "").rsplit("::", 1)[0]  # a reference is `<urn>::<id>`
+        refs = {resource.get("parent"), resource.get("deletedWith"), provider, *(resource.get("dependencies") or []),
+                *(u for deps in (resource.get("propertyDependencies") or {}).values() for u in deps)}
+        if refs & inside:
+            found.append(resource["urn"])
+    return found
+
+
+def _without_stack(urn: str) -> str:
+    """`urn:pulumi:<stack>::<project>::<type>::<name>` without its stack, to compare a resource across stacks."""
+    return urn.split("::", 1)[1]
 
 
 def _descendants(urn: str, resources: list[dict]) -> list[str]:
@@ -98,37 +195,59 @@ def _descendants(urn: str, resources: list[dict]) -> list[str]:
     return found
 
 
+def _destination(backend: engine.Backend, name: str) -> Destination:
+    """What an existing destination holds, read only (no config is set on it)."""
+    stack = engine.open_stack(engine.StackSpec(backend, name), create=False)
+    resources = engine.export_state(stack).get("deployment", {}).get("resources") or []
+    return Destination(dict(stack.workspace.list_tags(name)), resources)
+
+
 def migrate(env: str, tenants: list[Tenant], spec_for: Callable[[str, Tenant | None], engine.StackSpec],
             dry_run: bool, say: Callable[[str], None] = lambda _line: None) -> MigrationResult:
     source_spec = spec_for(env, None)
+    backend = source_spec.backend
     from pulumi.automation import errors as auto_errors
 
     try:
-        source = engine.open_stack(engine.StackSpec(source_spec.backend, env), create=False)
+        source = engine.open_stack(engine.StackSpec(backend, env), create=False)
     except auto_errors.CommandError as exc:  # StackNotFoundError among them; the CLI's own words say which
         raise MigrationError(f"no stack {env} to migrate from: {str(exc).strip().splitlines()[-1]}") from None
-    existing = engine.list_stacks(source_spec.backend)
-    moves = plan_moves(env, engine.export_state(source), tenants, existing)
-    result = MigrationResult(env, dry_run, moves)
+    existing = engine.list_stacks(backend)
+    state = engine.export_state(source)
     by_slug = {t.slug: t for t in tenants}
+    # Only the destinations of tenants still in the source are read: a completed migration reads none.
+    wanted = {tenant_stack_name(env, slug) for slug in tenant_stacks_in(state) if slug in by_slug}
+    destinations = {name: _destination(backend, name) for name in sorted(wanted & set(existing))}
+    moves = plan_moves(env, state, tenants, destinations)
+    result = MigrationResult(env, dry_run, moves)
     for move in moves:
-        say(f"{move.urn} ({move.resources} resources) -> {move.dest}" + (f": {move.note}" if move.note else ""))
+        action = f": {move.note}" if move.note else ": already there, completing the move" if move.resume else ""
+        say(f"{move.urn} ({move.resources} resources) -> {move.dest}{action}")
+    if not moves:
+        say(f"nothing to move: {env} holds no TenantStack")
     if dry_run:
         return result
+    done = []
     for move in [m for m in moves if m.note is None]:
-        tenant = by_slug[move.slug]
-        dest = engine.open_stack(spec_for(move.dest, tenant))
-        if not source_spec.backend.local:
-            _copy_config(source, dest, tenant)
-        command = ["state", "move", "--source", env, "--dest", move.dest, "--yes", move.urn]
-        workspace = source.workspace
-        outcome = workspace.pulumi_command.run(command, workspace.work_dir, workspace.env_vars)
-        if outcome.code != 0:
-            result.errors.append(f"{move.slug}: pulumi state move failed: {outcome.stderr.strip()[-300:]}")
-            return result
-        say(f"moved {move.slug} into {move.dest}")
-    moved = [m for m in moves if m.note is None]
-    with process_pool(min(4, max(1, len(moved)))) as pool:
+        error = _complete_move(source, backend, move) if move.resume else \
+            _move(source, spec_for, move, by_slug[move.slug], backend.local)
+        if error is not None:
+            result.errors.append(f"{move.slug}: {error}")
+            break  # the state of a failed step is unknown: the next run reads it again
+        done.append(move)
+        say(f"{'completed the move of' if move.resume else 'moved'} {move.slug} into {move.dest}")
+    result.errors += [f"{m.slug}: {m.note}" for m in moves if m.note]
+    left = tenant_stacks_in(engine.export_state(source))
+    if left:
+        result.errors.append(f"{env} still holds the TenantStack of {', '.join(left)}: its platform program is not "
+                             f"applied (it would delete them); fix the above and run `tenantctl migrate-stacks "
+                             f"--env {env}` again")
+        return result
+    # A previous run may have moved every tenant and stopped before this: the platform is applied every time.
+    tenant_stacks = sorted({m.dest for m in done} | {tenant_stack_name(env, t.slug) for t in tenants
+                                                      if tenant_stack_name(env, t.slug) in existing})
+    previewed = tenant_stacks if done else []
+    with process_pool(min(4, max(1, len(previewed)))) as pool:
         # What is left in `<env>` is its platform stack now; the tenant stacks read its exports.
         say(f"pulumi up of the platform stack {env} (its program now exports what the tenant stacks read)")
         result.platform = run_in_process(pool, StackJob(spec_for(env, None), "up")).result()
@@ -136,8 +255,10 @@ def migrate(env: str, tenants: list[Tenant], spec_for: Callable[[str, Tenant | N
         if not result.platform.ok:
             result.errors += [f"{env}: {error}" for error in result.platform.errors]
             return result
-        say("previewing every moved stack with the new program (expect no create, delete or replace)")
-        futures = [run_in_process(pool, StackJob(spec_for(m.dest, by_slug[m.slug]), "preview")) for m in moved]
+        if previewed:
+            say("previewing every tenant stack with the new program (expect no create, delete or replace)")
+        slug_of = {tenant_stack_name(env, t.slug): t for t in tenants}
+        futures = [run_in_process(pool, StackJob(spec_for(name, slug_of[name]), "preview")) for name in previewed]
         result.previews = [future.result() for future in futures]
     for preview in result.previews:
         steps = replacing(preview)
@@ -145,9 +266,73 @@ def migrate(env: str, tenants: list[Tenant], spec_for: Callable[[str, Tenant | N
     return result
 
 
+def _move(source, spec_for, move: TenantMove, tenant: Tenant, local: bool) -> str | None:
+    """`pulumi state move` of the TenantStack into its own stack (created first, with its tags)."""
+    from pulumi.automation import errors as auto_errors
+
+    dest = engine.open_stack(spec_for(move.dest, tenant))
+    try:
+        if not local:
+            _copy_config(source, dest, tenant)
+        _pulumi(source, ["state", "move", "--source", source.name, "--dest", move.dest, "--yes", move.urn])
+    except MigrationError as exc:
+        return str(exc)
+    except auto_errors.CommandError as exc:
+        return f"pulumi state move failed: {_last_line(exc)}"
+    return None
+
+
+def _complete_move(source, backend: engine.Backend, move: TenantMove) -> str | None:
+    """The destination holds the whole TenantStack (checked in `check_destination`): remove the source's copy
+    from the source's state. `pulumi state delete` edits state only, it never calls a provider, so no cloud
+    object is touched; `--target-dependents` takes the children, `--force` the protected ones."""
+    from pulumi.automation import errors as auto_errors
+
+    resources = engine.export_state(source).get("deployment", {}).get("resources") or []
+    try:
+        _pulumi(source, ["state", "delete", "--stack", source.name, "--target-dependents", "--force", "--yes",
+                         move.urn])
+    except auto_errors.CommandError as exc:
+        return f"pulumi state delete of the source's copy failed: {_last_line(exc)}"
+    source_after = engine.export_state(source).get("deployment", {}).get("resources") or []
+    dest_after = _destination(backend, move.dest).resources
+    gone = {r["urn"] for r in resources} - {r["urn"] for r in source_after}
+    missing = missing_in_destination(resources, dest_after, move.urn)
+    if gone != {r["urn"] for r in subtree(resources, move.urn)} or missing:
+        return (f"after completing the move, {len(missing)} resource(s) are missing from {move.dest} and "
+                f"{len(gone)} left {source.name} (expected {move.resources}): compare `pulumi stack export` of both")
+    return None
+
+
+def _pulumi(stack, args: list[str]):
+    workspace = stack.workspace
+    return workspace.pulumi_command.run(args, workspace.work_dir, workspace.env_vars)
+
+
+def _last_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[-1] if lines else type(exc).__name__
+
+
 def _copy_config(source, dest, tenant: Tenant) -> None:
     """The settings of the providers the moved resources were created with, and the tenant's secrets."""
     for key, value in source.get_all_config().items():
         short = key.split(":", 1)[1]
-        if key.startswith("aws:") or short in (*PROVIDER_KEYS, *tenant.secret_names):
+        if not (key.startswith("aws:") or short in (*PROVIDER_KEYS, *tenant.secret_names)):
+            continue
+        if value.secret:
+            _set_secret_config(dest, key, value.value)
+        else:
             dest.set_config(key, value)
+
+
+def _set_secret_config(stack, key: str, value: str) -> None:
+    """`pulumi config set --secret` with the value on stdin: on a command line (as the Automation API's
+    set_config puts it) any user of the machine can read it (ps, /proc/<pid>/cmdline)."""
+    workspace = stack.workspace
+    command = [workspace.pulumi_command.command, "--non-interactive", "config", "set", key, "--secret",
+               "--stack", stack.name]
+    done = subprocess.run(command, input=value, cwd=workspace.work_dir, env={**os.environ, **workspace.env_vars},
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise MigrationError(f"pulumi config set --secret {key} failed: {_last_line(Exception(done.stderr))}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.table import Table
 
 from components.naming import split_stack_name
-from tenantctl import app_schema, aws_emulator, db, engine, tenant_data
+from tenantctl import app_schema, aws_emulator, db, engine, tenant_data, upgrade_guard
 from tenantctl.fleet import FleetResult, SelectionRefused, candidate_stacks, run_fleet, select
 from tenantctl.loader import TenantLoadError, require_tenants
 from tenantctl.localpg import LocalPostgres, LocalPostgresError
@@ -229,6 +229,7 @@ def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Pa
              only: set[str] | None = None) -> RehearsalResult:
     spec_for = spec_maker(root, tenants_dir, state, state_dir, services)
     backend = spec_for(STACK, None).backend
+    upgrade_guard.refuse_unmigrated(engine.StackSpec(backend, STACK), operation)  # before any stack runs
     candidates = candidate_stacks(STACK, tenants, only, None) if operation != "destroy" else None
     stacks = engine.list_stacks(backend) if candidates is None else engine.existing_stacks(backend, candidates)
     tenant_stacks = [name for name in stacks if split_stack_name(name)[0] == STACK and split_stack_name(name)[1]]

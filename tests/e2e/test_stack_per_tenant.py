@@ -2,53 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 from components.naming import TENANT_STACK_TYPE
-from program.fleet_view import declare_fleet
-from tenantctl import aws_emulator, engine
+from tenantctl import engine
 from tenantctl.fleet import run_fleet, select
 from tenantctl.loader import require_tenants
 from tenantctl.migrate_stacks import migrate, replacing
-from tenantctl.receiver import WebhookReceiver
-from tenantctl.rehearsal import STACK, STATE_FILE, LocalServices, RehearsalState, spec_maker
+from tenantctl.rehearsal import STACK, spec_maker
 from tests.conftest import ROOT
+from tests.e2e.single_stack import services as _services
+from tests.e2e.single_stack import single_stack_up as _single_stack_up
 from tests.tenantctl.tenant_text import tenant_yaml
-
-
-@contextlib.contextmanager
-def _services(rehearsal, app_db) -> Iterator[tuple[RehearsalState, LocalServices]]:
-    """What `tenantctl rehearse` starts, started here so a test can drive stacks its own way."""
-    state = RehearsalState.load(rehearsal.state_dir / STATE_FILE)
-    aws = aws_emulator.ensure_running(rehearsal.state_dir)
-    receiver = WebhookReceiver(app_db.app_dsn, app_db.fernet_key, port=state.environment.get("receiver_port", 0))
-    with receiver.start() as running:
-        state.environment["receiver_port"] = int(running.base_url.rsplit(":", 1)[1])
-        state.save()
-        yield state, LocalServices(rehearsal.database_url, app_db.app_dsn, running.base_url, aws.endpoint)
-    state.save()
-
-
-def _single_stack_up(rehearsal, app_db, tenants) -> dict[str, int]:
-    """The layout before this change: every TenantStack in the one `rehearsal` stack, config all in it."""
-    from pulumi import automation as auto
-
-    with _services(rehearsal, app_db) as (state, services):
-        spec_for = spec_maker(ROOT, rehearsal.tenants_dir, state, rehearsal.state_dir, services)
-        platform = spec_for(STACK, None)
-        config, secrets = dict(platform.config), dict(platform.secrets)
-        for tenant in tenants:
-            spec = spec_for(f"{STACK}.{tenant.slug}", tenant)
-            config.update(spec.config)
-            secrets.update(spec.secrets)
-        stack = auto.create_or_select_stack(stack_name=STACK, project_name="tenant-onboarding",
-                                            program=lambda: declare_fleet(tenants),
-                                            opts=engine.workspace_options(platform.backend))
-        values = {(k if ":" in k else f"tenant-onboarding:{k}"): auto.ConfigValue(v) for k, v in config.items()}
-        values.update({f"tenant-onboarding:{k}": auto.ConfigValue(v, secret=True) for k, v in secrets.items()})
-        stack.set_all_config(values)
-        return dict(stack.up(color="never", on_output=lambda _l: None).summary.resource_changes)
 
 
 def test_migration_moves_every_tenant_into_its_own_stack_without_creating_or_deleting(rehearsal, app_db):
