@@ -82,9 +82,7 @@ class TenantStack(pulumi.ComponentResource):
         tenant, settings = args.tenant, args.settings
         tenant_id = str(tenant.tenant_id)
         labels = naming.tenant_labels(tenant.slug, tenant_id, tenant.tier.value)
-        # `stack` and `tenant_id` find an interrupted create's KMS key again (tenantctl.pending_operations).
-        tags = {"tenant_id": tenant_id, "slug": tenant.slug, "tier": tenant.tier.value, "managed-by": "pulumi",
-                "stack": pulumi.get_stack()}
+        tags = {"tenant_id": tenant_id, "slug": tenant.slug, "tier": tenant.tier.value, "managed-by": "pulumi"}
         api_key = pulumi.Output.secret(args.servicedesk_api_key)
 
         signing_secret = random.RandomPassword(
@@ -112,7 +110,8 @@ class TenantStack(pulumi.ComponentResource):
             description=f"Tenant {tenant.slug} ({tenant_id}) credentials",
             enable_key_rotation=True,
             deletion_window_in_days=KMS_DELETION_WINDOW_DAYS,
-            tags=tags,
+            # `stack` and `tenant_id` find an interrupted create's key again (tenantctl.pending_operations).
+            tags={**tags, "stack": pulumi.get_stack()},
             opts=self._child(),
         )
         kms_alias = aws.kms.Alias(
