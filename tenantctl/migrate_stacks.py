@@ -217,7 +217,10 @@ def migrate(env: str, tenants: list[Tenant], spec_for: Callable[[str, Tenant | N
     by_slug = {t.slug: t for t in tenants}
     # Only the destinations of tenants still in the source are read: a completed migration reads none.
     wanted = {tenant_stack_name(env, slug) for slug in tenant_stacks_in(state) if slug in by_slug}
-    destinations = {name: _destination(backend, name) for name in sorted(wanted & set(existing))}
+    try:
+        destinations = {name: _destination(backend, name) for name in sorted(wanted & set(existing))}
+    except auto_errors.CommandError as exc:
+        raise MigrationError(f"cannot read a destination stack: {_last_line(exc)}") from None
     moves = plan_moves(env, state, tenants, destinations)
     result = MigrationResult(env, dry_run, moves)
     for move in moves:
@@ -270,15 +273,15 @@ def _move(source, spec_for, move: TenantMove, tenant: Tenant, local: bool) -> st
     """`pulumi state move` of the TenantStack into its own stack (created first, with its tags)."""
     from pulumi.automation import errors as auto_errors
 
-    dest = engine.open_stack(spec_for(move.dest, tenant))
     try:
+        dest = engine.open_stack(spec_for(move.dest, tenant))
         if not local:
             _copy_config(source, dest, tenant)
         _pulumi(source, ["state", "move", "--source", source.name, "--dest", move.dest, "--yes", move.urn])
     except MigrationError as exc:
         return str(exc)
     except auto_errors.CommandError as exc:
-        return f"pulumi state move failed: {_last_line(exc)}"
+        return f"moving into {move.dest} failed: {_last_line(exc)}"
     return None
 
 
@@ -294,8 +297,11 @@ def _complete_move(source, backend: engine.Backend, move: TenantMove) -> str | N
                          move.urn])
     except auto_errors.CommandError as exc:
         return f"pulumi state delete of the source's copy failed: {_last_line(exc)}"
-    source_after = engine.export_state(source).get("deployment", {}).get("resources") or []
-    dest_after = _destination(backend, move.dest).resources
+    try:
+        source_after = engine.export_state(source).get("deployment", {}).get("resources") or []
+        dest_after = _destination(backend, move.dest).resources
+    except auto_errors.CommandError as exc:
+        return f"cannot read the stacks back after completing the move: {_last_line(exc)}"
     gone = {r["urn"] for r in resources} - {r["urn"] for r in source_after}
     missing = missing_in_destination(resources, dest_after, move.urn)
     if gone != {r["urn"] for r in subtree(resources, move.urn)} or missing:
