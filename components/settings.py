@@ -79,12 +79,14 @@ class TenantEnvironment:
     run_checks: bool = True
     # Slugs whose history `tenantctl destroy --purge-data` asked to purge (`purgeData.<slug>: true`).
     purge_slugs: frozenset[str] = frozenset()
+    # The stack's `offboarding: true`, set only by offboarding: the data-bearing resources lose their guards.
+    offboarding: bool = False
 
     @classmethod
     def of(cls, platform: PlatformSettings, run_checks: bool = True,
-           purge_slugs: frozenset[str] = frozenset()) -> TenantEnvironment:
+           purge_slugs: frozenset[str] = frozenset(), offboarding: bool = False) -> TenantEnvironment:
         return cls(platform.shared_namespace, platform.ingress_namespace, platform.monitoring_namespace,
-                   platform.webhook_base_url, platform.checks_nonce, run_checks, purge_slugs)
+                   platform.webhook_base_url, platform.checks_nonce, run_checks, purge_slugs, offboarding)
 
 
 def read_provider_settings(config: pulumi.Config) -> ProviderSettings:
@@ -108,6 +110,20 @@ def read_platform_settings(config: pulumi.Config) -> PlatformSettings:
 
 def read_run_checks(config: pulumi.Config) -> bool:
     return config.get_bool("runChecks") if config.get("runChecks") is not None else True
+
+
+OFFBOARDING = "offboarding"
+
+
+def read_offboarding(config: pulumi.Config) -> bool:
+    """Whether offboarding has lifted the guards of this tenant stack (`tenantctl destroy` sets it, and takes it
+    back if the offboarding stops before its destroy)."""
+    if config.get(OFFBOARDING) is None:
+        return False
+    try:
+        return bool(config.get_bool(OFFBOARDING))
+    except (ValueError, pulumi.ConfigTypeError):
+        raise SettingsError("offboarding must be true or false (only `tenantctl destroy` sets it)") from None
 
 
 def read_purge_slugs(config: pulumi.Config) -> frozenset[str]:

@@ -24,7 +24,7 @@ def platform_reference_name(env: str) -> str:
 
 
 def read_platform(
-    reference: pulumi.StackReference, run_checks: bool, purge_slugs: frozenset[str]
+    reference: pulumi.StackReference, run_checks: bool, purge_slugs: frozenset[str], offboarding: bool = False
 ) -> tuple[TenantEnvironment, DatabaseSettings]:
     environment = TenantEnvironment(
         shared_namespace=reference.require_output(SHARED_NAMESPACE),
@@ -34,6 +34,7 @@ def read_platform(
         checks_nonce=reference.require_output(CHECKS_NONCE),
         run_checks=run_checks,
         purge_slugs=purge_slugs,
+        offboarding=offboarding,
     )
     database = DatabaseSettings(
         provisioner_url=pulumi.Output.secret(reference.require_output(DATABASE_URL)),
