@@ -20,7 +20,7 @@ from components.naming import TENANT_STACK_TYPE, split_stack_name
 from tenantctl import engine
 
 NO_CHANGE_OPS = {"same", "read", "refresh", "discard", "read-discard"}
-OPERATIONS = ("preview", "up", "destroy", "destroy-preview", "refresh")
+OPERATIONS = ("preview", "up", "destroy", "destroy-preview", "refresh", "offboard")
 
 
 @dataclass
@@ -34,6 +34,11 @@ class StackJob:
     create: bool = True
     # Policy packs (folders) every preview and up runs with.
     policy_packs: list[str] = field(default_factory=list)
+    # offboard (tenantctl.offboard_stack): also purge the tenant's history; also erase the stack's history;
+    # whether the tenant's file is there for the program (None: look in the stack's tenantsDir).
+    purge: bool = False
+    erase_history: bool = False
+    tenant_file: bool | None = None
 
 
 @dataclass
@@ -90,6 +95,11 @@ def run(job: StackJob) -> StackOutcome:
     from pulumi.automation import errors as auto_errors
 
     _quiet_engine_teardown()
+    if job.operation == "offboard":
+        from tenantctl.offboard_stack import offboard_stack
+
+        return offboard_stack(job.spec, purge=job.purge, erase_history=job.erase_history,
+                              tenant_file=job.tenant_file)
     started = time.monotonic()
     outcome = StackOutcome(job.spec.name, job.operation)
     events = engine.EngineEvents()
