@@ -396,6 +396,46 @@ def _offboard(env: str, slug: str, tenants_dir: Path, database_url: str | None, 
         raise fail(str(exc)) from None
 
 
+@app.command()
+def restore(
+    slug: Annotated[str, typer.Argument(help="Slug of the offboarded tenant.")],
+    env: Annotated[str, typer.Option("--env", "--stack", help="Environment of the tenant's stack.")] = "prod",
+    tenants_dir: TenantsDir = Path("tenants"),
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", envvar="TENANT_DATABASE_URL", help="With --rehearsal: the database it ran on.")] = None,
+    rehearsal: Annotated[bool, typer.Option("--rehearsal", help="A tenant of the rehearsal environment.")] = False,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")] = None,
+) -> None:
+    """Within the windows, take an offboarded tenant's KMS key and secret back; then re-add its file and run
+    `tenantctl up`, which adopts them instead of creating new ones."""
+    import contextlib
+    import re
+
+    from components.naming import tenant_stack_name
+    from tenantctl import engine, fleet_command
+    from tenantctl.rehearse_command import RehearseFailure, rehearsal_stack
+    from tenantctl.restore import RestoreError, restore_stack
+    from tenantctl.stack_files import find_project_root
+
+    if not re.fullmatch(SLUG_PATTERN, slug):
+        raise fail(f"{slug!r} is not a tenant slug")
+    env = "rehearsal" if rehearsal else env
+    name = tenant_stack_name(env, slug)
+    try:
+        with contextlib.ExitStack() as stack:
+            if rehearsal:
+                spec = stack.enter_context(rehearsal_stack(tenants_dir, database_url, state_dir, name))
+            else:
+                backend = fleet_command.project_backend(find_project_root(tenants_dir.resolve().parent), env)
+                spec = engine.StackSpec(backend, name)
+            restored = restore_stack(spec)
+    except (RestoreError, RehearseFailure, engine.EngineError) as exc:
+        raise fail(str(exc)) from None
+    then = "tenantctl rehearse" if rehearsal else f"tenantctl up --env {env}"
+    err.print(f"{name}: KMS key {restored.kms_key_id} and secret {restored.secret_arn} restored; re-add "
+              f"tenants/{slug}.yaml and run `{then}`: it adopts them", markup=False)
+
+
 EnvName = Annotated[str, typer.Option("--env", help="Environment: platform stack <env>, tenant stacks <env>.<slug>.")]
 Only = Annotated[list[str] | None, typer.Option("--only", help="Only this tenant's stack (repeatable).")]
 ChangedSince = Annotated[str | None, typer.Option(

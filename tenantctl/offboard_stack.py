@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from components.naming import PROJECT, split_stack_name
-from components.settings import OFFBOARDING
+from components.settings import ADOPT, OFFBOARDING
 from tenantctl import engine, stack_guards
 from tenantctl.stack_run import StackOutcome, headline
 
@@ -40,6 +40,7 @@ TAG_OFFBOARDED_AT = "tenant:offboarded-at"
 TAG_TENANT_ID, TAG_SLUG = "tenant:id", "tenant:slug"
 PURGE_CONFIG = "purgeData"
 OFFBOARDING_KEY = f"{PROJECT}:{OFFBOARDING}"
+ADOPT_KEY = f"{PROJECT}:{ADOPT}"
 
 
 class OffboardStackError(Exception):
@@ -118,6 +119,7 @@ class _Offboarding:
             raise
         self._tombstone(identity)
         self._unmark(purge)
+        self._forget_adoption()
         return dict(result.summary.resource_changes or {})
 
     def _identity(self) -> dict[str, str]:
@@ -139,6 +141,12 @@ class _Offboarding:
         self.stack.remove_config(OFFBOARDING_KEY)
         if purge:
             self.stack.remove_config(f"{PROJECT}:{PURGE_CONFIG}.{self.slug}", path=True)
+
+    def _forget_adoption(self) -> None:
+        """A restore's `adopt` names objects this destroy just scheduled for deletion: a later re-add must not
+        try to import them again unless a new `tenantctl restore` says so."""
+        if ADOPT_KEY in self.stack.get_all_config():
+            self.stack.remove_config(ADOPT_KEY)
 
     def _lift(self, guards: stack_guards.Guards, tenant_file: bool) -> None:
         if not guards.urns:

@@ -74,19 +74,25 @@ def _spec(rehearsal, slug: str):
     return engine.StackSpec(rehearsal_backend(ROOT, rehearsal.state_dir, passphrase), f"{STACK}.{slug}")
 
 
-def test_tenantctl_destroy_offboards_one_tenant_and_keeps_a_tombstone(rehearsal, tenants_dir, app_db):
+def _tenantctl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tenantctl", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_tenantctl_destroy_offboards_one_tenant_keeps_a_tombstone_and_restore_takes_it_back(
+        rehearsal, tenants_dir, app_db):
     """(b) `tenantctl destroy SLUG --yes` lifts the guards, destroys, and leaves the stack with its history and
-    tags; (c) the secret's recovery window ends before the key's deletion window."""
+    tags; (c) the secret's recovery window ends before the key's deletion window; within them, `tenantctl restore`
+    and an `up` bring the same key and secret back (no failure on the secret's name)."""
     assert rehearsal.up().ok
     globex, acme = rehearsal.stack(f"{STACK}.globex"), rehearsal.stack(f"{STACK}.acme")
     before, acme_before = _state(globex), _state(acme)
     updates_before = len(globex.history())
     rows = _rows(app_db)
 
-    result = subprocess.run(
-        [sys.executable, "-m", "tenantctl", "destroy", "globex", "--rehearsal", "--state-dir",
-         str(rehearsal.state_base), "--database-url", app_db.provisioner_dsn, "--tenants-dir", str(tenants_dir),
-         "--yes"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    where = ("--rehearsal", "--state-dir", str(rehearsal.state_base), "--database-url", app_db.provisioner_dsn,
+             "--tenants-dir", str(tenants_dir))
+    result = _tenantctl("destroy", "globex", *where, "--yes")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
@@ -103,3 +109,16 @@ def test_tenantctl_destroy_offboards_one_tenant_and_keeps_a_tombstone(rehearsal,
     assert key["KeyState"] == "PendingDeletion"
     # Both dates are when AWS deletes for good: the secret (14 days) goes well before its key (30 days).
     assert (key["DeletionDate"] - secret["DeletedDate"]).days >= 15
+
+    restored = _tenantctl("restore", "globex", *where)
+    again = rehearsal.up()
+
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert again.ok, [t.errors for t in again.tenants]
+    after = _state(globex)
+    assert after[KMS_KEY]["id"] == before[KMS_KEY]["id"] and after[SM_SECRET]["id"] == before[SM_SECRET]["id"]
+    assert after[KMS_KEY]["protect"] and after[SM_SECRET]["retainOnDelete"] and after[ROW]["protect"]
+    assert _aws(rehearsal, "kms").describe_key(KeyId=before[KMS_KEY]["id"])["KeyMetadata"]["KeyState"] == "Enabled"
+    assert "DeletedDate" not in _aws(rehearsal, "secretsmanager").describe_secret(SecretId=before[SM_SECRET]["id"])
+    assert "tenant:offboarded-at" not in globex.list_tags() and _rows(app_db) == rows
+    assert rehearsal.up().ok  # the adoption is done once; later runs are plain ups
