@@ -52,6 +52,20 @@ def tenant_config_row_urn(stack: str, slug: str, project: str = PROJECT) -> str:
             f"::{slug}-tenant-config")
 
 
+GUARDED_CHILDREN = {  # suffix of the child's name -> its type: what components/tenant_stack.py guards
+    "kms-key": "aws:kms/key:Key",
+    "credentials": "aws:secretsmanager/secret:Secret",
+    "namespace": "kubernetes:core/v1:Namespace",
+    "tenant-config": f"pulumi-python:dynamic/{PROJECT}:TenantConfigRow",
+}
+
+
+def guarded_urns(stack: str, slug: str, premium: bool, project: str = PROJECT) -> list[str]:
+    """URNs of a tenant's guarded resources (the namespace only for premium), for a targeted `pulumi up`."""
+    return [f"urn:pulumi:{stack}::{project}::{TENANT_STACK_TYPE}${kind}::{slug}-{suffix}"
+            for suffix, kind in GUARDED_CHILDREN.items() if premium or suffix != "namespace"]
+
+
 def tenant_labels(slug: str, tenant_id: str, tier: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/managed-by": "pulumi",

@@ -67,6 +67,16 @@ class PlatformSettings:
 
 
 @dataclass(frozen=True)
+class Adoption:
+    """A tenant's KMS key and secret that `tenantctl restore` took back from their deletion windows: the next `up`
+    adopts them (imports them into the stack) instead of creating new ones, which would fail on the secret's name
+    and leave the restored secret without its key."""
+
+    kms_key_id: str | None = None
+    secret_arn: str | None = None
+
+
+@dataclass(frozen=True)
 class TenantEnvironment:
     """What a TenantStack needs from its environment: the platform's exports (Outputs when read through a
     StackReference, plain in plans and unit tests) and its own stack's switches."""
@@ -79,12 +89,15 @@ class TenantEnvironment:
     run_checks: bool = True
     # Slugs whose history `tenantctl destroy --purge-data` asked to purge (`purgeData.<slug>: true`).
     purge_slugs: frozenset[str] = frozenset()
+    # The stack's `offboarding: true`, set only by offboarding: the data-bearing resources lose their guards.
+    offboarding: bool = False
+    adopt: Adoption = Adoption()
 
     @classmethod
     def of(cls, platform: PlatformSettings, run_checks: bool = True,
-           purge_slugs: frozenset[str] = frozenset()) -> TenantEnvironment:
+           purge_slugs: frozenset[str] = frozenset(), offboarding: bool = False) -> TenantEnvironment:
         return cls(platform.shared_namespace, platform.ingress_namespace, platform.monitoring_namespace,
-                   platform.webhook_base_url, platform.checks_nonce, run_checks, purge_slugs)
+                   platform.webhook_base_url, platform.checks_nonce, run_checks, purge_slugs, offboarding)
 
 
 def read_provider_settings(config: pulumi.Config) -> ProviderSettings:
@@ -108,6 +121,34 @@ def read_platform_settings(config: pulumi.Config) -> PlatformSettings:
 
 def read_run_checks(config: pulumi.Config) -> bool:
     return config.get_bool("runChecks") if config.get("runChecks") is not None else True
+
+
+OFFBOARDING = "offboarding"
+
+
+def read_offboarding(config: pulumi.Config) -> bool:
+    """Whether offboarding has lifted the guards of this tenant stack (`tenantctl destroy` sets it, and takes it
+    back if the offboarding stops before its destroy)."""
+    if config.get(OFFBOARDING) is None:
+        return False
+    try:
+        return bool(config.get_bool(OFFBOARDING))
+    except (ValueError, pulumi.ConfigTypeError):
+        raise SettingsError("offboarding must be true or false (only `tenantctl destroy` sets it)") from None
+
+
+ADOPT = "adopt"
+ADOPT_FIELDS = {"kmsKeyId": "kms_key_id", "secretArn": "secret_arn"}
+
+
+def read_adoption(config: pulumi.Config) -> Adoption:
+    value = config.get_object(ADOPT)
+    if value is None:
+        return Adoption()
+    if (not isinstance(value, dict) or set(value) - set(ADOPT_FIELDS)
+            or not all(isinstance(v, str) and v for v in value.values())):
+        raise SettingsError("adopt must map kmsKeyId and secretArn to AWS ids (`tenantctl restore` sets it)")
+    return Adoption(**{ADOPT_FIELDS[k]: v for k, v in value.items()})
 
 
 def read_purge_slugs(config: pulumi.Config) -> frozenset[str]:

@@ -16,6 +16,7 @@ from components.settings import (
     DatabaseSettings,
     SettingsError,
     TenantEnvironment,
+    read_offboarding,
     read_platform_settings,
     read_provider_settings,
     read_purge_slugs,
@@ -29,7 +30,7 @@ def declare_fleet(tenants: list[Tenant]) -> None:
     config = pulumi.Config()
     try:
         environment = TenantEnvironment.of(read_platform_settings(config), read_run_checks(config),
-                                           read_purge_slugs(config))
+                                           read_purge_slugs(config), read_offboarding(config))
         providers = stack_providers(read_provider_settings(config))
     except SettingsError as exc:
         raise pulumi.RunError(str(exc)) from None

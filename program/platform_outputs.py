@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
-from components.settings import DatabaseSettings, TenantEnvironment
+from components.settings import Adoption, DatabaseSettings, TenantEnvironment
 
 SHARED_NAMESPACE = "sharedNamespace"
 INGRESS_NAMESPACE = "ingressNamespace"
@@ -24,7 +24,8 @@ def platform_reference_name(env: str) -> str:
 
 
 def read_platform(
-    reference: pulumi.StackReference, run_checks: bool, purge_slugs: frozenset[str]
+    reference: pulumi.StackReference, run_checks: bool, purge_slugs: frozenset[str], offboarding: bool = False,
+    adopt: Adoption | None = None,
 ) -> tuple[TenantEnvironment, DatabaseSettings]:
     environment = TenantEnvironment(
         shared_namespace=reference.require_output(SHARED_NAMESPACE),
@@ -34,6 +35,8 @@ def read_platform(
         checks_nonce=reference.require_output(CHECKS_NONCE),
         run_checks=run_checks,
         purge_slugs=purge_slugs,
+        offboarding=offboarding,
+        adopt=adopt or Adoption(),
     )
     database = DatabaseSettings(
         provisioner_url=pulumi.Output.secret(reference.require_output(DATABASE_URL)),

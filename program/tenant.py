@@ -18,6 +18,8 @@ from components.settings import (
     SettingsError,
     TenantEnvironment,
     missing_secret_keys,
+    read_adoption,
+    read_offboarding,
     read_provider_settings,
     read_purge_slugs,
     read_run_checks,
@@ -35,6 +37,7 @@ def main(env: str, slug: str) -> None:
     try:
         providers = stack_providers(read_provider_settings(config))
         run_checks, purge_slugs = read_run_checks(config), read_purge_slugs(config)
+        offboarding, adopt = read_offboarding(config), read_adoption(config)
     except SettingsError as exc:
         raise pulumi.RunError(str(exc)) from None
     tenants_dir = Path(config.get("tenantsDir") or "tenants")
@@ -56,7 +59,7 @@ def main(env: str, slug: str) -> None:
         raise pulumi.RunError(f"missing secret config for stack {pulumi.get_stack()}:\n{commands}")
 
     reference = pulumi.StackReference(config.get("platformStack") or platform_reference_name(env))
-    environment, database = read_platform(reference, run_checks, purge_slugs)
+    environment, database = read_platform(reference, run_checks, purge_slugs, offboarding, adopt)
     stack = declare_tenant(tenant, [t.tenant_id for t in tenants], config, environment, database, providers)
     pulumi.export("tenant", tenant_outputs(tenant, stack))
 

@@ -296,9 +296,12 @@ def destroy(
     slug: Annotated[str, typer.Argument(help="Tenant slug.")],
     env: Annotated[str, typer.Option("--env", "--stack", help="Environment of the tenant's stack.")] = "prod",
     tenants_dir: TenantsDir = Path("tenants"),
-    yes: Annotated[bool, typer.Option("--yes", help="Run the destroy instead of printing it.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Run the offboarding instead of printing its steps.")] = False,
     purge_data: Annotated[
         bool, typer.Option("--purge-data", help="Delete the tenant's history rows too (irreversible).")
+    ] = False,
+    erase_history: Annotated[bool, typer.Option(
+        "--erase-history", help="Also remove the stack and its history (`pulumi stack rm`) instead of a tombstone.")
     ] = False,
     database_url: Annotated[
         str | None,
@@ -306,18 +309,25 @@ def destroy(
                      help="Provisioner database URL (default: the stack's databaseUrl via the Pulumi CLI)."),
     ] = None,
     tenant_id: Annotated[str | None, typer.Option("--tenant-id", help="Needed when the tenant file is gone.")] = None,
+    rehearsal: Annotated[bool, typer.Option("--rehearsal", help="A tenant of the rehearsal environment.")] = False,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")] = None,
     allow_unverified_tls: AllowUnverifiedTls = False,
 ) -> None:
-    """Remove exactly one tenant: `pulumi destroy` of its own stack <env>.<slug>, its history guarded."""
+    """Offboard exactly one tenant: lift its guards, destroy its own stack <env>.<slug>, keep the stack as a
+    tombstone (its history guarded; --erase-history removes the stack too)."""
     import re
     import shlex
 
-    from tenantctl.offboarding import OffboardingError, Runner, count_history, database_url_from_stack, offboard
+    from components.tenant_stack import KMS_DELETION_WINDOW_DAYS as KMS_WINDOW
+    from components.tenant_stack import SECRET_RECOVERY_WINDOW_DAYS as SECRET_WINDOW
+    from tenantctl.offboarding import OffboardingError, count_history, database_url_from_stack
     from tenantctl.offboarding import offboarding_commands as planned_commands
     from tenantctl.tenant_data import describe_counts
 
     if not re.fullmatch(SLUG_PATTERN, slug):
         raise fail(f"{slug!r} is not a tenant slug")
+    if rehearsal:
+        env = "rehearsal"
     tenant = _tenant_for(slug, tenants_dir)
     if purge_data and tenant is None:
         raise fail(
@@ -326,7 +336,8 @@ def destroy(
             "if you prefer a pull request), or destroy without --purge-data to keep the history."
         )
     tenant_id = tenant_id or (str(tenant.tenant_id) if tenant else None)
-    url = checked_url(database_url or database_url_from_stack(env), "--database-url", allow_unverified_tls)
+    url = checked_url(database_url or (None if rehearsal else database_url_from_stack(env)), "--database-url",
+                      allow_unverified_tls)
     if url and tenant_id:
         try:
             counts = count_history(url, tenant_id)
@@ -350,18 +361,79 @@ def destroy(
             "or the next deploy recreates the tenant[/]"
         )
     err.print(
-        "The tenant's KMS key is scheduled for deletion (30-day window) and its Secrets Manager secret "
-        "keeps a 30-day recovery window; both can be restored within that time."
+        f"The tenant's KMS key is scheduled for deletion ({KMS_WINDOW}-day window) and its Secrets Manager secret "
+        f"keeps a {SECRET_WINDOW}-day recovery window; `tenantctl restore {slug}` takes both back within that time."
     )
     if not yes:
-        for command in planned_commands(env, slug, purge_data):
+        premium = tenant is None or tenant.tier is Tier.PREMIUM
+        for command in planned_commands(env, slug, purge_data, tenant is not None, premium, erase_history):
             out.print(shlex.join(command), markup=False)
         return
+    _offboard(env, slug, tenants_dir, url if rehearsal else None, state_dir, rehearsal, purge_data, erase_history,
+              tenant is not None)
+
+
+def _offboard(env: str, slug: str, tenants_dir: Path, database_url: str | None, state_dir: Path | None,
+              rehearsal: bool, purge: bool, erase_history: bool, tenant_file: bool) -> None:
+    import contextlib
+
+    from components.naming import tenant_stack_name
+    from tenantctl import engine, fleet_command
+    from tenantctl.offboarding import OffboardingError, offboard
+    from tenantctl.rehearse_command import RehearseFailure, rehearsal_stack
+    from tenantctl.stack_files import find_project_root
+
+    name = tenant_stack_name(env, slug)
     try:
-        code = offboard(env, slug, purge_data, Runner(lambda line: err.print(line, markup=False)))
-    except OffboardingError as exc:
+        with contextlib.ExitStack() as stack:
+            if rehearsal:
+                spec = stack.enter_context(rehearsal_stack(tenants_dir, database_url, state_dir, name))
+            else:
+                backend = fleet_command.project_backend(find_project_root(tenants_dir.resolve().parent), env)
+                spec = engine.StackSpec(backend, name)
+            offboard(spec, purge, erase_history, tenant_file, lambda line: err.print(line, markup=False))
+    except (OffboardingError, RehearseFailure, engine.EngineError) as exc:
         raise fail(str(exc)) from None
-    raise typer.Exit(code)
+
+
+@app.command()
+def restore(
+    slug: Annotated[str, typer.Argument(help="Slug of the offboarded tenant.")],
+    env: Annotated[str, typer.Option("--env", "--stack", help="Environment of the tenant's stack.")] = "prod",
+    tenants_dir: TenantsDir = Path("tenants"),
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", envvar="TENANT_DATABASE_URL", help="With --rehearsal: the database it ran on.")] = None,
+    rehearsal: Annotated[bool, typer.Option("--rehearsal", help="A tenant of the rehearsal environment.")] = False,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")] = None,
+) -> None:
+    """Within the windows, take an offboarded tenant's KMS key and secret back; then re-add its file and run
+    `tenantctl up`, which adopts them instead of creating new ones."""
+    import contextlib
+    import re
+
+    from components.naming import tenant_stack_name
+    from tenantctl import engine, fleet_command
+    from tenantctl.rehearse_command import RehearseFailure, rehearsal_stack
+    from tenantctl.restore import RestoreError, restore_stack
+    from tenantctl.stack_files import find_project_root
+
+    if not re.fullmatch(SLUG_PATTERN, slug):
+        raise fail(f"{slug!r} is not a tenant slug")
+    env = "rehearsal" if rehearsal else env
+    name = tenant_stack_name(env, slug)
+    try:
+        with contextlib.ExitStack() as stack:
+            if rehearsal:
+                spec = stack.enter_context(rehearsal_stack(tenants_dir, database_url, state_dir, name))
+            else:
+                backend = fleet_command.project_backend(find_project_root(tenants_dir.resolve().parent), env)
+                spec = engine.StackSpec(backend, name)
+            restored = restore_stack(spec)
+    except (RestoreError, RehearseFailure, engine.EngineError) as exc:
+        raise fail(str(exc)) from None
+    then = "tenantctl rehearse" if rehearsal else f"tenantctl up --env {env}"
+    err.print(f"{name}: KMS key {restored.kms_key_id} and secret {restored.secret_arn} restored; re-add "
+              f"tenants/{slug}.yaml and run `{then}`: it adopts them", markup=False)
 
 
 EnvName = Annotated[str, typer.Option("--env", help="Environment: platform stack <env>, tenant stacks <env>.<slug>.")]

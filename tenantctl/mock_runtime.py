@@ -107,6 +107,9 @@ class RegisteredResource:
     status: str = "created"
     aliases: list[str] = field(default_factory=list)  # previous names the engine would move this resource from
     dependencies: list[str] = field(default_factory=list)  # URNs it waits for (depends_on and its inputs' resources)
+    # The engine guards the program asked for: what a destroy or replace of this resource would meet.
+    protect: bool = False
+    retain_on_delete: bool = False
 
     @property
     def parent_name(self) -> str:
@@ -138,7 +141,8 @@ class SimulatedCloud(pulumi.runtime.Mocks):
             }
         urn, parent = self.current.urn, self.current.parent
         resource = RegisteredResource(urn, args.typ, args.name, parent, args.custom, mark_secrets(args.inputs),
-                                      aliases=self.current.aliases, dependencies=self.current.dependencies)
+                                      aliases=self.current.aliases, dependencies=self.current.dependencies,
+                                      protect=self.current.protect, retain_on_delete=self.current.retain_on_delete)
         plain_inputs = unwrap_secrets(args.inputs)
         resource.id, outputs = self._simulate(args, plain_inputs)
         resource.outputs = outputs
@@ -202,6 +206,8 @@ class RecordingMonitor(MockMonitor):
         self.cloud.current.secret_outputs = list(request.additionalSecretOutputs)
         self.cloud.current.aliases = [alias.spec.name for alias in request.aliases if alias.spec.name]
         self.cloud.current.dependencies = list(request.dependencies)
+        self.cloud.current.protect = bool(request.protect)
+        self.cloud.current.retain_on_delete = bool(request.retainOnDelete)
         return super().RegisterResource(request)
 
 

@@ -1,10 +1,9 @@
-"""`tenantctl destroy`: remove exactly one tenant with a `pulumi destroy` of its own stack, guarding its data.
+"""`tenantctl destroy`: offboard exactly one tenant: its guards lifted, its own stack destroyed, a tombstone kept.
 
-This command deletes nothing itself. History goes only through the TenantConfigRow resource, which
-purges it in the same transaction as the row when the purge was applied to its state: with
-`--purge-data` the command first proves the destroy can run (`pulumi destroy --preview-only`), then
-sets the stack's `purgeData.<slug>` and applies it to the row alone, and only then destroys. If any
-step fails, the purge mark is taken back, so a later removal cannot purge by surprise.
+This command deletes nothing itself. History goes only through the TenantConfigRow resource, which purges it in
+the same transaction as the row when the purge was applied to its state. The engine steps are
+`tenantctl.offboard_stack`'s (the same the fleet runs for a removal); this module checks history first and
+prints, without --yes, the same steps as `pulumi` commands an operator could run by hand.
 """
 
 from __future__ import annotations
@@ -12,48 +11,38 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from components.naming import tenant_config_row_urn, tenant_stack_name
-from tenantctl import db, tenant_data
-
-PURGE_CONFIG = "purgeData"
+from components.naming import guarded_urns, tenant_stack_name
+from components.settings import OFFBOARDING
+from tenantctl import db, engine, tenant_data
+from tenantctl.offboard_stack import PURGE_CONFIG, TAG_OFFBOARDED_AT, offboard_stack
 
 
 class OffboardingError(Exception):
     pass
 
 
-def destroy_command(env: str, slug: str) -> list[str]:
-    return ["pulumi", "destroy", "--stack", tenant_stack_name(env, slug), "--yes", "--non-interactive"]
-
-
-def destroy_preview_command(env: str, slug: str) -> list[str]:
-    return ["pulumi", "destroy", "--preview-only", "--stack", tenant_stack_name(env, slug), "--non-interactive"]
-
-
-def mark_purge_commands(env: str, slug: str) -> list[list[str]]:
-    """Set the purge mark, then apply it to the tenant's row resource alone (its row is not rewritten)."""
+def offboarding_commands(env: str, slug: str, purge: bool, tenant_file: bool = True, premium: bool = True,
+                         erase_history: bool = False) -> list[list[str]]:
+    """Every step `destroy --yes` takes, in order, as the `pulumi` command that does the same."""
     stack = tenant_stack_name(env, slug)
-    return [
-        ["pulumi", "config", "set", "--path", f"{PURGE_CONFIG}.{slug}", "true", "--stack", stack],
-        ["pulumi", "up", "--stack", stack, "--target", tenant_config_row_urn(stack, slug), "--yes", "--skip-preview",
-         "--non-interactive"],
-    ]
-
-
-def unmark_purge_command(env: str, slug: str) -> list[str]:
-    return ["pulumi", "config", "rm", "--path", f"{PURGE_CONFIG}.{slug}", "--stack", tenant_stack_name(env, slug)]
-
-
-def offboarding_commands(env: str, slug: str, purge: bool) -> list[list[str]]:
-    """Every command `destroy --yes` runs, in order (what it prints without --yes)."""
-    commands = [destroy_preview_command(env, slug)]
+    commands = [["pulumi", "destroy", "--preview-only", "--exclude-protected", "--stack", stack, "--non-interactive"],
+                ["pulumi", "config", "set", OFFBOARDING, "true", "--stack", stack]]
     if purge:
-        commands += mark_purge_commands(env, slug)
-    commands.append(destroy_command(env, slug))
+        commands.append(["pulumi", "config", "set", "--path", f"{PURGE_CONFIG}.{slug}", "true", "--stack", stack])
+    if tenant_file:
+        targets = [arg for urn in guarded_urns(stack, slug, premium) for arg in ("--target", urn)]
+        commands.append(["pulumi", "up", "--stack", stack, *targets, "--yes", "--skip-preview", "--non-interactive"])
+    else:
+        # (tenantctl also clears the secret's retainOnDelete in the state, which no `pulumi` command does.)
+        commands.append(["pulumi", "state", "unprotect", "--all", "--stack", stack, "--yes"])
+    commands += [["pulumi", "destroy", "--stack", stack, "--yes", "--non-interactive"],
+                 ["pulumi", "stack", "tag", "set", TAG_OFFBOARDED_AT, "<UTC time now>", "--stack", stack],
+                 ["pulumi", "config", "rm", OFFBOARDING, "--stack", stack]]
     if purge:
-        commands.append(unmark_purge_command(env, slug))
+        commands.append(["pulumi", "config", "rm", "--path", f"{PURGE_CONFIG}.{slug}", "--stack", stack])
+    if erase_history:
+        commands.append(["pulumi", "stack", "rm", stack, "--yes"])
     return commands
 
 
@@ -76,38 +65,16 @@ def count_history(database_url: str, tenant_id: str) -> dict[str, int]:
         return tenant_data.history_counts(cursor, tenant_id)
 
 
-@dataclass
-class Runner:
-    """Runs the Pulumi CLI, streaming its output; `say` reports each step."""
-
-    say: Callable[[str], None]
-
-    def __call__(self, command: list[str], capture: bool = False) -> subprocess.CompletedProcess:
-        if shutil.which(command[0]) is None:
-            raise OffboardingError("the Pulumi CLI is not installed here; run the printed commands where it is")
-        self.say("$ " + " ".join(command))
-        return subprocess.run(command, capture_output=capture, text=True, env=_engine_env())
-
-
-def offboard(env: str, slug: str, purge: bool, run: Runner) -> int:
-    preflight = run(destroy_preview_command(env, slug), capture=True)
-    if preflight.returncode != 0:
-        detail = (preflight.stderr or preflight.stdout).strip().splitlines()[-3:]
-        raise OffboardingError("the destroy cannot run, so nothing was changed: " + " / ".join(detail))
-    if purge:
-        for command in mark_purge_commands(env, slug):
-            if run(command).returncode != 0:
-                run(unmark_purge_command(env, slug))
-                raise OffboardingError("could not apply the purge mark to the tenant's row; it was taken back and "
-                                       "nothing was destroyed or purged")
-    code = run(destroy_command(env, slug)).returncode
-    if purge:
-        run(unmark_purge_command(env, slug))
-        if code != 0:
-            # The row is still in state with the mark applied: take it back there too, or a later removal of
-            # the tenant file would purge its history unasked.
-            run(mark_purge_commands(env, slug)[1])
-    return code
+def offboard(spec: engine.StackSpec, purge: bool, erase_history: bool, tenant_file: bool,
+             say: Callable[[str], None]) -> None:
+    """The offboarding of the stack; OffboardingError (one line) when it failed, its guards back in place."""
+    say(f"offboarding {spec.name}: destroy preview, lift the guards, destroy, tombstone")
+    outcome = offboard_stack(spec, purge=purge, erase_history=erase_history, tenant_file=tenant_file)
+    if not outcome.ok:
+        raise OffboardingError("; ".join(outcome.errors) or f"offboarding {spec.name} failed")
+    counts = outcome.counts()
+    kept = "its history erased" if outcome.removed else f"the stack kept as a tombstone ({TAG_OFFBOARDED_AT})"
+    say(f"{spec.name}: {counts['deleted']} resource(s) destroyed, {kept}")
 
 
 def _engine_env() -> dict[str, str]:

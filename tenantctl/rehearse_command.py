@@ -268,10 +268,13 @@ def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Pa
 
 
 def destroy_environment(env: str, tenant_stacks: list[str], platform: bool, spec_for) -> FleetResult:
-    """Every tenant stack destroyed and removed, then the platform stack (only if every tenant went)."""
+    """Every tenant stack offboarded (its guards lifted: rule 4) and removed with its history, then the platform
+    stack (only if every tenant went). The guards are lifted in the state, not by running the program: everything
+    goes, so nothing of a tenant file needs reading, and a broken one cannot stop the teardown."""
     result = FleetResult(env, "destroy", None, [], [])
     with process_pool(REHEARSAL_CONCURRENCY) as pool:
-        futures = [run_in_process(pool, StackJob(spec_for(name, None), "destroy", remove_stack=True))
+        futures = [run_in_process(pool, StackJob(spec_for(name, None), "offboard", erase_history=True,
+                                                 tenant_file=False))
                    for name in tenant_stacks]
         result.removed = [future.result() for future in futures]
         if platform and all(o.ok for o in result.removed):
@@ -370,3 +373,25 @@ def rehearsal_sources(tenants_dir: Path, database_url: str | None,
         raise RehearseFailure(str(exc)) from None
     finally:
         postgres.stop()
+
+
+@contextlib.contextmanager
+def rehearsal_stack(tenants_dir: Path, database_url: str | None, state_base: Path | None,
+                    stack: str) -> Iterator[engine.StackSpec]:
+    """One rehearsal stack's spec for a command that changes it (`tenantctl destroy --rehearsal`), with the
+    services its resources live in: the embedded PostgreSQL for the while, and the AWS emulator, kept running
+    (rule 6). A restarted emulator holds nothing, so the stack's AWS objects are refreshed first."""
+    from tenantctl.stack_run import run
+
+    _, state_dir, _ = _recorded_rehearsal(tenants_dir, database_url, state_base)
+    with rehearsal_sources(tenants_dir, database_url, state_base) as (spec_for, _stacks, _url):
+        try:
+            aws = aws_emulator.ensure_running(state_dir)
+        except aws_emulator.AwsEmulatorError as exc:
+            raise RehearseFailure(str(exc)) from None
+        spec = spec_for(stack, None)
+        if aws.fresh:
+            refreshed = run(StackJob(spec, "refresh", refresh_types="aws:", create=False))
+            if not refreshed.ok:
+                raise RehearseFailure(f"{stack}: {refreshed.errors[0]}")
+        yield spec

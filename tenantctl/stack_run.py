@@ -24,7 +24,7 @@ from tenantctl import engine, pending_operations, run_sessions, stack_locks
 from tenantctl.stack_identity import TAG_OFFBOARDED_AT
 
 NO_CHANGE_OPS = {"same", "read", "refresh", "discard", "read-discard"}
-OPERATIONS = ("preview", "up", "destroy", "destroy-preview", "refresh")
+OPERATIONS = ("preview", "up", "destroy", "destroy-preview", "refresh", "offboard")
 READ_ONLY = ("preview", "destroy-preview")
 
 
@@ -39,6 +39,11 @@ class StackJob:
     create: bool = True
     # Policy packs (folders) every preview and up runs with.
     policy_packs: list[str] = field(default_factory=list)
+    # offboard (tenantctl.offboard_stack): also purge the tenant's history; also erase the stack's history;
+    # whether the tenant's file is there for the program (None: look in the stack's tenantsDir).
+    purge: bool = False
+    erase_history: bool = False
+    tenant_file: bool | None = None
 
 
 @dataclass
@@ -126,6 +131,11 @@ def _run(job: StackJob) -> StackOutcome:
     from pulumi.automation import errors as auto_errors
 
     _quiet_engine_teardown()
+    if job.operation == "offboard":
+        from tenantctl.offboard_stack import offboard_stack
+
+        return offboard_stack(job.spec, purge=job.purge, erase_history=job.erase_history,
+                              tenant_file=job.tenant_file)
     started = time.monotonic()
     outcome = StackOutcome(job.spec.name, job.operation)
     events = engine.EngineEvents(fault=fault_injection(job.spec.name))

@@ -224,7 +224,7 @@ def test_secretsmanager_secret_uses_tenant_key(plans_by_slug):
     [key] = of_type(plans_by_slug["acme"], "kms/key:Key")
     [secret] = of_type(plans_by_slug["acme"], "secretsmanager/secret:Secret")
     assert secret.inputs["kmsKeyId"] == key.outputs["arn"]
-    assert secret.inputs["recoveryWindowInDays"] == 30
+    assert secret.inputs["recoveryWindowInDays"] == 14
 
 
 def test_every_secret_value_is_a_pulumi_secret(plans_by_slug):

@@ -115,26 +115,28 @@ def test_refresh_shows_a_row_edited_by_hand(rehearsal, tenants_dir, app_db):
 
 
 def test_a_database_url_change_and_a_rename_keep_the_row_history_and_signing_secret(rehearsal, tenants_dir, app_db):
+    # globex is basic: a premium tenant's rename would replace its namespace, which the engine's guard refuses
+    # (docs/operations.md).
     assert rehearsal.up().ok
     ids = _ids(tenants_dir)
-    secret_before = _signing_secret(app_db, ids["acme"])
+    secret_before = _signing_secret(app_db, ids["globex"])
     for tenant_id in ids.values():
         app_db.execute("INSERT INTO ticket_history (tenant_id) VALUES (%s), (%s)", (tenant_id, tenant_id))
-    text = (tenants_dir / "acme.yaml").read_text().replace("slug: acme", "slug: acme-corp")
-    (tenants_dir / "acme.yaml").unlink()
-    (tenants_dir / "acme-corp.yaml").write_text(text + "previous_slugs: [acme]\n")
+    text = (tenants_dir / "globex.yaml").read_text().replace("slug: globex", "slug: globex-corp")
+    (tenants_dir / "globex.yaml").unlink()
+    (tenants_dir / "globex-corp.yaml").write_text(text + "previous_slugs: [globex]\n")
 
     result = rehearsal.up(database_url=app_db.provisioner_dsn + "?sslmode=disable")
-    # The tenant's stack is renamed with it (rehearsal.acme -> rehearsal.acme-corp): its state moves along.
-    resources = rehearsal.stack(f"{STACK}.acme-corp").export_stack().deployment["resources"]
+    # The tenant's stack is renamed with it (rehearsal.globex -> rehearsal.globex-corp): its state moves along.
+    resources = rehearsal.stack(f"{STACK}.globex-corp").export_stack().deployment["resources"]
 
     assert result.ok, result.as_dict()
     assert result.rows_lost == 0 and set(_rows(app_db)) == set(ids.values())
     assert app_db.history_row_count() == 4
-    assert _signing_secret(app_db, ids["acme"]) == secret_before  # the RandomPassword moved, not recreated
-    assert result.summary.get("delete", 0) == 0 or "acme" not in result.removed_tenants
+    assert _signing_secret(app_db, ids["globex"]) == secret_before  # the RandomPassword moved, not recreated
+    assert result.summary.get("delete", 0) == 0 or "globex" not in result.removed_tenants
     names = {r["urn"].rsplit("::", 1)[-1] for r in resources}
-    assert "acme-corp-tenant-config" in names and "acme-tenant-config" not in names
+    assert "globex-corp-tenant-config" in names and "globex-tenant-config" not in names
     assert (rehearsal.state_dir / "manifests").exists()
 
 
@@ -151,24 +153,21 @@ def test_removing_a_tenant_file_deletes_exactly_that_tenant(rehearsal, tenants_d
 
 
 def test_tenantctl_destroy_removes_one_tenant_and_nothing_else(rehearsal, tenants_dir, app_db):
-    """`tenantctl destroy` runs `pulumi destroy` of the tenant's own stack with the real CLI, in the project folder."""
+    """`tenantctl destroy --rehearsal` offboards the tenant's own stack on the real engine (tests/e2e/
+    test_offboarding.py proves the guards and the tombstone); no other stack changes."""
     import subprocess
     import sys
-
-    from tenantctl.engine import engine_environment
-    from tenantctl.rehearsal import STATE_FILE, RehearsalState
 
     ids = _ids(tenants_dir)
     assert rehearsal.up().ok
     urns = lambda name: {r["urn"] for r in rehearsal.stack(name).export_stack().deployment.get("resources") or []}  # noqa: E731
     acme_before, globex_before = urns(f"{STACK}.acme"), urns(f"{STACK}.globex")
-    passphrase = RehearsalState.load(rehearsal.state_dir / STATE_FILE).environment["secrets"]["passphrase"]
-    env = engine_environment(ROOT, {"PULUMI_CONFIG_PASSPHRASE": passphrase, "PYTHONPATH": str(ROOT)})
 
     result = subprocess.run(
-        [sys.executable, "-m", "tenantctl", "destroy", "globex", "--env", STACK, "--yes",
-         "--tenants-dir", str(tenants_dir), "--database-url", app_db.provisioner_dsn],
-        cwd=rehearsal.state_dir / "workspace", env=env, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "tenantctl", "destroy", "globex", "--rehearsal", "--state-dir",
+         str(rehearsal.state_base), "--yes", "--tenants-dir", str(tenants_dir), "--database-url",
+         app_db.provisioner_dsn],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr

@@ -13,9 +13,15 @@ the program sets:
 - aws:secretsmanager/secret:Secret name: replace; description, kmsKeyId, recoveryWindowInDays, tags: update
 - aws:secretsmanager/secretVersion:SecretVersion  secretId, secretString: replace
 
+Import (the program's `import_`, used to adopt a key and secret that `tenantctl restore` took back): only
+aws:kms/key:Key (description, enableKeyRotation, tags) and aws:secretsmanager/secret:Secret (name,
+description, kmsKeyId, tags) are read back; like the real provider, neither deletionWindowInDays nor
+recoveryWindowInDays can be read from AWS.
+
 What it does not do: any other resource, data source or function; any other field (they are passed
 through to state but not sent to AWS); validation of field values beyond what boto3 and the endpoint
-do; import; partial-failure recovery; retries; assuming roles; the provider's schema (GetSchema).
+do; import of the alias or the secret version; partial-failure recovery; retries; assuming roles; the
+provider's schema (GetSchema).
 """
 
 from __future__ import annotations
@@ -197,6 +203,7 @@ class AwsStandIn(provider_pb2_grpc.ResourceProviderServicer):
 
     def _read(self, kind: str, id_: str, props: dict) -> proto.ReadResponse:
         gone = proto.ReadResponse(id="")
+        importing = not props  # an import knows only the id; a refresh passes the state it has
         if kind == KEY:
             kms = self._client("kms")
             try:
@@ -208,6 +215,10 @@ class AwsStandIn(provider_pb2_grpc.ResourceProviderServicer):
             if meta["KeyState"] == "PendingDeletion":
                 return gone
             props = {**props, "description": meta.get("Description", "")}
+            if importing:
+                tags = kms.list_resource_tags(KeyId=id_).get("Tags", [])
+                props.update(enableKeyRotation=kms.get_key_rotation_status(KeyId=id_)["KeyRotationEnabled"],
+                             tags={t["TagKey"]: t["TagValue"] for t in tags}, arn=meta["Arn"], keyId=meta["KeyId"])
         elif kind == ALIAS:
             aliases = self._client("kms").list_aliases()["Aliases"]
             found = next((a for a in aliases if a["AliasName"] == id_), None)
@@ -224,6 +235,9 @@ class AwsStandIn(provider_pb2_grpc.ResourceProviderServicer):
             if described.get("DeletedDate"):
                 return gone
             props = {**props, "description": described.get("Description", "")}
+            if importing:
+                props.update(name=described["Name"], kmsKeyId=described.get("KmsKeyId"), arn=described["ARN"],
+                             tags={t["Key"]: t["Value"] for t in described.get("Tags", [])})
         elif kind == VERSION_TYPE:
             sm = self._client("secretsmanager")
             try:
@@ -232,6 +246,9 @@ class AwsStandIn(provider_pb2_grpc.ResourceProviderServicer):
                 if _gone(exc) or exc.response["Error"]["Code"] == "InvalidRequestException":
                     return gone
                 raise
+        if importing:  # what the program would have to declare to match: the imported resource's inputs
+            inputs = {k: v for k, v in props.items() if k in MANAGED.get(kind, set())}
+            return proto.ReadResponse(id=id_, properties=_struct(props), inputs=_struct(inputs))
         return proto.ReadResponse(id=id_, properties=_struct(props))
 
     def Delete(self, request, context):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import stat
 
@@ -63,19 +64,40 @@ def test_handoff_reveal_without_aws_is_a_clear_error(project, monkeypatch):
     assert result.exit_code == 1 and "aws CLI is not installed" in result.stderr
 
 
-ROW_URN = ("urn:pulumi:prod.acme::tenant-onboarding::tenant-onboarding:index:TenantStack$"
-           "pulumi-python:dynamic/tenant-onboarding:TenantConfigRow::acme-tenant-config")
+STACK_URN = "urn:pulumi:prod.acme::tenant-onboarding::tenant-onboarding:index:TenantStack$"
+GUARDED = [f"{STACK_URN}aws:kms/key:Key::acme-kms-key",
+           f"{STACK_URN}aws:secretsmanager/secret:Secret::acme-credentials",
+           f"{STACK_URN}kubernetes:core/v1:Namespace::acme-namespace",
+           f"{STACK_URN}pulumi-python:dynamic/tenant-onboarding:TenantConfigRow::acme-tenant-config"]
 
 
-def test_destroy_prints_the_exact_commands_on_the_tenants_own_stack(project, monkeypatch):
+def test_destroy_prints_the_offboarding_steps_on_the_tenants_own_stack(project, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     result = runner.invoke(app, ["destroy", "acme", "--env", "prod", "--tenants-dir", str(project / "tenants")])
     assert result.exit_code == 0
+    targets = " ".join(f"--target {shlex.quote(urn)}" for urn in GUARDED)
     assert result.stdout.strip().splitlines() == [
-        "pulumi destroy --preview-only --stack prod.acme --non-interactive",
+        "pulumi destroy --preview-only --exclude-protected --stack prod.acme --non-interactive",
+        "pulumi config set offboarding true --stack prod.acme",
+        f"pulumi up --stack prod.acme {targets} --yes --skip-preview --non-interactive",
         "pulumi destroy --stack prod.acme --yes --non-interactive",
+        "pulumi stack tag set tenant:offboarded-at '<UTC time now>' --stack prod.acme",
+        "pulumi config rm offboarding --stack prod.acme",
     ]
-    assert "30-day" in result.stderr
+    assert "(30-day window)" in result.stderr and "14-day recovery window" in result.stderr
+    assert "tenantctl restore acme" in result.stderr
+
+
+def test_destroy_without_the_tenant_file_unprotects_in_the_state_and_can_erase_history(project, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    (project / "tenants" / "acme.yaml").unlink()
+    result = runner.invoke(app, ["destroy", "acme", "--env", "prod", "--tenants-dir", str(project / "tenants"),
+                                 "--erase-history"])
+    assert result.exit_code == 0
+    lines = result.stdout.strip().splitlines()
+    assert lines[2] == "pulumi state unprotect --all --stack prod.acme --yes"
+    assert not any(line.startswith("pulumi up") for line in lines)
+    assert lines[-1] == "pulumi stack rm prod.acme --yes"
 
 
 def _seed(app_db, project, history: bool):
@@ -88,73 +110,65 @@ def _seed(app_db, project, history: bool):
     return tenant
 
 
-def fake_pulumi(tmp_path, monkeypatch, fail_on: str = ""):
-    """A `pulumi` that records its arguments and fails (exit 1) when they contain `fail_on`."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    calls = tmp_path / "calls"
-    failing = f'case "$*" in *"{fail_on}"*) echo "error: no stack named prod" >&2; exit 1;; esac\n' if fail_on else ""
-    fake_tool(bin_dir, "pulumi", f'echo "$@" >> {calls}\n{failing}')
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+def recorded_offboarding(monkeypatch, status: str = "ok", error: str = ""):
+    """`offboard_stack` replaced by a recorder: the engine steps are tests/tenantctl/test_offboard_stack.py's."""
+    from tenantctl import offboarding
+    from tenantctl.stack_run import StackOutcome
+
+    calls = []
+
+    def fake(spec, **options):
+        calls.append((spec.name, options))
+        return StackOutcome(spec.name, "offboard", status=status, errors=[error] if error else [])
+
+    monkeypatch.setattr(offboarding, "offboard_stack", fake)
     return calls
 
 
-def test_destroy_refuses_while_history_exists(project, app_db):
+def test_destroy_refuses_while_history_exists(project, app_db, monkeypatch):
+    calls = recorded_offboarding(monkeypatch)
     _seed(app_db, project, history=True)
     result = runner.invoke(app, ["destroy", "acme", "--tenants-dir", str(project / "tenants"),
                                  "--database-url", app_db.provisioner_dsn, "--yes"])
     assert result.exit_code == 1 and "still has history rows (1 ticket_history)" in result.stderr
-    assert app_db.history_row_count() == 1
+    assert app_db.history_row_count() == 1 and calls == []
 
 
-def test_destroy_purge_data_sets_up_the_purge_through_the_resource_then_destroys(project, app_db, tmp_path,
-                                                                              monkeypatch):
+def test_destroy_purge_data_offboards_with_the_purge_through_the_resource(project, app_db, monkeypatch):
+    calls = recorded_offboarding(monkeypatch)
     _seed(app_db, project, history=True)
-    calls = fake_pulumi(tmp_path, monkeypatch)
     result = runner.invoke(app, ["destroy", "acme", "--stack", "prod", "--tenants-dir", str(project / "tenants"),
                                  "--database-url", app_db.provisioner_dsn, "--purge-data", "--yes"])
     assert result.exit_code == 0, result.stderr
     assert app_db.history_row_count() == 1  # the command purges nothing itself: the resource's delete does
-    assert calls.read_text().strip().splitlines() == [
-        "destroy --preview-only --stack prod.acme --non-interactive",
-        "config set --path purgeData.acme true --stack prod.acme",
-        f"up --stack prod.acme --target {ROW_URN} --yes --skip-preview --non-interactive",
-        "destroy --stack prod.acme --yes --non-interactive",
-        "config rm --path purgeData.acme --stack prod.acme",
-    ]
+    assert calls == [("prod.acme", {"purge": True, "erase_history": False, "tenant_file": True})]
 
 
-def test_destroy_purge_data_changes_nothing_when_the_destroy_cannot_run(project, app_db, tmp_path, monkeypatch):
-    _seed(app_db, project, history=True)
-    calls = fake_pulumi(tmp_path, monkeypatch, fail_on="--preview-only")
-    result = runner.invoke(app, ["destroy", "acme", "--stack", "prod", "--tenants-dir", str(project / "tenants"),
-                                 "--database-url", app_db.provisioner_dsn, "--purge-data", "--yes"])
-    assert result.exit_code == 1 and "the destroy cannot run, so nothing was changed" in result.stderr
-    assert "no stack named prod" in result.stderr
-    assert app_db.history_row_count() == 1
-    assert len(calls.read_text().strip().splitlines()) == 1  # only the preview ran
+def test_destroy_erases_history_only_when_asked(project, app_db, monkeypatch):
+    calls = recorded_offboarding(monkeypatch)
+    _seed(app_db, project, history=False)
+    result = runner.invoke(app, ["destroy", "acme", "--tenants-dir", str(project / "tenants"),
+                                 "--database-url", app_db.provisioner_dsn, "--yes", "--erase-history"])
+    assert result.exit_code == 0, result.stderr
+    assert calls[0][1]["erase_history"] is True
 
 
-def test_a_failed_destroy_takes_the_purge_mark_back(project, app_db, tmp_path, monkeypatch):
-    _seed(app_db, project, history=True)
-    calls = fake_pulumi(tmp_path, monkeypatch, fail_on="destroy --stack")
-    result = runner.invoke(app, ["destroy", "acme", "--stack", "prod", "--tenants-dir", str(project / "tenants"),
-                                 "--database-url", app_db.provisioner_dsn, "--purge-data", "--yes"])
-    assert result.exit_code == 1
-    assert calls.read_text().strip().splitlines()[-2:] == [
-        "config rm --path purgeData.acme --stack prod.acme",
-        f"up --stack prod.acme --target {ROW_URN} --yes --skip-preview --non-interactive",
-    ]
-    assert app_db.history_row_count() == 1
+def test_a_failed_offboarding_is_one_line(project, app_db, monkeypatch):
+    recorded_offboarding(monkeypatch, status="failed", error="the destroy cannot run: no stack named prod.acme")
+    _seed(app_db, project, history=False)
+    result = runner.invoke(app, ["destroy", "acme", "--tenants-dir", str(project / "tenants"),
+                                 "--database-url", app_db.provisioner_dsn, "--yes"])
+    assert result.exit_code == 1 and "error: the destroy cannot run: no stack named prod.acme" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
-def test_destroy_purge_data_without_the_tenant_file_is_refused(project, app_db, tmp_path, monkeypatch):
-    calls = fake_pulumi(tmp_path, monkeypatch)
+def test_destroy_purge_data_without_the_tenant_file_is_refused(project, app_db, monkeypatch):
+    calls = recorded_offboarding(monkeypatch)
     (project / "tenants" / "acme.yaml").unlink()
     result = runner.invoke(app, ["destroy", "acme", "--tenants-dir", str(project / "tenants"), "--purge-data",
                                  "--tenant-id", "20ab6862-0914-44a5-8827-42ff80980e24", "--yes"])
     assert result.exit_code == 1 and "--purge-data needs tenants/acme.yaml" in result.stderr
-    assert not calls.exists()
+    assert calls == []
 
 
 def test_destroy_without_yes_never_purges(project, app_db, monkeypatch):
