@@ -276,7 +276,8 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
         # guards lifted for that stack alone, the history kept as a tombstone. A preview of one is a destroy
         # preview (it needs no program: the file is gone).
         removal = "offboard" if operation == "up" else "destroy-preview"
-        removals = [StackJob(spec_for(tenant_stack_name(env, slug), None), removal) for slug in selection.removed]
+        removals = [StackJob(spec_for(tenant_stack_name(env, slug), None), removal, tenant_file=False)
+                    for slug in selection.removed]
         if removals and result.stopped_after_wave is None:
             say(f"{len(removals)} tenant(s) removed in the git range: offboarding their stacks")
             result.removed = _run_all(pool, removals, say)

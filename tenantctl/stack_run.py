@@ -134,8 +134,14 @@ def _run(job: StackJob) -> StackOutcome:
     if job.operation == "offboard":
         from tenantctl.offboard_stack import offboard_stack
 
-        return offboard_stack(job.spec, purge=job.purge, erase_history=job.erase_history,
-                              tenant_file=job.tenant_file)
+        try:
+            recovered = stack_locks.recover(job.spec.backend, job.spec.name)
+        except engine.EngineError as exc:
+            return StackOutcome(job.spec.name, job.operation, status="failed", errors=[str(exc)])
+        outcome = offboard_stack(job.spec, purge=job.purge, erase_history=job.erase_history,
+                                 tenant_file=job.tenant_file)
+        outcome.recovered = recovered + outcome.recovered
+        return outcome
     started = time.monotonic()
     outcome = StackOutcome(job.spec.name, job.operation)
     events = engine.EngineEvents(fault=fault_injection(job.spec.name))

@@ -140,18 +140,6 @@ def test_a_database_url_change_and_a_rename_keep_the_row_history_and_signing_sec
     assert (rehearsal.state_dir / "manifests").exists()
 
 
-def test_removing_a_tenant_file_deletes_exactly_that_tenant(rehearsal, tenants_dir, app_db):
-    ids = _ids(tenants_dir)
-    assert rehearsal.up().ok
-    (tenants_dir / "globex.yaml").unlink()
-
-    result = rehearsal.up()
-
-    assert result.ok and result.removed_tenants == ["globex"]
-    assert {t.slug: t.status for t in result.tenants} == {"acme": "unchanged"}
-    assert set(_rows(app_db)) == {ids["acme"]}
-
-
 def test_tenantctl_destroy_removes_one_tenant_and_nothing_else(rehearsal, tenants_dir, app_db):
     """`tenantctl destroy --rehearsal` offboards the tenant's own stack on the real engine (tests/e2e/
     test_offboarding.py proves the guards and the tombstone); no other stack changes."""

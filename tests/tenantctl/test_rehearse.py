@@ -30,24 +30,20 @@ def tenant_ids(tenants_dir: Path) -> dict[str, str]:
     return {t.tenant.slug: str(t.tenant.tenant_id) for t in load_tenants(tenants_dir=tenants_dir).tenants}
 
 
-def test_removal_is_refused_while_history_exists_then_purged_when_asked(rehearsal, app_db, tenants_dir):  # noqa: F811
+def test_offboarding_is_refused_while_history_exists_then_purged_when_asked(rehearsal, app_db, tenants_dir):  # noqa: F811
     ids = tenant_ids(tenants_dir)
     assert rehearsal.up().ok
     app_db.execute("INSERT INTO enhancement_history (tenant_id) VALUES (%s)", (ids["globex"],))
-    saved = (tenants_dir / "globex.yaml").read_text()
-    (tenants_dir / "globex.yaml").unlink()
+    where = ["destroy", "globex", "--rehearsal", "--state-dir", str(rehearsal.state_base), "--database-url",
+             app_db.provisioner_dsn, "--tenants-dir", str(tenants_dir), "--yes"]
 
-    refused = rehearsal.up()
+    refused = subprocess.run([sys.executable, "-m", "tenantctl", *where], capture_output=True, text=True, timeout=600)
 
-    assert not refused.ok and any("still has history rows" in e for e in refused.errors)
-    assert refused.summary.get("delete", 0) <= 1  # only the check went: the guard runs before any key or secret
+    assert refused.returncode == 1 and "still has history rows" in refused.stderr, refused.stderr[-2000:]
     assert ids["globex"] in rows(app_db) and app_db.history_row_count() == 1
-    # Mark for purge, apply, then remove: the documented way to offboard with data.
-    (tenants_dir / "globex.yaml").write_text(saved + "offboarding:\n  purge_data: true\n")
-    assert rehearsal.up().ok
-    (tenants_dir / "globex.yaml").unlink()
-    purged = rehearsal.up()
-    assert purged.ok and purged.removed_tenants == ["globex"]
+    purged = subprocess.run([sys.executable, "-m", "tenantctl", *where, "--purge-data"], capture_output=True,
+                            text=True, timeout=600)
+    assert purged.returncode == 0, purged.stderr[-2000:]
     assert rows(app_db) == {ids["acme"]} and app_db.history_row_count() == 0
 
 
