@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tenantctl.atomic_files import link_new, sweep_temporaries
+
 LOCKS = "locks"
 # A lock file that does not parse was not written by this module's link (that leaves a whole record): a hand
 # edit, another tool, or a disk that lost data. A writer of any kind is done with a small file within seconds,
@@ -263,35 +265,7 @@ def _guard(path: Path) -> Iterator[None]:
 
 
 def _write_new(path: Path, holder: Holder) -> bool:
-    """The record written whole and fsynced under a temporary name, then linked to the lock's name: False
-    when a lock already exists (link never replaces)."""
-    temporary = path.with_name(f".{path.name}.{holder.token}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(asdict(holder), handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            return False
-    finally:
-        temporary.unlink(missing_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)  # the new name survives a power loss too
-    finally:
-        os.close(folder)
-    return True
-
-
-def _sweep_temporaries(folder: Path) -> None:
-    # What a SIGKILL between write and link leaves: never a lock, removed once surely nobody's write in progress.
-    for leftover in folder.glob(".*.tmp"):
-        with contextlib.suppress(OSError):
-            if time.time() - leftover.stat().st_mtime > UNREADABLE_AFTER_S:
-                leftover.unlink()
+    return link_new(path, json.dumps(asdict(holder), indent=1, sort_keys=True))
 
 
 def _held_message(env: str, holder: Holder | None, detail: str, unlock_hint: str) -> str:
@@ -308,7 +282,7 @@ def _try_acquire(records: Path, env: str, me: Holder, run_completed: RunComplete
     except OSError as exc:
         raise LockError(f"cannot create {path.parent} for the environment lock: {exc.strerror}") from None
     with _guard(path):
-        _sweep_temporaries(path.parent)
+        sweep_temporaries(path.parent, UNREADABLE_AFTER_S)
         if _write_new(path, me):
             return
         found = read_lock(path)
