@@ -16,6 +16,7 @@ from rich.table import Table
 
 from components.naming import split_stack_name
 from tenantctl import app_schema, aws_emulator, db, engine, environment_lock, tenant_data
+from tenantctl.environment_id import EnvironmentIdError, recorded_id, release_database
 from tenantctl.fleet import FleetResult, candidate_stacks, run_fleet, select
 from tenantctl.loader import TenantLoadError, require_tenants
 from tenantctl.localpg import LocalPostgres, LocalPostgresError
@@ -185,6 +186,9 @@ def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: P
         if postgres is not None:
             postgres.stop()
     if destroy_all and result.ok:
+        environment = recorded_id(rehearsal_records(state_dir), STACK)
+        if postgres is None and environment:  # an external database outlives the rehearsal: give up its claim
+            release_database(database_url, environment)
         aws_emulator.stop(state_dir)
         if postgres is not None:
             postgres.destroy()
@@ -236,7 +240,11 @@ def existing_stack(tenants_dir: Path, database_url: str | None, state_base: Path
 def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Path, services: LocalServices,
              operation: str, tenants, aws_fresh: bool, version: str, say: Callable[[str], None],
              only: set[str] | None = None) -> RehearsalResult:
-    spec_for = spec_maker(root, tenants_dir, state, state_dir, services)
+    try:  # made on the first `up` only: a preview records nothing (rule 2)
+        environment = recorded_id(rehearsal_records(state_dir), STACK, create=operation == "up")
+    except EnvironmentIdError as exc:
+        raise RehearseFailure(str(exc)) from None
+    spec_for = spec_maker(root, tenants_dir, state, state_dir, services, environment)
     backend = spec_for(STACK, None).backend
     candidates = candidate_stacks(STACK, tenants, only, None) if operation != "destroy" else None
     stacks = engine.list_stacks(backend) if candidates is None else engine.existing_stacks(backend, candidates)
