@@ -26,6 +26,7 @@ def test_a_second_environment_on_the_same_database_is_refused_and_changes_no_row
 
     assert rehearsal.up().ok
     first = recorded_id(rehearsal)
+    assert not (rehearsal_records(rehearsal.state_dir) / "locks" / "rehearsal.json").exists()  # released
     before = snapshot(app_db)
     other = Rehearsal(app_db, tenants_dir, tmp_path / "other-state", app_db.provisioner_dsn)
     state = RehearsalState.load(other.state_dir / STATE_FILE)
