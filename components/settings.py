@@ -28,6 +28,8 @@ class DatabaseSettings:
     provisioner_url: pulumi.Output[str]
     app_url: pulumi.Output[str]
     fernet_key: pulumi.Output[str]
+    # The environment's id (fleet rule 1), which the row's writes check against the database's claim.
+    environment_id: pulumi.Input[str | None] = None
 
 
 @dataclass(frozen=True)

@@ -254,6 +254,10 @@ class TenantStack(pulumi.ComponentResource):
                 fernet_key=database.fernet_key,
                 database_url=database.provisioner_url,
                 purge_on_delete=tenant.offboarding.purge_data or tenant.slug in args.settings.purge_slugs,
+                environment_id=database.environment_id,
+                # Only beside an id: a stack whose environment records none gets no new input, so no update.
+                environment_name=pulumi.Output.from_input(database.environment_id).apply(
+                    lambda known: naming.split_stack_name(pulumi.get_stack())[0] if known else None),
             ),
             # The engine deletes dependents first: with every other object of the tenant a dependency of the
             # row, removing a tenant starts with the row's guarded delete, and a refusal (history, no purge)

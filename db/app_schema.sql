@@ -97,12 +97,24 @@ CREATE TABLE IF NOT EXISTS system_inventory (
 );
 CREATE INDEX IF NOT EXISTS system_inventory_tenant_id_idx ON system_inventory (tenant_id);
 
+-- Which environment provisions this database (fleet rule 1): one row at most. The first environment that
+-- writes a tenant row claims it; another environment's writes are refused (tenantctl/environment_id.py).
+CREATE TABLE IF NOT EXISTS tenantctl_environments (
+    environment_id uuid PRIMARY KEY,
+    name text NOT NULL,
+    claimed_at timestamptz NOT NULL DEFAULT now(),
+    single_row boolean NOT NULL DEFAULT true UNIQUE CHECK (single_row)
+);
+COMMENT ON TABLE tenantctl_environments IS
+    'The environment (tenantctl) that provisions this database; one row. Another environment is refused.';
+
 -- Ownership: a NOLOGIN role, never a superuser (a superuser bypasses RLS even when it is forced) ------
 
 ALTER TABLE tenant_configs OWNER TO app_owner;
 ALTER TABLE enhancement_history OWNER TO app_owner;
 ALTER TABLE ticket_history OWNER TO app_owner;
 ALTER TABLE system_inventory OWNER TO app_owner;
+ALTER TABLE tenantctl_environments OWNER TO app_owner;
 
 -- Row-level security --------------------------------------------------------------------------
 -- FORCE makes the policies bind the tables' owner too. An unset or empty app.current_tenant_id
@@ -183,6 +195,11 @@ GRANT USAGE ON SEQUENCE enhancement_history_id_seq, ticket_history_id_seq, syste
 -- (it sets app.current_tenant_id to the tenant it is working on).
 GRANT SELECT, INSERT, UPDATE, DELETE ON tenant_configs TO tenant_provisioner;
 GRANT SELECT, DELETE ON enhancement_history, ticket_history, system_inventory TO tenant_provisioner;
+-- The provisioner claims the database for its environment (and `rehearse --destroy` gives it up); the
+-- application only reads which environment that is.
+GRANT SELECT, INSERT, DELETE ON tenantctl_environments TO tenant_provisioner;
+GRANT SELECT ON tenantctl_environments TO app_user;
+REVOKE UPDATE, TRUNCATE, REFERENCES, TRIGGER ON tenantctl_environments FROM PUBLIC, app_user, tenant_provisioner;
 
 -- TRUNCATE ignores row-level security, REFERENCES lets a role probe another tenant's keys through a
 -- foreign key, and TRIGGER runs the role's code on other tenants' rows: none of them for these roles.

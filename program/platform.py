@@ -75,6 +75,9 @@ def main() -> None:
     pulumi.export(names.DATABASE_URL, pulumi.Output.secret(provisioner_url))
     pulumi.export(names.APP_DATABASE_URL, config.require_secret("appDatabaseUrl"))
     pulumi.export(names.FERNET_KEY, config.require_secret("fernetKey"))
+    environment_id = config.get("environmentId")  # set by tenantctl from the id recorded beside the state
+    if environment_id:
+        pulumi.export(names.ENVIRONMENT_ID, environment_id)
 
 
 def managed_provisioner_url(config: pulumi.Config) -> pulumi.Output[str]:

@@ -11,6 +11,8 @@ INGRESS_NAMESPACE = "ingressNamespace"
 MONITORING_NAMESPACE = "monitoringNamespace"
 WEBHOOK_BASE_URL = "webhookBaseUrl"
 CHECKS_NONCE = "checksNonce"
+# Set only where tenantctl records an id for the environment (fleet rule 1); read with get_output.
+ENVIRONMENT_ID = "environmentId"
 # Secret outputs: they stay secret through the StackReference.
 DATABASE_URL = "databaseUrl"
 APP_DATABASE_URL = "appDatabaseUrl"
@@ -42,5 +44,6 @@ def read_platform(
         provisioner_url=pulumi.Output.secret(reference.require_output(DATABASE_URL)),
         app_url=pulumi.Output.secret(reference.require_output(APP_DATABASE_URL)),
         fernet_key=pulumi.Output.secret(reference.require_output(FERNET_KEY)),
+        environment_id=reference.get_output(ENVIRONMENT_ID),
     )
     return environment, database

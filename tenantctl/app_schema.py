@@ -21,18 +21,20 @@ TENANT_TABLES = (TENANT_CONFIGS, *HISTORY_TABLES)
 APP_ROLE = "app_user"
 PROVISIONER_ROLE = "tenant_provisioner"
 OWNER_ROLE = "app_owner"
-# The newest column the contract added; a database without it gets the (idempotent) file re-run.
+# The newest column and table the contract added; a database without either gets the (idempotent) file re-run.
 NEWEST_COLUMN = "llm_api_key_encrypted"
+NEWEST_TABLE = "tenantctl_environments"
 
 
 def schema_present(dsn: str, *, connect_timeout: float = 5.0) -> bool:
-    """Whether the database already has the current contract: `tenant_configs` with its newest column."""
+    """Whether the database already has the current contract: `tenant_configs` with its newest column, and
+    the newest table."""
     with db.connect(dsn, connect_timeout=connect_timeout, autocommit=True) as conn:
         try:
             row = conn.execute(
                 "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s"
-                " AND NOT attisdropped)",
-                (TENANT_CONFIGS, NEWEST_COLUMN),
+                " AND NOT attisdropped) AND to_regclass(%s) IS NOT NULL",
+                (TENANT_CONFIGS, NEWEST_COLUMN, NEWEST_TABLE),
             ).fetchone()
         except psycopg.Error as exc:
             raise db.DatabaseError(f"cannot inspect {db.describe_dsn(dsn)}: {db.first_line(exc)}") from None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -47,6 +49,55 @@ def checked_url(url: str | None, what: str, allow_unverified: bool, as_json: boo
         return parse_database_url(url, what=what, allow_unverified=allow_unverified)
     except DatabaseUrlError as exc:
         raise fail(str(exc), as_json=as_json) from None
+
+
+Wait = Annotated[bool, typer.Option(
+    "--wait", help="If another run holds the environment lock, wait for it (up to --wait-timeout) instead of failing.")]
+WaitTimeout = Annotated[float, typer.Option(
+    "--wait-timeout", min=0, help="Seconds --wait waits for the environment lock before failing.")]
+
+
+def _lock_records(tenants_dir: Path) -> Path | None:
+    from tenantctl.stack_files import find_project_root
+    from tenantctl.state_folder import project_records
+
+    return project_records(find_project_root(tenants_dir.resolve().parent))
+
+
+@contextlib.contextmanager
+def _environment_locked(env: str, tenants_dir: Path, operation: str, wait: bool, wait_timeout: float,
+                        as_json: bool = False) -> Iterator[None]:
+    """Hold the environment lock (rule 5) around a run that changes the environment; a held one ends it."""
+    from tenantctl import environment_lock
+
+    say = (lambda _line: None) if as_json else (lambda line: err.print(line, markup=False))
+    records = _lock_records(tenants_dir)
+    if records is None:
+        # An s3:// or Pulumi Cloud backend has no folder beside the state here, and a local one would not be
+        # seen by another runner: runs are kept apart there by the workflows' concurrency group, not by tenantctl.
+        say(f"no environment lock for {env}: its backend is not a local folder (see docs/operations.md)")
+        yield
+        return
+    try:
+        holder = environment_lock.acquire(records, env, operation, wait=wait, wait_timeout=wait_timeout, say=say)
+    except environment_lock.LockError as exc:
+        raise fail(str(exc), as_json=as_json) from None
+    try:
+        yield
+    finally:
+        environment_lock.release(records, env, holder)
+
+
+def _report_lock(env: str, tenants_dir: Path) -> None:
+    """A read-only command only reports a held lock (rule 2): it neither waits for it nor clears it."""
+    from tenantctl import environment_lock
+
+    try:
+        held = environment_lock.lock_status(_lock_records(tenants_dir), env)
+    except environment_lock.LockError as exc:
+        held = str(exc)
+    if held:
+        err.print(held, markup=False)
 
 
 class Format(StrEnum):
@@ -312,6 +363,8 @@ def destroy(
     rehearsal: Annotated[bool, typer.Option("--rehearsal", help="A tenant of the rehearsal environment.")] = False,
     state_dir: Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")] = None,
     allow_unverified_tls: AllowUnverifiedTls = False,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 900,
 ) -> None:
     """Offboard exactly one tenant: lift its guards, destroy its own stack <env>.<slug>, keep the stack as a
     tombstone (its history guarded; --erase-history removes the stack too)."""
@@ -369,8 +422,11 @@ def destroy(
         for command in planned_commands(env, slug, purge_data, tenant is not None, premium, erase_history):
             out.print(shlex.join(command), markup=False)
         return
-    _offboard(env, slug, tenants_dir, url if rehearsal else None, state_dir, rehearsal, purge_data, erase_history,
-              tenant is not None)
+    # The rehearsal's runs are kept apart by its state folder's own lock; an environment's by its lock (rule 5).
+    with contextlib.nullcontext() if rehearsal else _environment_locked(env, tenants_dir, f"destroy {slug}", wait,
+                                                                        wait_timeout):
+        _offboard(env, slug, tenants_dir, url if rehearsal else None, state_dir, rehearsal, purge_data,
+                  erase_history, tenant is not None)
 
 
 def _offboard(env: str, slug: str, tenants_dir: Path, database_url: str | None, state_dir: Path | None,
@@ -503,6 +559,7 @@ def preview(
 ) -> None:
     """`pulumi preview` of the environment's affected stacks, in parallel, with one summary. Writes nothing to the
     backend: renames, removals and orphans are reported as what `up` would do."""
+    _report_lock(env, tenants_dir)
     _fleet("preview", env, tenants_dir, only, changed_since, concurrency, as_json, policy_packs, markdown, max_removals)
 
 
@@ -517,11 +574,14 @@ def up(
     policy_packs: PolicyPacks = None,
     markdown: Markdown = None,
     max_removals: MaxRemovals = 1,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 900,
 ) -> None:
     """`pulumi up` of the platform stack, then the affected tenant stacks in waves (canaries first). A tenant whose
     tenant_id left every file in the --changed-since range is offboarded (its stack kept as a tombstone); a stack
     without a file is an orphan, left alone. Exit 1 when any stack failed or an orphan exists."""
-    _fleet("up", env, tenants_dir, only, changed_since, concurrency, as_json, policy_packs, markdown, max_removals)
+    with _environment_locked(env, tenants_dir, "up", wait, wait_timeout, as_json):
+        _fleet("up", env, tenants_dir, only, changed_since, concurrency, as_json, policy_packs, markdown, max_removals)
 
 
 @app.command("migrate-stacks")
@@ -530,6 +590,8 @@ def migrate_stacks(
     tenants_dir: TenantsDir = Path("tenants"),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would move; change nothing.")] = False,
     as_json: AsJson = False,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 900,
 ) -> None:
     """Move each tenant of the single <env> stack into its own stack <env>.<slug> (`pulumi state move`), then
     preview every moved stack: a correct migration shows no create, delete or replace."""
@@ -546,10 +608,14 @@ def migrate_stacks(
     root = find_project_root(tenants_dir.resolve().parent)
     backend = fleet_command.project_backend(root, env)
     say = (lambda _line: None) if as_json else (lambda line: err.print(line, markup=False))
-    try:
-        result = migrate(env, tenants, fleet_command.project_specs(backend), dry_run, say)
-    except (MigrationError, engine.EngineError) as exc:
-        raise fail(str(exc), as_json=as_json) from None
+    if dry_run:
+        _report_lock(env, tenants_dir)
+    with contextlib.nullcontext() if dry_run else _environment_locked(env, tenants_dir, "migrate-stacks", wait,
+                                                                      wait_timeout, as_json):
+        try:
+            result = migrate(env, tenants, fleet_command.project_specs(backend), dry_run, say)
+        except (MigrationError, engine.EngineError) as exc:
+            raise fail(str(exc), as_json=as_json) from None
     if as_json:
         emit_json(result.as_dict())
     for error in result.errors:
@@ -557,6 +623,38 @@ def migrate_stacks(
     if not result.ok:
         raise typer.Exit(1)
 
+
+
+@app.command()
+def unlock(
+    env: EnvName = "prod",
+    tenants_dir: TenantsDir = Path("tenants"),
+    force: Annotated[bool, typer.Option(
+        "--force", help="Remove the lock even if its holder may be alive: only once every process of it is gone.")
+    ] = False,
+    rehearsal: Annotated[bool, typer.Option("--rehearsal", help="The rehearsal environment instead.")] = False,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="With --rehearsal: the database it rehearses on (it picks the state folder).")] = None,
+) -> None:
+    """Remove the environment lock: a provably stale one, or with --force any one."""
+    from tenantctl import environment_lock
+    from tenantctl.rehearsal import STACK
+    from tenantctl.rehearse_command import REHEARSAL_DIR, _state_dir
+    from tenantctl.stack_files import find_project_root
+    from tenantctl.state_folder import rehearsal_records
+
+    if rehearsal:
+        root = find_project_root(tenants_dir.resolve().parent)
+        env, records = STACK, rehearsal_records(_state_dir(state_dir or root / REHEARSAL_DIR, database_url))
+    else:
+        records = _lock_records(tenants_dir)
+    if records is None:
+        raise fail(f"environment {env}'s backend is not a local folder: tenantctl keeps no lock for it")
+    try:
+        out.print(environment_lock.unlock(records, env, force), markup=False)
+    except environment_lock.LockError as exc:
+        raise fail(str(exc)) from None
 
 
 @app.command("render-operator")

@@ -40,11 +40,29 @@ def project_backend(root: Path, env: str) -> engine.Backend:
     return engine.Backend(project_root=root, secrets_provider=platform.secrets_provider)
 
 
-def project_specs(backend: engine.Backend) -> Callable[[str, Tenant | None], engine.StackSpec]:
+def project_specs(backend: engine.Backend,
+                  environment_id: str | None = None) -> Callable[[str, Tenant | None], engine.StackSpec]:
     def spec(stack: str, tenant: Tenant | None) -> engine.StackSpec:
+        if tenant is None and environment_id and split_stack_name(stack)[1] is None:
+            # The platform stack carries the environment's id to its tenant rows (fleet rule 1); `pulumi config
+            # set` keeps it in its stack file, so commit it: a plain `pulumi up` of the stack then checks it too.
+            return engine.StackSpec(backend, stack, config={"environmentId": environment_id})
         return engine.StackSpec(backend, stack, tags=tenant_tags(tenant) if tenant else {})
 
     return spec
+
+
+def project_environment_id(root: Path, env: str, create: bool) -> str | None:
+    """The id recorded beside a `file://` backend's state (made on the first `up`); None on other backends,
+    which keep no folder of tenantctl's (docs/operations.md)."""
+    from tenantctl.environment_id import EnvironmentIdError, recorded_id
+    from tenantctl.state_folder import project_records
+
+    records = project_records(root)
+    try:
+        return recorded_id(records, env, create=create) if records else None
+    except EnvironmentIdError as exc:
+        raise engine.EngineError(str(exc)) from None
 
 
 def fleet_selection(root: Path, tenants_dir: Path, env: str, tenants: list[Tenant], backend: engine.Backend,
@@ -70,7 +88,10 @@ def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[T
     if selection.missing:
         raise engine.EngineError(f"--only names no tenant file or stack of {env}: {', '.join(selection.missing)}")
     # A preview never creates a stack (the preview role may not write state); `up` creates a new tenant's.
-    return run_fleet(selection, operation, project_specs(backend), concurrency, say, platform_applied=env in stacks,
+    # Only `up` sets it: after the first one the stack file holds it, which is what a preview reads.
+    environment = project_environment_id(root, env, create=True) if operation == "up" else None
+    return run_fleet(selection, operation, project_specs(backend, environment), concurrency, say,
+                     platform_applied=env in stacks,
                      policy_packs=[str(Path(p).resolve()) for p in policy_packs or []],
                      create_stacks=operation == "up")
 

@@ -29,7 +29,9 @@ from tenantctl.stack_run import NO_CHANGE_OPS, StackOutcome
 STACK = "rehearsal"
 STATE_FILE = "state.json"
 SOURCE_STACK = "dev"  # the platform stack's plain config (namespaces) comes from stacks/Pulumi.dev.yaml
-LOCAL_ONLY_KEYS = ("awsEndpoint", "kubeContext", "kubernetesRenderDir", "tenantsDir", "webhookBaseUrl", "runChecks")
+# (environmentId too: the rehearsal is an environment of its own, never dev's.)
+LOCAL_ONLY_KEYS = ("awsEndpoint", "kubeContext", "kubernetesRenderDir", "tenantsDir", "webhookBaseUrl", "runChecks",
+                   "environmentId")
 
 
 @dataclass
@@ -133,8 +135,10 @@ def rehearsal_backend(project_root: Path, state_dir: Path, passphrase: str) -> e
 
 
 def spec_maker(project_root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Path,
-               services: LocalServices | None) -> Callable[[str, Tenant | None], engine.StackSpec]:
-    """Each rehearsal stack's spec: the platform stack gets the local services, a tenant stack its keys.
+               services: LocalServices | None,
+               environment_id: str | None = None) -> Callable[[str, Tenant | None], engine.StackSpec]:
+    """Each rehearsal stack's spec: the platform stack gets the local services (and the environment's id, which
+    its tenant rows claim the database with), a tenant stack its keys.
     Without `services` (a stack only destroyed, refreshed or exported) the stored config is kept."""
     from cryptography.fernet import Fernet
 
@@ -151,6 +155,7 @@ def spec_maker(project_root: Path, tenants_dir: Path, state: RehearsalState, sta
         if stack == STACK:
             return engine.StackSpec(backend, stack, config={
                 **plain, "webhookBaseUrl": services.webhook_base_url, "kubernetesRenderDir": str(manifests),
+                **({"environmentId": environment_id} if environment_id else {}),
             }, secrets={
                 "databaseUrl": services.database_url,
                 "appDatabaseUrl": services.app_database_url,

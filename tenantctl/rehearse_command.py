@@ -15,7 +15,8 @@ from pathlib import Path
 from rich.table import Table
 
 from components.naming import split_stack_name
-from tenantctl import app_schema, aws_emulator, db, engine, tenant_data, upgrade_guard
+from tenantctl import app_schema, aws_emulator, db, engine, environment_lock, tenant_data, upgrade_guard
+from tenantctl.environment_id import EnvironmentIdError, recorded_id, release_database
 from tenantctl.fleet import FleetResult, SelectionRefused, candidate_stacks, run_fleet, select
 from tenantctl.loader import TenantLoadError, require_tenants
 from tenantctl.localpg import LocalPostgres, LocalPostgresError
@@ -33,6 +34,7 @@ from tenantctl.rehearsal import (
 from tenantctl.stack_files import find_project_root
 from tenantctl.stack_identity import read_identities
 from tenantctl.stack_run import StackJob, process_pool, run_in_process
+from tenantctl.state_folder import rehearsal_records
 
 DATABASE = "app"
 REHEARSAL_DIR = ".rehearsal"
@@ -78,7 +80,8 @@ def run_rehearse(
     state_dir = _state_dir(state_base or root / REHEARSAL_DIR, database_url)
     interrupted = "interrupted: run `tenantctl rehearse` again to finish (the engine saved what it did), or " \
                   "`tenantctl rehearse --destroy`"
-    with _exclusive(state_dir), _remembering_interrupts() as seen:
+    operation = "destroy" if destroy_all else "preview" if preview else "up"
+    with _exclusive(state_dir), _environment_locked(state_dir, operation, say), _remembering_interrupts() as seen:
         try:
             result = _rehearse(root, tenants_dir, tenants, version, state_dir, database_url, app_database_url,
                                destroy_all, preview, say, only)
@@ -112,14 +115,38 @@ def _remembering_interrupts() -> Iterator[threading.Event]:
 
 @contextlib.contextmanager
 def _exclusive(state_dir: Path) -> Iterator[None]:
-    """One rehearsal per state folder at a time: two would share one stack, database and emulator."""
+    """One rehearsal per state folder at a time: two would share one stack, database and emulator. (A preview
+    too: it starts the same local services. The kernel drops the flock with its process, so it is never stale.)"""
     state_dir.mkdir(parents=True, exist_ok=True)
     with (state_dir / ".lock").open("w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RehearseFailure(f"another rehearsal is running on {state_dir}; wait for it to finish") from None
+            holder = environment_lock.lock_status(rehearsal_records(state_dir), STACK)
+            raise RehearseFailure(f"another rehearsal is running on {state_dir}"
+                                  f"{' (' + holder + ')' if holder else ''}; wait for it to finish") from None
         yield
+
+
+@contextlib.contextmanager
+def _environment_locked(state_dir: Path, operation: str, say: Callable[[str], None]) -> Iterator[None]:
+    """The environment lock of the rehearsal (rule 5), beside its state: `up` and `destroy` take it, so the
+    record names who holds the environment; a preview only reports it (rule 2)."""
+    records = rehearsal_records(state_dir)
+    if operation == "preview":
+        held = environment_lock.lock_status(records, STACK)
+        if held:
+            say(held)
+        yield
+        return
+    # Never the database URL itself in a message: it may hold a password.
+    url = "" if state_dir.name == "embedded" else " --database-url <the rehearsal's database URL>"
+    hint = f"tenantctl unlock --rehearsal --state-dir {state_dir.parent}{url} --force"
+    try:
+        with environment_lock.environment_lock(records, STACK, f"rehearse {operation}", say=say, unlock_hint=hint):
+            yield
+    except environment_lock.LockError as exc:
+        raise RehearseFailure(str(exc)) from None
 
 
 def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: Path, database_url: str | None,
@@ -160,6 +187,9 @@ def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: P
         if postgres is not None:
             postgres.stop()
     if destroy_all and result.ok:
+        environment = recorded_id(rehearsal_records(state_dir), STACK)
+        if postgres is None and environment:  # an external database outlives the rehearsal: give up its claim
+            release_database(database_url, environment)
         aws_emulator.stop(state_dir)
         if postgres is not None:
             postgres.destroy()
@@ -227,7 +257,11 @@ def existing_stack(tenants_dir: Path, database_url: str | None, state_base: Path
 def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Path, services: LocalServices,
              operation: str, tenants, aws_fresh: bool, version: str, say: Callable[[str], None],
              only: set[str] | None = None) -> RehearsalResult:
-    spec_for = spec_maker(root, tenants_dir, state, state_dir, services)
+    try:  # made on the first `up` only: a preview records nothing (rule 2)
+        environment = recorded_id(rehearsal_records(state_dir), STACK, create=operation == "up")
+    except EnvironmentIdError as exc:
+        raise RehearseFailure(str(exc)) from None
+    spec_for = spec_maker(root, tenants_dir, state, state_dir, services, environment)
     backend = spec_for(STACK, None).backend
     upgrade_guard.refuse_unmigrated(engine.StackSpec(backend, STACK), operation)  # before any stack runs
     candidates = candidate_stacks(STACK, tenants, only, None) if operation != "destroy" else None

@@ -49,6 +49,8 @@ ABSENT = "absent"  # the fingerprint of an optional secret that is not set
 SECRET_OUTPUTS = ["database_url", "fernet_key", "servicedesk_api_key", "webhook_signing_secret", "llm_api_key"]
 # Only a different tenant is a different row; everything else is an update (of the row or of state only).
 REPLACE_ON = ("tenant_id",)
+# Which environment writes (fleet rule 1): state only, checked against the database's claim on every write.
+ENVIRONMENT_FIELDS = ("environment_id", "environment_name")
 
 
 class TenantConfigRowError(Exception):
@@ -67,6 +69,9 @@ class TenantConfigRowArgs:
     database_url: pulumi.Input[str]
     purge_on_delete: pulumi.Input[bool] = False
     llm_api_key: pulumi.Input[str] | None = None
+    # The environment's id from its platform stack; None (a plan, no id recorded): the database is not checked.
+    environment_id: pulumi.Input[str] | None = None
+    environment_name: pulumi.Input[str] | None = None
 
 
 def _is_unknown(value: Any) -> bool:
@@ -129,6 +134,12 @@ class TenantConfigRowProvider(ResourceProvider):
                 uuid.UUID(str(tenant_id))
             except ValueError:
                 failures.append(CheckFailure("tenant_id", f"{tenant_id!r} is not a UUID"))
+        environment_id = news.get("environment_id")
+        if environment_id is not None and not _is_unknown(environment_id):
+            try:
+                uuid.UUID(str(environment_id))
+            except ValueError:
+                failures.append(CheckFailure("environment_id", f"{environment_id!r} is not a UUID"))
         for required in ("name", "servicedesk_url", "database_url", "fernet_key"):
             if not news.get(required):
                 failures.append(CheckFailure(required, f"{required} is required"))
@@ -148,8 +159,9 @@ class TenantConfigRowProvider(ResourceProvider):
                 changed.append(field)
         if bool(news.get("purge_on_delete")) != bool(olds.get("purge_on_delete")):
             changed.append("purge_on_delete")
-        if _is_unknown(news.get("database_url")) or news.get("database_url") != olds.get("database_url"):
-            changed.append("database_url")
+        for field in ("database_url", *ENVIRONMENT_FIELDS):
+            if _is_unknown(news.get(field)) or news.get(field) != olds.get(field):
+                changed.append(field)
         replaces = [f for f in REPLACE_ON if _is_unknown(news.get(f)) or news.get(f) != olds.get(f)]
         return DiffResult(changes=bool(changed or replaces), replaces=replaces, delete_before_replace=False)
 
@@ -160,6 +172,7 @@ class TenantConfigRowProvider(ResourceProvider):
         tenant_id = str(props["tenant_id"])
         token = _new_owner_token()
         with _transaction(props) as cursor:
+            _claim_database(cursor, props)
             db.set_tenant_variable(cursor, tenant_id)
             cursor.execute("SELECT id, provisioning_owner FROM tenant_configs WHERE tenant_id = %s FOR UPDATE",
                            (tenant_id,))
@@ -202,7 +215,10 @@ class TenantConfigRowProvider(ResourceProvider):
         row_unchanged = all(news.get(f) == olds.get(f) for f in PLAIN_FIELDS) and all(
             fps[fp] == olds.get(fp) for fp in SECRET_FIELDS.values()
         )
-        if row_unchanged:  # only the purge marker or the connection moved: state changes, the row does not
+        if row_unchanged:  # only the purge marker, the connection or the environment moved: the row stays
+            if news.get("environment_id"):
+                with _transaction(news) as cursor:
+                    _claim_database(cursor, news)
             return UpdateResult(_outputs(news, fps, adopted=adopted, owner_token=token))
         token = token or _new_owner_token()  # state from before owner tokens: claim the row now
         assignments = ["name = %s", "servicedesk_url = %s", "enhancement_preferences = %s::jsonb",
@@ -214,6 +230,7 @@ class TenantConfigRowProvider(ResourceProvider):
                 assignments.append(f"{field}_encrypted = %s")
                 params.append(_encrypted(news, field))
         with _transaction(news) as cursor:
+            _claim_database(cursor, news)
             db.set_tenant_variable(cursor, tenant_id)
             cursor.execute("SELECT provisioning_owner FROM tenant_configs WHERE tenant_id = %s FOR UPDATE",
                            (tenant_id,))
@@ -294,6 +311,18 @@ class TenantConfigRowProvider(ResourceProvider):
             cursor.execute("DELETE FROM tenant_configs WHERE tenant_id = %s", (tenant_id,))
 
 
+def _claim_database(cursor, props: dict) -> None:
+    """Before any write: the database is this environment's (claimed now if it is nobody's), else refuse."""
+    from tenantctl.environment_id import EnvironmentIdError, claim_database
+
+    if not props.get("environment_id"):
+        return
+    try:
+        claim_database(cursor, str(props["environment_id"]), str(props.get("environment_name") or "unnamed"))
+    except EnvironmentIdError as exc:
+        raise TenantConfigRowError(str(exc)) from None
+
+
 def _owns(row_owner: str | None, token: str | None) -> bool:
     """Whether a resource holding `token` still manages a row whose owner column is `row_owner`.
 
@@ -317,7 +346,8 @@ def _taken_over(tenant_id: str) -> str:
 
 
 def _outputs(props: dict, fingerprints: dict, adopted: bool, owner_token: str | None) -> dict:
-    outs = {k: props.get(k) for k in ("tenant_id", *PLAIN_FIELDS, "database_url", "fernet_key", "purge_on_delete")}
+    outs = {k: props.get(k) for k in ("tenant_id", *PLAIN_FIELDS, "database_url", "fernet_key", "purge_on_delete",
+                                      *ENVIRONMENT_FIELDS)}
     outs.update(fingerprints)
     outs["adopted"] = adopted
     outs["owner_token"] = owner_token

@@ -97,6 +97,8 @@ def test_destroy_removes_everything_and_stops_the_emulator(rehearsal, app_db):  
 
     assert result.ok and sorted(result.removed_tenants) == ["acme", "globex"]
     assert rows(app_db) == set() and not rehearsal.state_dir.exists()
+    # The database outlives the rehearsal: its claim goes with the environment (fleet rule 1).
+    assert app_db.execute("SELECT count(*) FROM tenantctl_environments") == [(0,)]
 
 
 @pytest.mark.xdist_group("embedded-postgres")

@@ -102,6 +102,8 @@ def test_unchanged_tenant_diffs_to_no_change(host, app_db):
     ("purge_on_delete", True),
     ("llm_api_key", "sk-client-own-key"),
     ("fernet_key", "rotated"),
+    ("environment_id", "6f1c0a52-4f0e-4d8e-9a57-0b6f3c1f2d10"),
+    ("environment_name", "staging"),
 ])
 def test_each_change_is_seen(host, app_db, field, value):
     from cryptography.fernet import Fernet
@@ -367,3 +369,85 @@ def test_an_llm_key_is_stored_encrypted_and_changes_alone(host, app_db):
     assert new_outs["revision"] != outs["revision"]
     host.update(URN, row_id, new_outs, news)  # the client goes back to the platform's key
     assert _llm_column(app_db, news["tenant_id"]) is None
+
+
+# One environment, one owner (fleet rule 1): the first environment that writes a row claims the database.
+ENV_A = "11111111-1111-4111-8111-111111111111"
+ENV_B = "22222222-2222-4222-8222-222222222222"
+
+
+def claims(app_db):
+    return [(str(i), n) for i, n in app_db.execute("SELECT environment_id, name FROM tenantctl_environments")]
+
+
+def test_the_first_environment_to_write_claims_the_database(host, app_db):
+    host.create(URN, props(app_db, environment_id=ENV_A, environment_name="dev"))
+    assert claims(app_db) == [(ENV_A, "dev")]
+
+
+def test_another_environment_is_refused_with_both_ids_and_changes_nothing(host, app_db):
+    news = props(app_db, environment_id=ENV_A, environment_name="dev")
+    row_id, outs = host.create(URN, news)
+    before = row(app_db, news["tenant_id"])
+    owner = app_db.execute("SELECT provisioning_owner FROM tenant_configs")[0][0]
+    other_urn = URN.replace("urn:pulumi:dev::", "urn:pulumi:rehearsal::")
+
+    with pytest.raises(ProviderHostError) as adopt:  # the same tenant file in another environment: a takeover
+        host.create(other_urn, {**news, "name": "Taken", "environment_id": ENV_B, "environment_name": "rehearsal"})
+    with pytest.raises(ProviderHostError) as new_tenant:
+        host.create(other_urn, props(app_db, environment_id=ENV_B, environment_name="rehearsal"))
+
+    for refused in (adopt, new_tenant):
+        assert ENV_A in refused.value.message and ENV_B in refused.value.message
+        assert "dev" in refused.value.message and "rehearsal" in refused.value.message
+        assert "Traceback" not in refused.value.message and "\n" not in refused.value.message
+    assert row(app_db, news["tenant_id"]) == before
+    assert app_db.execute("SELECT count(*), max(provisioning_owner) FROM tenant_configs")[0] == (1, owner)
+    assert claims(app_db) == [(ENV_A, "dev")]
+    # The owner goes on as before.
+    host.update(URN, row_id, outs, {**news, "name": "Still ours"})
+    assert row(app_db, news["tenant_id"])[1] == "Still ours"
+
+
+def test_an_update_from_another_environment_is_refused(host, app_db):
+    news = props(app_db, environment_id=ENV_A, environment_name="dev")
+    row_id, outs = host.create(URN, news)
+    moved = {**news, "environment_id": ENV_B, "environment_name": "rehearsal"}
+    for change in ({}, {"name": "Taken"}):  # state only, and a real write
+        with pytest.raises(ProviderHostError, match=f"belongs to environment dev \\({ENV_A}\\)"):
+            host.update(URN, row_id, outs, {**moved, **change})
+    assert row(app_db, news["tenant_id"])[1] == "Acme Corp MSP"
+
+
+def test_a_row_from_before_environment_ids_is_claimed_by_an_update_without_touching_it(host, app_db):
+    news = props(app_db)
+    row_id, outs = host.create(URN, news)
+    before = row(app_db, news["tenant_id"])
+    upgraded = {**news, "environment_id": ENV_A, "environment_name": "dev"}
+
+    diff = host.diff(URN, row_id, outs, upgraded)
+    new_outs = host.update(URN, row_id, outs, upgraded)
+
+    assert diff.changes is True and diff.replaces == []
+    assert row(app_db, news["tenant_id"]) == before and claims(app_db) == [(ENV_A, "dev")]
+    assert new_outs["environment_id"] == ENV_A
+    assert host.diff(URN, row_id, new_outs, upgraded).changes is False
+
+
+def test_without_an_environment_id_nothing_is_claimed_or_checked(host, app_db):
+    app_db.execute("INSERT INTO tenantctl_environments (environment_id, name) VALUES (%s, 'dev')", (ENV_A,))
+    host.create(URN, props(app_db))
+    assert claims(app_db) == [(ENV_A, "dev")]
+
+
+def test_a_database_without_the_environments_table_is_refused(host, app_db):
+    app_db.execute("DROP TABLE tenantctl_environments")
+    news = props(app_db, environment_id=ENV_A, environment_name="dev")
+    with pytest.raises(ProviderHostError, match="no tenantctl_environments table"):
+        host.create(URN, news)
+    assert row(app_db, news["tenant_id"]) is None
+
+
+def test_check_refuses_an_environment_id_that_is_not_a_uuid(host, app_db):
+    _inputs, failures = host.check(URN, {}, props(app_db, environment_id="dev"))
+    assert [prop for prop, _reason in failures] == ["environment_id"]
