@@ -1559,10 +1559,17 @@ NEW_STACK = ("secretsprovider: awskms://alias/tenant-onboarding-pulumi?region=eu
          "preview-code-review"),
         ({"tenants/schema.json": "{}\n"}, "preview-code-review"),
         ({"stacks/Pulumi.prod.yaml": "config: {}\n"}, "preview-code-review"),
+        ({"stacks/Pulumi.prod.acme.yaml": (ROOT / "stacks/Pulumi.prod.acme.yaml").read_text(encoding="utf-8")
+          + "  tenant-onboarding:acme-servicedesk-api-key:\n    secure: AQICAHh0ZXh0\n"}, "preview"),
+        ({"stacks/Pulumi.prod.acme.yaml": (ROOT / "stacks/Pulumi.prod.acme.yaml").read_text(encoding="utf-8")
+          + "  tenant-onboarding:acme-servicedesk-api-key: plaintext\n"}, "preview-code-review"),
+        ({"stacks/Pulumi.prod.acme.yaml": None}, "preview-code-review"),
+        ({"stacks/Pulumi.staging.acme.yaml": NEW_STACK.replace("newco", "acme")}, "preview-code-review"),
     ],
     ids=["new-tenant-with-its-secret", "tenant-edit", "tenant-removal", "code-that-rewrites-origin-and-path",
          "tenant-plus-attacking-makefile", "stack-file-with-provider-config", "stack-file-own-secrets-provider",
-         "stack-file-foreign-secret", "schema", "platform-stack"],
+         "stack-file-foreign-secret", "schema", "platform-stack", "secret-set", "secret-in-plain-text",
+         "stack-file-removed-tenant-stays", "environment-without-platform-stack"],
 )  # fmt: skip
 def test_the_pull_request_cannot_choose_its_own_environment(
     tmp_path: Path, changes: dict[str, str | None], expected: str
