@@ -65,13 +65,17 @@ EXPECTED_PERMISSIONS = {
     },
     "deploy.yml": {
         "last-deployed": {"actions": "read"},
-        "deploy": {"contents": "read", "id-token": "write"},
+        "deploy": {"contents": "read", "id-token": "write", "actions": "read"},
     },
-    "offboard.yml": {"offboard": {"contents": "read", "id-token": "write"}},
+    "offboard.yml": {"offboard": {"contents": "read", "id-token": "write", "actions": "read"}},
     "long-tests.yml": {"long-tests": {"contents": "read"}},
 }
 # The only jobs given a GitHub token (none of them holds cloud credentials).
 TOKEN_JOBS = {("preview.yml", "comment"), ("deploy.yml", "last-deployed")}
+# Jobs holding cloud credentials that also get a read-only token (`actions: read`, as GITHUB_TOKEN on the one
+# step that runs tenantctl with --wait): the environment lock asks GitHub whether its holder's run is over
+# (fleet rule 5).
+LOCK_CHECK_JOBS = {("deploy.yml", "deploy"), ("offboard.yml", "offboard")}
 PLUGIN_INSTALL = "pulumi install --no-dependencies"
 # Steps that run tenantctl, except validate and plan (no engine, no credentials).
 ENGINE_STEP = r"-m tenantctl\b(?! (validate|plan)\b)"
@@ -440,7 +444,10 @@ def test_each_scope_is_needed_by_a_step_of_its_job(name: str) -> None:
             needed["id-token"] = "write"
         if "gh pr comment" in scripts:
             needed["pull-requests"] = "write"
-        if re.search(r"gh api \S*/actions/workflows/", scripts):
+        lock_check = any(s.get("env", {}).get("GITHUB_TOKEN") == "${{ github.token }}"  # noqa: S105
+                         and re.search(r"tenantctl|args=\(", str(s.get("run"))) and "--wait" in str(s.get("run"))
+                         for s in job_steps)  # fmt: skip
+        if re.search(r"gh api \S*/actions/workflows/", scripts) or lock_check:
             needed["actions"] = "read"
         assert job.get("permissions") == needed, f"{name}: job {job_id}"
 
@@ -451,6 +458,14 @@ def test_no_job_holds_both_cloud_credentials_and_a_github_token(name: str) -> No
     for job_id, job in workflow["jobs"].items():
         text = json.dumps(job)
         has_token = "github.token" in text or "secrets.GITHUB_TOKEN" in text
+        if (name, job_id) in LOCK_CHECK_JOBS:
+            # Read-only, and only where tenantctl waits for the lock.
+            assert {k: v for k, v in job["permissions"].items() if k != "id-token"} == {
+                "contents": "read", "actions": "read"}, f"{name}: job {job_id}"
+            holders = [s for s in job["steps"] if "github.token" in json.dumps(s)]
+            assert len(holders) == 1 and "--wait" in holders[0]["run"], f"{name}: job {job_id}"
+            assert holders[0]["env"]["GITHUB_TOKEN"] == "${{ github.token }}"  # noqa: S105
+            continue
         assert has_token == ((name, job_id) in TOKEN_JOBS), f"{name}: job {job_id}"
         if has_token:
             assert "id-token" not in job["permissions"] and "environment" not in job, f"{name}: job {job_id}"
