@@ -1217,7 +1217,14 @@ def trust_violations(workflow: dict[str, Any]) -> list[str]:
             continue
         if runs_pr_code(workflow, job_id) and environment not in REVIEWED_ENVIRONMENTS:
             problems.append(f"unreviewed-pr-code: job {job_id} runs PR code with credentials and no reviewer")
-        tainted = {j for j in expression_reads(str(job.get("if", ""))) if j not in jobs or runs_pr_code(workflow, j)}
+        def pr_code_jobs(text: str) -> set[str]:
+            return {j for j in expression_reads(text) if j not in jobs or runs_pr_code(workflow, j)}
+
+        rest = {k: v for k, v in job.items() if k != "if"}
+        if pr_code_jobs(json.dumps(rest)):
+            problems.append(f"tainted-input: job {job_id} takes outputs of {sorted(pr_code_jobs(json.dumps(rest)))}, "
+                            "which run PR code")
+        tainted = pr_code_jobs(str(job.get("if", "")))
         if tainted:
             problems.append(f"tainted-if: the if: of job {job_id} reads outputs of {sorted(tainted)}, "
                             "which run PR code")
@@ -1304,6 +1311,10 @@ def test_self_check_bites_when_a_credentialed_if_reads_a_pr_code_job() -> None:
     problems = broken("preview.yml", classify_runs_pr_code)
     assert any(p.startswith("tainted-if: the if: of job preview ") for p in problems)
     assert any(p.startswith("tainted-if: the if: of job preview-code ") for p in problems)
+
+    def step_reads_validate(w: dict[str, Any]) -> None:
+        w["jobs"]["preview"]["steps"][-2]["env"]["CHANGED_SINCE"] = "${{ needs.validate.outputs.base }}"
+    assert any(p.startswith("tainted-input: job preview ") for p in broken("preview.yml", step_reads_validate))
 
 
 @pytest.mark.parametrize(
