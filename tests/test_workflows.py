@@ -649,6 +649,26 @@ def test_preview_asks_for_review_unless_only_tenant_data_changed(
     assert run.outputs == {"data_only": data_only}
 
 
+@pytest.mark.parametrize(("data_key", "data_only"), [("AQIDAHnew", "true"), ("AQIDAHplatform", "false")])
+def test_a_new_stack_file_may_not_borrow_another_stacks_data_key(fake_venv: Path, data_key: str,
+                                                                 data_only: str) -> None:
+    """With another stack's data key, ciphertexts copied from that stack would decrypt as the tenant's secrets."""
+    work = preview_repo(fake_venv, {"tenants/acme.yaml": "slug: acme\n#x\n"})
+    repo = work / "pr"
+    git(repo, "checkout", "-q", "main")
+    commit_files(repo, {"stacks/Pulumi.prod.yaml": "secretsprovider: awskms://alias/k\nencryptedkey: AQIDAHplatform\n",
+                        "stacks/Pulumi.prod.acme.yaml": "secretsprovider: awskms://alias/k\nencryptedkey: AQIDAHacme\n"
+                        "config:\n  aws:region: eu-west-1\n"}, "platform")  # fmt: skip
+    git(repo, "checkout", "-q", "-b", "newco")
+    commit_files(repo, {"tenants/newco.yaml": "servicedesk:\n  api_key_secret: newco-servicedesk-api-key\n",
+                        "stacks/Pulumi.prod.newco.yaml": "secretsprovider: awskms://alias/k\n"
+                        f"encryptedkey: {data_key}\nconfig:\n  aws:region: eu-west-1\n"
+                        "  tenant-onboarding:newco-servicedesk-api-key:\n    secure: AQICAHh0\n"}, "newco")  # fmt: skip
+    run = run_classify(work)
+    assert run.returncode == 0, run
+    assert run.outputs == {"data_only": data_only}, run.stdout
+
+
 def test_classify_is_not_fooled_by_a_symlink_or_a_fake_git_on_path(fake_venv: Path) -> None:
     work = preview_repo(fake_venv, {"tenants/acme.yaml": "slug: acme\n#x\n"})
     repo = work / "pr"
@@ -1590,12 +1610,15 @@ NEW_STACK = ("secretsprovider: awskms://alias/tenant-onboarding-pulumi?region=eu
         ({"stacks/Pulumi.prod.acme.yaml": (ROOT / "stacks/Pulumi.prod.acme.yaml").read_text(encoding="utf-8")
           + "  tenant-onboarding:acme-servicedesk-api-key: plaintext\n"}, "preview-code-review"),
         ({"stacks/Pulumi.prod.acme.yaml": None}, "preview-code-review"),
+        ({"tenants/newco.yaml": NEW_TENANT, "stacks/Pulumi.prod.newco.yaml": NEW_STACK + "encryptedkey: AQIDAHnew\n"},
+         "preview"),
         ({"stacks/Pulumi.staging.acme.yaml": NEW_STACK.replace("newco", "acme")}, "preview-code-review"),
     ],
     ids=["new-tenant-with-its-secret", "tenant-edit", "tenant-removal", "code-that-rewrites-origin-and-path",
          "tenant-plus-attacking-makefile", "stack-file-with-provider-config", "stack-file-own-secrets-provider",
          "stack-file-foreign-secret", "schema", "platform-stack", "secret-set", "secret-in-plain-text",
-         "stack-file-removed-tenant-stays", "environment-without-platform-stack"],
+         "stack-file-removed-tenant-stays", "new-stack-own-data-key",
+         "environment-without-platform-stack"],
 )  # fmt: skip
 def test_the_pull_request_cannot_choose_its_own_environment(
     tmp_path: Path, changes: dict[str, str | None], expected: str

@@ -10,8 +10,9 @@ Data only means every path that the pull request changes since its merge base is
 - `stacks/Pulumi.<env>.<slug>.yaml` for an environment the base branch has a platform stack for, whose only
   differences from the base version are that tenant's own `secure:` secrets: the config keys its tenant file
   names (`servicedesk.api_key_secret`, `llm.api_key_secret`), each holding `{secure: <ciphertext>}`. A new
-  stack file may hold, besides those, only the platform stack's `secretsprovider` and an `aws:region`
-  already used by a tenant stack of that environment on the base branch. Provider configuration (endpoints,
+  stack file may hold, besides those, only the platform stack's `secretsprovider`, an `encryptedkey` of its
+  own (what `pulumi stack init` writes for a KMS provider) and an `aws:region` already used by a tenant
+  stack of that environment on the base branch. Provider configuration (endpoints,
   profiles, a secrets provider of its own) is code: it waits for a reviewer.
 Anything else, or anything that cannot be read, is not data only. Whether the secret names are the tenant's
 own is then judged by the base branch's `tenantctl validate`, which the data-only preview runs first.
@@ -172,12 +173,19 @@ def classify(repo: Repo, base: str, head: str) -> tuple[bool, list[str], list[tu
                 if new != old:
                     raise ValueError(f"{path}: changes more than {slug}'s own secure: secrets")
                 continue
-            regions = set()
+            regions, data_keys = set(), set()
             for other in repo.names(merge_base, "stacks"):
+                other_stack = mapping(repo.blob(merge_base, other), other)
+                data_keys.add(other_stack.get("encryptedkey"))
                 if TENANT_STACK_FILE.fullmatch(other) and TENANT_STACK_FILE.fullmatch(other)["env"] == env:
-                    region = mapping(repo.blob(merge_base, other), other).get("config", {}).get("aws:region")
+                    region = (other_stack.get("config") or {}).get("aws:region")
                     if isinstance(region, str):
                         regions.add(region)
+            # `pulumi stack init` with a KMS provider writes the stack's own data key, encrypted by that KMS
+            # key. Another stack's data key would let copied ciphertexts decrypt as this tenant's secrets.
+            data_key = new.pop("encryptedkey", None)
+            if data_key is not None and (not isinstance(data_key, str) or not data_key or data_key in data_keys):
+                raise ValueError(f"{path}: encryptedkey is not a data key of its own")
             region = new.get("config", {}).get("aws:region") if isinstance(new.get("config"), dict) else None
             skeleton = {"secretsprovider": platform.get("secretsprovider"), "config": {"aws:region": region}}
             if region not in regions or new != skeleton:
