@@ -57,19 +57,25 @@ PULUMI_ACTION_INPUTS = {
 # Every job's permissions, reviewed: a new job or scope fails here until it is added on purpose.
 EXPECTED_PERMISSIONS = {
     "preview.yml": {
+        "classify": {"contents": "read"},
         "validate": {"contents": "read"},
         "preview": {"contents": "read", "id-token": "write"},
+        "preview-code": {"contents": "read", "id-token": "write"},
         "comment": {"pull-requests": "write"},
     },
     "deploy.yml": {
         "last-deployed": {"actions": "read"},
-        "deploy": {"contents": "read", "id-token": "write"},
+        "deploy": {"contents": "read", "id-token": "write", "actions": "read"},
     },
-    "offboard.yml": {"offboard": {"contents": "read", "id-token": "write"}},
+    "offboard.yml": {"offboard": {"contents": "read", "id-token": "write", "actions": "read"}},
     "long-tests.yml": {"long-tests": {"contents": "read"}},
 }
 # The only jobs given a GitHub token (none of them holds cloud credentials).
 TOKEN_JOBS = {("preview.yml", "comment"), ("deploy.yml", "last-deployed")}
+# Jobs holding cloud credentials that also get a read-only token (`actions: read`, as GITHUB_TOKEN on the one
+# step that runs tenantctl with --wait): the environment lock asks GitHub whether its holder's run is over
+# (fleet rule 5).
+LOCK_CHECK_JOBS = {("deploy.yml", "deploy"), ("offboard.yml", "offboard")}
 PLUGIN_INSTALL = "pulumi install --no-dependencies"
 # Steps that run tenantctl, except validate and plan (no engine, no credentials).
 ENGINE_STEP = r"-m tenantctl\b(?! (validate|plan)\b)"
@@ -235,6 +241,11 @@ def parse_github_output(text: str) -> dict[str, str]:
     return values
 
 
+# Options the workflows pass ahead of the CLI: `--wait` on `up` and `destroy` (fleet rule 5) lands with the
+# fleet-safety issue. Tolerated ONLY while the command lacks it; once it exists, the real parser checks it.
+PENDING_OPTIONS = {"up": {"--wait"}, "destroy": {"--wait"}}
+
+
 def parses_with_real_tenantctl(call: str) -> None:
     """A recorded `-m tenantctl ...` call parses with the real command line (unknown options fail)."""
     import typer
@@ -248,6 +259,8 @@ def parses_with_real_tenantctl(call: str) -> None:
     context = group.make_context("tenantctl", list(argv))
     command = group.get_command(context, argv[0])
     assert command is not None, f"tenantctl has no command {argv[0]!r}"
+    known = {option for param in command.params for option in getattr(param, "opts", [])}
+    argv = [a for a in argv if a not in PENDING_OPTIONS.get(argv[0], set()) - known]
     # Parses without running; an unknown option or a missing argument raises a UsageError.
     command.make_context(argv[0], argv[1:], parent=context)
 
@@ -367,6 +380,17 @@ def test_zizmor_reports_nothing_at_medium_or_above() -> None:
     assert (code, findings) == (0, []), f"zizmor exit {code}:\n{describe(findings)}\n{stderr}"
 
 
+def test_zizmor_auditor_persona_reports_nothing() -> None:
+    """Issue 21: clean at zizmor's most pedantic persona too, every severity (a justified finding would carry a
+    `# zizmor: ignore[<audit>]` comment with its reason on the line)."""
+    result = subprocess.run(
+        [tool("zizmor"), "--offline", "--persona", "auditor", "--format", "json", str(WORKFLOWS_DIR.relative_to(ROOT))],
+        cwd=ROOT, env=offline_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    findings = json.loads(result.stdout or "[]")
+    assert (result.returncode, findings) == (0, []), f"zizmor exit {result.returncode}:\n{describe(findings)}"
+
+
 def test_zizmor_flags_a_deliberately_bad_workflow(tmp_path: Path) -> None:
     workflows = tmp_path / ".github" / "workflows"
     workflows.mkdir(parents=True)
@@ -420,7 +444,10 @@ def test_each_scope_is_needed_by_a_step_of_its_job(name: str) -> None:
             needed["id-token"] = "write"
         if "gh pr comment" in scripts:
             needed["pull-requests"] = "write"
-        if re.search(r"gh api \S*/actions/workflows/", scripts):
+        lock_check = any(s.get("env", {}).get("GITHUB_TOKEN") == "${{ github.token }}"  # noqa: S105
+                         and re.search(r"tenantctl|args=\(", str(s.get("run"))) and "--wait" in str(s.get("run"))
+                         for s in job_steps)  # fmt: skip
+        if re.search(r"gh api \S*/actions/workflows/", scripts) or lock_check:
             needed["actions"] = "read"
         assert job.get("permissions") == needed, f"{name}: job {job_id}"
 
@@ -431,6 +458,14 @@ def test_no_job_holds_both_cloud_credentials_and_a_github_token(name: str) -> No
     for job_id, job in workflow["jobs"].items():
         text = json.dumps(job)
         has_token = "github.token" in text or "secrets.GITHUB_TOKEN" in text
+        if (name, job_id) in LOCK_CHECK_JOBS:
+            # Read-only, and only where tenantctl waits for the lock.
+            assert {k: v for k, v in job["permissions"].items() if k != "id-token"} == {
+                "contents": "read", "actions": "read"}, f"{name}: job {job_id}"
+            holders = [s for s in job["steps"] if "github.token" in json.dumps(s)]
+            assert len(holders) == 1 and "--wait" in holders[0]["run"], f"{name}: job {job_id}"
+            assert holders[0]["env"]["GITHUB_TOKEN"] == "${{ github.token }}"  # noqa: S105
+            continue
         assert has_token == ((name, job_id) in TOKEN_JOBS), f"{name}: job {job_id}"
         if has_token:
             assert "id-token" not in job["permissions"] and "environment" not in job, f"{name}: job {job_id}"
@@ -549,17 +584,20 @@ def test_preview_validates_and_plans_against_prod_before_previewing() -> None:
     validations = run_steps(workflow, r'-m tenantctl validate --env prod --changed-since "origin/\$BASE_REF"')
     plans = run_steps(workflow, r'-m tenantctl plan --env prod --changed-since "origin/\$BASE_REF"')
     previews = run_steps(workflow, r"-m tenantctl preview\b")
-    assert len(validations) == len(plans) == len(previews) == 1
-    (p_job, p_index, _) = previews[0]
-    for job_id, index, step in (*validations, *plans):
-        assert runs_before(workflow, (job_id, index), (p_job, p_index))
-        assert not step.get("continue-on-error")
-        assert step["env"]["BASE_REF"] == "${{ github.base_ref }}"
-    # A job condition such as always() would run the preview even when validation failed.
-    assert "if" not in workflow["jobs"][p_job]
+    assert len(validations) == len(plans) == 1 and {j for j, _, _ in previews} == {"preview", "preview-code"}
+    for p_job, p_index, _ in previews:
+        for job_id, index, step in (*validations, *plans):
+            assert runs_before(workflow, (job_id, index), (p_job, p_index))
+            assert not step.get("continue-on-error")
+            assert step["env"]["BASE_REF"] == "${{ github.base_ref }}"
+        # A status function such as always() would run the preview even when validation failed.
+        assert not re.search(r"always\(\)|failure\(\)|cancelled\(\)", workflow["jobs"][p_job]["if"])
+    # The data-only preview validates the PR's files with the base commit's tenantctl before previewing them.
+    ((job_id, index, _),) = run_steps(workflow, r"-m tenantctl validate --env prod --changed-since HEAD$")
+    assert job_id == "preview" and index < position(workflow, step_named(workflow, "tenantctl preview"))[1]
 
 
-@pytest.mark.parametrize("job_id", ["validate", "preview"])
+@pytest.mark.parametrize("job_id", ["validate", "preview-code"])
 def test_preview_jobs_fetch_the_base_branch_for_changed_since(job_id: str) -> None:
     workflow = load_workflow("preview.yml")
     (checkout,) = [s for s in workflow["jobs"][job_id]["steps"]
@@ -568,53 +606,108 @@ def test_preview_jobs_fetch_the_base_branch_for_changed_since(job_id: str) -> No
 
 
 def preview_repo(fake_venv: Path, changes: dict[str, str]) -> Path:
-    commit_files(fake_venv, {"tenants/acme.yaml": "slug: acme\n", "components/tenant.py": "# v1\n"}, "base")
-    git(fake_venv, "update-ref", "refs/remotes/origin/main", "HEAD")
-    git(fake_venv, "checkout", "-q", "-b", "feature")
-    commit_files(fake_venv, changes, "change")
+    """The classify job's workspace: the base branch's scripts in base/, a clone of the pull request in pr/."""
+    scripts = fake_venv / "base" / ".github" / "scripts"
+    scripts.mkdir(parents=True)
+    (scripts / "classify_pr.py").write_text((ROOT / ".github/scripts/classify_pr.py").read_text(encoding="utf-8"))
+    repo = fake_venv / "pr"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    commit_files(repo, {"tenants/acme.yaml": "slug: acme\n", "components/tenant.py": "# v1\n"}, "base")
+    git(repo, "checkout", "-q", "-b", "feature")
+    commit_files(repo, changes, "change")
     return fake_venv
 
 
+def run_classify(fake_venv: Path, base: str = "main") -> Run:
+    step = step_named(load_workflow("preview.yml"), "classify")
+    assert step["env"] == {"BASE_SHA": "${{ github.event.pull_request.base.sha }}",
+                           "HEAD_SHA": "${{ github.event.pull_request.head.sha }}"}  # fmt: skip
+    repo = fake_venv / "pr"
+    sha = git(repo, "rev-parse", base) if base == "main" else base
+    return run_script(step["run"], fake_venv, BASE_SHA=sha, HEAD_SHA=git(repo, "rev-parse", "HEAD"))
+
+
 @pytest.mark.parametrize(
-    ("changes", "code_changed"),
+    ("changes", "data_only"),
     [
-        ({"tenants/acme.yaml": "slug: acme\n#x\n", "tenants/newco.yaml": "n\n"}, "false"),
-        ({"tenants/acme.yaml": "slug: acme\n#x\n", "components/tenant.py": "#2\n"}, "true"),
-        ({"tenants/newco.yaml": "n\n", "stacks/Pulumi.prod.newco.yaml": "config: {}\n"}, "true"),
-        ({"tenants/schema.json": "{}\n"}, "true"),
-        ({"program/tenant.py": "#\n"}, "true"),
+        ({"tenants/acme.yaml": "slug: acme\n#x\n", "tenants/newco.yaml": "slug: newco\n"}, "true"),
+        ({"tenants/acme.yaml": "slug: acme\n#x\n", "components/tenant.py": "#2\n"}, "false"),
+        ({"tenants/newco.yaml": "slug: newco\n", "stacks/Pulumi.prod.newco.yaml": "config: {}\n"}, "false"),
+        ({"tenants/schema.json": "{}\n"}, "false"),
+        ({"program/tenant.py": "#\n"}, "false"),
+        ({"tenants/newco.yaml": "- not a mapping\n"}, "false"),
+        ({"tenants/sub/newco.yaml": "slug: newco\n"}, "false"),
     ],
-    ids=["tenants-only", "component", "tenant-stack-file", "schema", "program"],
+    ids=["tenants-only", "component", "tenant-stack-file", "schema", "program", "not-a-mapping", "nested"],
 )
-def test_preview_asks_for_review_unless_only_tenant_files_changed(
-    fake_venv: Path, changes: dict[str, str], code_changed: str
+def test_preview_asks_for_review_unless_only_tenant_data_changed(
+    fake_venv: Path, changes: dict[str, str], data_only: str
 ) -> None:
-    script = step_named(load_workflow("preview.yml"), "changes")["run"]
-    run = run_script(script, preview_repo(fake_venv, changes), BASE_REF="main")
+    run = run_classify(preview_repo(fake_venv, changes))
     assert run.returncode == 0, run
-    assert run.outputs == {"code_changed": code_changed}
+    assert run.outputs == {"data_only": data_only}
+
+
+@pytest.mark.parametrize(("data_key", "data_only"), [("AQIDAHnew", "true"), ("AQIDAHplatform", "false")])
+def test_a_new_stack_file_may_not_borrow_another_stacks_data_key(fake_venv: Path, data_key: str,
+                                                                 data_only: str) -> None:
+    """With another stack's data key, ciphertexts copied from that stack would decrypt as the tenant's secrets."""
+    work = preview_repo(fake_venv, {"tenants/acme.yaml": "slug: acme\n#x\n"})
+    repo = work / "pr"
+    git(repo, "checkout", "-q", "main")
+    commit_files(repo, {"stacks/Pulumi.prod.yaml": "secretsprovider: awskms://alias/k\nencryptedkey: AQIDAHplatform\n",
+                        "stacks/Pulumi.prod.acme.yaml": "secretsprovider: awskms://alias/k\nencryptedkey: AQIDAHacme\n"
+                        "config:\n  aws:region: eu-west-1\n"}, "platform")  # fmt: skip
+    git(repo, "checkout", "-q", "-b", "newco")
+    commit_files(repo, {"tenants/newco.yaml": "servicedesk:\n  api_key_secret: newco-servicedesk-api-key\n",
+                        "stacks/Pulumi.prod.newco.yaml": "secretsprovider: awskms://alias/k\n"
+                        f"encryptedkey: {data_key}\nconfig:\n  aws:region: eu-west-1\n"
+                        "  tenant-onboarding:newco-servicedesk-api-key:\n    secure: AQICAHh0\n"}, "newco")  # fmt: skip
+    run = run_classify(work)
+    assert run.returncode == 0, run
+    assert run.outputs == {"data_only": data_only}, run.stdout
+
+
+def test_classify_is_not_fooled_by_a_symlink_or_a_fake_git_on_path(fake_venv: Path) -> None:
+    work = preview_repo(fake_venv, {"tenants/acme.yaml": "slug: acme\n#x\n"})
+    repo = work / "pr"
+    (repo / "tenants" / "evil.yaml").symlink_to("../components/tenant.py")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a symlink named like a tenant file")
+    evil = work.parent / "bin" / "git"
+    evil.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+    evil.chmod(0o755)
+    run = run_classify(work)
+    assert run.returncode == 0, run
+    assert run.outputs == {"data_only": "false"} and "not a regular file" in run.stdout
 
 
 def test_preview_review_check_fails_closed_when_git_cannot_compare(fake_venv: Path) -> None:
-    script = step_named(load_workflow("preview.yml"), "changes")["run"]
-    run = run_script(script, preview_repo(fake_venv, {"components/tenant.py": "#2\n"}), BASE_REF="no-such-branch")
+    run = run_classify(preview_repo(fake_venv, {"components/tenant.py": "#2\n"}), base="e" * 40)
     assert run.returncode != 0 and run.outputs == {}
 
 
 def test_code_changes_wait_for_a_reviewer_before_credentials_are_used() -> None:
     workflow = load_workflow("preview.yml")
-    ((job_id, _, _step),) = action_steps(workflow, "aws-actions/configure-aws-credentials")
-    job = workflow["jobs"][job_id]
-    assert job["needs"] == "validate"
-    assert job["environment"] == ("${{ needs.validate.outputs.code_changed == 'true' "
-                                  "&& 'preview-code-review' || 'preview' }}")
-    assert workflow["jobs"]["validate"]["outputs"]["code_changed"] == "${{ steps.changes.outputs.code_changed }}"
-    assert "id-token" not in workflow["jobs"]["validate"]["permissions"]
+    jobs = workflow["jobs"]
+    credentialed = {j for j, _, _ in action_steps(workflow, "aws-actions/configure-aws-credentials")}
+    assert credentialed == {"preview", "preview-code"}
+    assert jobs["classify"]["outputs"] == {"data_only": "${{ steps.classify.outputs.data_only }}"}
+    assert (jobs["preview"]["environment"], jobs["preview"]["if"]) == (
+        "preview", "needs.classify.outputs.data_only == 'true'")
+    assert (jobs["preview-code"]["environment"], jobs["preview-code"]["if"]) == (
+        "preview-code-review", "needs.classify.outputs.data_only != 'true'")
+    for job_id in credentialed:
+        assert "classify" in needs_of(workflow, job_id)
+    assert "outputs" not in jobs["validate"], "the job that runs PR code decides nothing"
+    assert "id-token" not in jobs["validate"]["permissions"] and "id-token" not in jobs["classify"]["permissions"]
 
 
 def run_preview(fake_venv: Path, **env: str) -> Run:
-    script = step_named(load_workflow("preview.yml"), "tenantctl preview")["run"]
-    defaults = {"BASE_REF": "main", "PULUMI_BACKEND_URL": "s3://state?region=eu-west-1"}
+    script = step_named(load_workflow("preview.yml"), "tenantctl preview of reviewed code")["run"]
+    defaults = {"CHANGED_SINCE": "origin/main", "POLICY_PACK": "base/policy",
+                "PULUMI_BACKEND_URL": "s3://state?region=eu-west-1"}  # fmt: skip
     return run_script(script, fake_venv, **{**defaults, **env})
 
 
@@ -656,14 +749,27 @@ def test_preview_refuses_to_run_without_a_backend(fake_venv: Path) -> None:
     assert run.returncode != 0 and run.calls == []
 
 
+def test_both_previews_run_the_same_script_on_what_they_are_given() -> None:
+    workflow = load_workflow("preview.yml")
+    data, code = step_named(workflow, "tenantctl preview"), step_named(workflow, "tenantctl preview of reviewed code")
+    assert data["run"] == code["run"]
+    assert data["env"] == {"CHANGED_SINCE": "HEAD", "POLICY_PACK": "policy"}
+    assert code["env"] == {"CHANGED_SINCE": "${{ github.event.pull_request.base.sha }}", "POLICY_PACK": "base/policy"}
+
+
 def test_the_policy_pack_comes_from_the_base_branch_not_the_pull_request(fake_venv: Path) -> None:
     workflow = load_workflow("preview.yml")
-    preview = step_named(workflow, "tenantctl preview")
+    # Data only: the whole workspace is the base commit.
+    (root,) = [s for s in workflow["jobs"]["preview"]["steps"]
+               if uses(s, "actions/checkout") and "path" not in s.get("with", {})]  # fmt: skip
+    assert root["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    # Reviewed code: the pack from a base checkout, beside the PR's.
+    preview = step_named(workflow, "tenantctl preview of reviewed code")
     job_id, index = position(workflow, preview)
     steps = workflow["jobs"][job_id]["steps"]
     [base] = [s for s in steps if s.get("with", {}).get("path") == "base"]
     assert base["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
-    assert base["with"]["sparse-checkout"] == "policy" and base["with"]["persist-credentials"] is False
+    assert base["with"]["persist-credentials"] is False
     assert steps.index(base) < index
     run = run_preview(fake_venv)
     assert run.returncode == 0, run
@@ -671,32 +777,37 @@ def test_the_policy_pack_comes_from_the_base_branch_not_the_pull_request(fake_ve
     assert re.findall(r"--policy-pack (\S+)", call) == ["base/policy"]
 
 
-def test_the_base_checkout_is_not_counted_as_part_of_the_change(fake_venv: Path) -> None:
+def test_the_base_pack_runs_in_a_virtualenv_the_base_branch_built(fake_venv: Path) -> None:
+    """Not the PR's virtualenv: the PR would decide what the policy code imports."""
     commit_files(fake_venv, {"tenants/acme.yaml": "slug: acme\n"}, "base")
     (fake_venv / "base" / "policy").mkdir(parents=True)
     (fake_venv / "base" / "policy" / "__main__.py").write_text("# base pack\n", encoding="utf-8")
+    (fake_venv / "base" / "Makefile").write_text("venv:\n\tmkdir -p .venv/bin && touch .venv/bin/python\n")
     untracked = ["ls-files", "--others", "--exclude-standard"]  # what tenantctl's --changed-since adds
-    assert git(fake_venv, *untracked) == "base/policy/__main__.py"
-    script = step_named(load_workflow("preview.yml"), "the base pack runs in the program's virtualenv "
+    assert "base/policy/__main__.py" in git(fake_venv, *untracked)
+    script = step_named(load_workflow("preview.yml"), "the base pack gets the base branch's own virtualenv "
                         "(its PulumiPolicy.yaml names ../.venv)")["run"]
     run = run_script(script, fake_venv)
     assert run.returncode == 0, run
-    assert (fake_venv / "base" / ".venv").resolve() == (fake_venv / ".venv").resolve()
+    assert (fake_venv / "base" / ".venv" / "bin" / "python").is_file()
+    assert not (fake_venv / "base" / ".venv").is_symlink()
+    assert (fake_venv / "base" / ".venv").resolve() != (fake_venv / ".venv").resolve()
     assert git(fake_venv, *untracked) == ""
 
 
 def test_preview_summary_is_handed_to_a_comment_job_without_credentials() -> None:
     workflow = load_workflow("preview.yml")
-    ((up_job, _, upload),) = action_steps(workflow, "actions/upload-artifact")
+    uploads = action_steps(workflow, "actions/upload-artifact")
     ((down_job, _, download),) = action_steps(workflow, "actions/download-artifact")
-    assert up_job == "preview" and down_job == "comment"
-    assert upload["if"] == "${{ !cancelled() }}", "a failed preview must still reach the comment"
-    assert upload["with"]["name"] == download["with"]["name"]
-    assert "${{ github.run_attempt }}" in upload["with"]["name"], "a re-run must not post an earlier summary"
-    assert upload["with"]["path"] == PREVIEW_SUMMARY
-    assert f"{download['with']['path']}/{Path(upload['with']['path']).name}" == PREVIEW_SUMMARY
+    assert {j for j, _, _ in uploads} == {"preview", "preview-code"} and down_job == "comment"
+    for _, _, upload in uploads:
+        assert upload["if"] == "${{ !cancelled() }}", "a failed preview must still reach the comment"
+        assert upload["with"]["name"] == download["with"]["name"]
+        assert "${{ github.run_attempt }}" in upload["with"]["name"], "a re-run must not post an earlier summary"
+        assert upload["with"]["path"] == PREVIEW_SUMMARY
+    assert f"{download['with']['path']}/{Path(PREVIEW_SUMMARY).name}" == PREVIEW_SUMMARY
     comment = workflow["jobs"]["comment"]
-    assert set(needs_of(workflow, "comment")) == {"validate", "preview"}
+    assert set(needs_of(workflow, "comment")) == {"classify", "validate", "preview", "preview-code"}
     assert comment["if"] == "${{ !cancelled() }}"
     assert not any(uses(s, "actions/checkout") or uses(s, "aws-actions/configure-aws-credentials")
                    for s in comment["steps"])  # fmt: skip
@@ -784,7 +895,7 @@ def test_deploy_runs_in_the_production_environment_one_at_a_time() -> None:
     ((job_id, _, _),) = run_steps(workflow, r"-m tenantctl up\b")
     assert workflow["jobs"][job_id]["environment"] == "production"
     assert workflow["concurrency"]["cancel-in-progress"] is False
-    assert workflow["concurrency"]["group"] == load_workflow("offboard.yml")["concurrency"]["group"]
+    assert workflow["concurrency"]["group"] != load_workflow("offboard.yml")["concurrency"]["group"]
     assert "environment" not in workflow["jobs"]["last-deployed"]
 
 
@@ -883,7 +994,7 @@ def test_deploy_runs_tenantctl_up_of_prod_since_the_push_base_and_appends_its_su
     assert run.returncode == 0, run
     markdown = fake_venv.parent / "runner-temp" / "up.md"
     assert run.calls == [f"-m tenantctl up --env prod --changed-since {'b' * 40} --policy-pack policy "
-                         f"--max-removals 1 --markdown {markdown}"]  # fmt: skip
+                         f"--max-removals 1 --wait --markdown {markdown}"]  # fmt: skip
     parses_with_real_tenantctl(run.calls[0])
     assert run.summary == "earlier\n### `tenantctl up --env prod`: ok\n"
 
@@ -995,7 +1106,7 @@ def test_offboard_destroys_one_tenant_stack_through_tenantctl(fake_venv: Path, p
     script = step_named(load_workflow("offboard.yml"), "tenantctl destroy")["run"]
     run = run_script(script, fake_venv, TENANT="acme", PURGE_DATA=purge, PULUMI_BACKEND_URL="s3://state")
     assert run.returncode == 0, run
-    assert run.calls == [f"-m tenantctl destroy acme --env prod --yes{extra}"]
+    assert run.calls == [f"-m tenantctl destroy acme --env prod --yes --wait{extra}"]
     parses_with_real_tenantctl(run.calls[0])
 
 
@@ -1053,3 +1164,489 @@ def test_a_scheduled_workflow_runs_the_long_profiles_of_the_property_tests() -> 
     assert step["env"]["TENANT_FAULT_SWEEP"] == "full"
     assert int(step["env"]["TENANT_MODEL_EXAMPLES"]) > 1 and int(step["env"]["TENANT_MODEL_STEPS"]) > 6
     assert "tests/e2e/test_operator_model.py" in step["run"] and "tests/e2e/test_fault_injection.py" in step["run"]
+
+
+# --- the PR trust boundary (issue 21): what a pull request's code can reach ------------------------------
+#
+# "Runs PR code": a job that checks the pull request's commit out into the workspace root (every later
+# `run:`, `make`, `.venv` and local action then comes from the pull request), or checks it out elsewhere and
+# runs something from that folder. A side checkout that only the base branch's scripts read as data
+# (`--repo pr`) is not running PR code. "Credentialed": the job can mint an OIDC token or configures AWS
+# credentials. Only workflows triggered by pull_request run PR code.
+
+REVIEWED_ENVIRONMENTS = {"preview-code-review", "production"}
+CACHING_ACTIONS = {"actions/cache", "actions/cache/restore", "actions/cache/save"}
+# Commands that change infrastructure: a run of these is never cancelled by another run.
+INFRA_COMMAND = r"-m tenantctl (up|destroy|import|restore|rotate-signing-secret|migrate-stacks)\b"
+PR_REFS = ("github.event.pull_request.head.", "github.head_ref", "github.sha", "github.ref")
+
+
+def checks_out_the_pr(step: dict[str, Any]) -> bool:
+    if not uses(step, "actions/checkout"):
+        return False
+    ref = str(step.get("with", {}).get("ref", ""))
+    # No ref: on pull_request, the PR's merge commit.
+    return ref == "" or any(name in ref for name in PR_REFS)
+
+
+def runs_pr_code(workflow: dict[str, Any], job_id: str) -> bool:
+    if "pull_request" not in workflow["on"]:
+        return False
+    steps = workflow["jobs"][job_id].get("steps", [])
+    pr_folders = set()
+    for step in steps:
+        if checks_out_the_pr(step):
+            pr_folders.add(str(step.get("with", {}).get("path", ".")).strip("/") or ".")
+            continue
+        if "." in pr_folders and ("run" in step or str(step.get("uses", "")).startswith("./")):
+            return True
+        for folder in pr_folders - {"."}:
+            script = str(step.get("run", ""))
+            under = rf"(^|[\s;&|(=]){re.escape(folder)}/\S"
+            if (str(step.get("uses", "")).startswith(f"./{folder}")
+                    or str(step.get("working-directory", "")).strip("./").startswith(folder)
+                    or re.search(under, script) or re.search(rf"\b(cd|-C)\s+{re.escape(folder)}\b", script)):
+                return True  # fmt: skip
+    return False
+
+
+def is_credentialed(job: dict[str, Any]) -> bool:
+    return (job.get("permissions") or {}).get("id-token") == "write" or any(
+        uses(s, "aws-actions/configure-aws-credentials") for s in job.get("steps", []))  # fmt: skip
+
+
+def environment_name(job: dict[str, Any]) -> Any:
+    env = job.get("environment")
+    return env.get("name") if isinstance(env, dict) else env
+
+
+def expression_reads(text: str) -> set[str]:
+    """Jobs whose outputs an expression reads (needs.<job>.outputs / needs['<job>'].outputs)."""
+    return {a or b for a, b in re.findall(r"needs(?:\.([\w-]+)|\[['\"]([\w-]+)['\"]\])\.outputs", text)}
+
+
+def trust_violations(workflow: dict[str, Any]) -> list[str]:
+    """Every way this workflow lets unreviewed code near credentials, or cancels a change in flight."""
+    problems = []
+    jobs = workflow["jobs"]
+    for job_id, job in jobs.items():
+        environment = environment_name(job)
+        if environment is not None and (not isinstance(environment, str) or "${{" in environment):
+            problems.append(f"environment-expression: job {job_id} picks its environment with an expression")
+        if not is_credentialed(job):
+            continue
+        if runs_pr_code(workflow, job_id) and environment not in REVIEWED_ENVIRONMENTS:
+            problems.append(f"unreviewed-pr-code: job {job_id} runs PR code with credentials and no reviewer")
+        def pr_code_jobs(text: str) -> set[str]:
+            return {j for j in expression_reads(text) if j not in jobs or runs_pr_code(workflow, j)}
+
+        rest = {k: v for k, v in job.items() if k != "if"}
+        if pr_code_jobs(json.dumps(rest)):
+            problems.append(f"tainted-input: job {job_id} takes outputs of {sorted(pr_code_jobs(json.dumps(rest)))}, "
+                            "which run PR code")
+        tainted = pr_code_jobs(str(job.get("if", "")))
+        if tainted:
+            problems.append(f"tainted-if: the if: of job {job_id} reads outputs of {sorted(tainted)}, "
+                            "which run PR code")
+        for step in job.get("steps", []):
+            with_ = step.get("with", {})
+            if str(step.get("uses", "")).split("@")[0] in CACHING_ACTIONS or (
+                    str(step.get("uses", "")).startswith("actions/setup-")
+                    and (with_.get("cache") not in (None, False, "false", "")
+                         or ("cache" not in with_ and uses(step, "actions/setup-go")))):  # fmt: skip
+                problems.append(f"shared-cache: credentialed job {job_id} restores a cache ({step.get('uses')})")
+    # The deploy role lives in `production`; offboard builds its command in an array.
+    changes_infra = bool(run_steps(workflow, INFRA_COMMAND) or run_steps(workflow, r"\bargs=\((up|destroy)\b")
+                         or any(environment_name(j) == "production" for j in jobs.values()))
+    if changes_infra:
+        levels = [("workflow", workflow.get("concurrency"))]
+        levels += [(f"job {j}", job.get("concurrency")) for j, job in jobs.items() if "concurrency" in job]
+        for where, concurrency in levels:
+            if concurrency is None and where == "workflow":
+                problems.append("cancels: a workflow that changes infrastructure has no concurrency group")
+            elif isinstance(concurrency, str) or (concurrency or {}).get("cancel-in-progress", False) is not False:
+                problems.append(f"cancels: the {where} concurrency group may cancel a run that changes infrastructure")
+    return problems
+
+
+@pytest.mark.parametrize("name", [p.name for p in WORKFLOW_FILES])
+def test_workflow_keeps_the_trust_boundary(name: str) -> None:
+    assert trust_violations(load_workflow(name)) == []
+
+
+def test_classify_runs_no_pr_code_and_feeds_every_credentialed_if() -> None:
+    workflow = load_workflow("preview.yml")
+    assert not runs_pr_code(workflow, "classify") and not is_credentialed(workflow["jobs"]["classify"])
+    assert runs_pr_code(workflow, "validate") and runs_pr_code(workflow, "preview-code")
+    assert not runs_pr_code(workflow, "preview"), "the data-only preview runs the base branch's code"
+    credentialed = {j: job for j, job in workflow["jobs"].items() if is_credentialed(job)}
+    assert {j: environment_name(job) for j, job in credentialed.items()} == {
+        "preview": "preview", "preview-code": "preview-code-review"}
+    for job in credentialed.values():
+        assert expression_reads(job["if"]) == {"classify"}
+        assert not any(uses(s, "actions/setup-python") and "cache" in s.get("with", {}) for s in job["steps"])
+
+
+def broken(name: str, mutate: Any) -> list[str]:
+    workflow = load_workflow(name)
+    mutate(workflow)
+    return trust_violations(workflow)
+
+
+def test_self_check_bites_when_a_credentialed_job_runs_pr_code_without_a_reviewer() -> None:
+    def run_pr_code_in_the_data_preview(w: dict[str, Any]) -> None:
+        steps = w["jobs"]["preview"]["steps"]
+        steps.insert(0, {"uses": "actions/checkout@v4", "with": {"persist-credentials": False}})
+    assert any(p.startswith("unreviewed-pr-code: job preview ") for p in broken("preview.yml",
+                                                                               run_pr_code_in_the_data_preview))
+
+    def unprotect(w: dict[str, Any]) -> None:
+        w["jobs"]["preview-code"]["environment"] = "preview"
+    assert any(p.startswith("unreviewed-pr-code: job preview-code ") for p in broken("preview.yml", unprotect))
+
+    def run_from_the_pr_folder(w: dict[str, Any]) -> None:
+        steps = w["jobs"]["preview"]["steps"]
+        steps.append({"run": "bash pr/scripts/setup.sh"})
+    assert any(p.startswith("unreviewed-pr-code: job preview ") for p in broken("preview.yml", run_from_the_pr_folder))
+
+
+def test_self_check_bites_on_an_environment_expression() -> None:
+    def pick_by_expression(w: dict[str, Any]) -> None:
+        w["jobs"]["preview"]["environment"] = "${{ needs.classify.outputs.data_only == 'true' && 'preview' }}"
+    assert any(p.startswith("environment-expression: job preview ") for p in broken("preview.yml", pick_by_expression))
+
+    def named_by_expression(w: dict[str, Any]) -> None:
+        w["jobs"]["deploy"]["environment"] = {"name": "${{ inputs.environment }}"}
+    assert any(p.startswith("environment-expression: job deploy ") for p in broken("deploy.yml", named_by_expression))
+
+
+def test_self_check_bites_when_a_credentialed_if_reads_a_pr_code_job() -> None:
+    def gate_on_validate(w: dict[str, Any]) -> None:
+        w["jobs"]["validate"]["outputs"] = {"data_only": "${{ steps.x.outputs.data_only }}"}
+        w["jobs"]["preview"]["if"] = "needs.validate.outputs.data_only == 'true'"
+    assert any(p.startswith("tainted-if: the if: of job preview ") for p in broken("preview.yml", gate_on_validate))
+
+    def classify_runs_pr_code(w: dict[str, Any]) -> None:
+        w["jobs"]["classify"]["steps"][:0] = [{"uses": "actions/checkout@v4"}, {"run": "make venv"}]
+    problems = broken("preview.yml", classify_runs_pr_code)
+    assert any(p.startswith("tainted-if: the if: of job preview ") for p in problems)
+    assert any(p.startswith("tainted-if: the if: of job preview-code ") for p in problems)
+
+    def step_reads_validate(w: dict[str, Any]) -> None:
+        w["jobs"]["preview"]["steps"][-2]["env"]["CHANGED_SINCE"] = "${{ needs.validate.outputs.base }}"
+    assert any(p.startswith("tainted-input: job preview ") for p in broken("preview.yml", step_reads_validate))
+
+
+@pytest.mark.parametrize(
+    ("job_id", "step"),
+    [("preview", {"uses": "actions/cache@v4", "with": {"path": "~/.cache/pip", "key": "pip"}}),
+     ("preview-code", {"uses": "actions/setup-python@v5", "with": {"python-version": "3.11", "cache": "pip"}}),
+     ("preview", {"uses": "actions/setup-go@v5", "with": {"go-version": "1.26"}})],
+    ids=["actions-cache", "setup-python-cache", "setup-go-default-cache"],
+)  # fmt: skip
+def test_self_check_bites_on_a_cache_in_a_credentialed_job(job_id: str, step: dict[str, Any]) -> None:
+    problems = broken("preview.yml", lambda w: w["jobs"][job_id]["steps"].insert(0, step))
+    assert any(p.startswith(f"shared-cache: credentialed job {job_id} ") for p in problems)
+
+
+@pytest.mark.parametrize("name", ["deploy.yml", "offboard.yml"])
+def test_self_check_bites_on_a_concurrency_group_that_cancels(name: str) -> None:
+    def cancel(w: dict[str, Any]) -> None:
+        w["concurrency"]["cancel-in-progress"] = True
+    assert any(p.startswith("cancels: the workflow ") for p in broken(name, cancel))
+
+    def job_level(w: dict[str, Any]) -> None:
+        next(iter(w["jobs"].values()))["concurrency"] = {"group": "x", "cancel-in-progress": "${{ true }}"}
+    assert any(p.startswith("cancels: the job ") for p in broken(name, job_level))
+    assert any(p.startswith("cancels: a workflow ") for p in broken(name, lambda w: w.pop("concurrency")))
+
+
+def test_deploy_and_offboard_never_replace_or_cancel_each_other() -> None:
+    """Separate groups: a pending offboard is never replaced by a deploy push (GitHub keeps one pending run
+    per group), and the environment lock, taken with --wait, orders the two (fleet rule 5)."""
+    deploy, offboard = load_workflow("deploy.yml"), load_workflow("offboard.yml")
+    assert deploy["concurrency"]["group"] != offboard["concurrency"]["group"]
+    for workflow in (deploy, offboard):
+        assert workflow["concurrency"]["cancel-in-progress"] is False
+    assert re.search(r"-m tenantctl up\b(?:[^\n]|\\\n)*--wait", step_named(deploy, "tenantctl up")["run"])
+    assert re.search(r"args=\(destroy [^)]*--wait", step_named(offboard, "tenantctl destroy")["run"])
+
+
+# --- playing the pull request: the workflow's jobs run locally, in order ---------------------------------
+
+
+class Expression:
+    """GitHub's expression language, as much of it as these workflows' `if:` and `environment:` use."""
+
+    TOKEN = re.compile(r"\s*(?:('(?:[^']|'')*')|(==|!=|&&|\|\||!|\(|\)|,)|([A-Za-z_][\w.\-\[\]']*)(\(\))?)")
+
+    def __init__(self, text: str, context: dict[str, Any]) -> None:
+        text = text.strip()
+        if text.startswith("${{") and text.endswith("}}"):
+            text = text[3:-2]
+        self.tokens, position = [], 0
+        while position < len(text.rstrip()):
+            match = self.TOKEN.match(text, position)
+            assert match and match.end() > position, f"cannot read {text[position:]!r}"
+            self.tokens.append(match.groups())
+            position = match.end()
+        self.context, self.index = context, 0
+
+    def value(self) -> Any:
+        result = self.disjunction()
+        assert self.index == len(self.tokens), self.tokens[self.index:]
+        return result
+
+    def peek(self, operator: str) -> bool:
+        return self.index < len(self.tokens) and self.tokens[self.index][1] == operator
+
+    def disjunction(self) -> Any:
+        left = self.conjunction()
+        while self.peek("||"):
+            self.index += 1
+            right = self.conjunction()
+            left = left if left not in ("", None, False, 0) else right
+        return left
+
+    def conjunction(self) -> Any:
+        left = self.comparison()
+        while self.peek("&&"):
+            self.index += 1
+            right = self.comparison()
+            left = right if left not in ("", None, False, 0) else left
+        return left
+
+    def comparison(self) -> Any:
+        left = self.unary()
+        while self.peek("==") or self.peek("!="):
+            operator = self.tokens[self.index][1]
+            self.index += 1
+            right = self.unary()
+            same = str(left).lower() == str(right).lower()
+            left = same if operator == "==" else not same
+        return left
+
+    def unary(self) -> Any:
+        literal, operator, name, call = self.tokens[self.index]
+        self.index += 1
+        if operator == "!":
+            return self.unary() in ("", None, False, 0)
+        if operator == "(":
+            inner = self.disjunction()
+            assert self.peek(")")
+            self.index += 1
+            return inner
+        if literal is not None:
+            return literal[1:-1].replace("''", "'")
+        if call:
+            return {"success": self.context["__success__"], "always": True, "cancelled": False,
+                    "failure": not self.context["__success__"]}[name]  # fmt: skip
+        if name in ("true", "false"):
+            return name == "true"
+        value: Any = self.context
+        for part in re.findall(r"[\w-]+", name.replace("['", ".").replace("']", "")):
+            value = value.get(part, "") if isinstance(value, dict) else ""
+        return value
+
+
+def evaluate(text: Any, context: dict[str, Any]) -> Any:
+    """A value with ${{ }} parts, or an `if:` (an expression with or without ${{ }})."""
+    text = str(text)
+    if "${{" not in text:
+        return text
+    if text.strip().startswith("${{") and text.strip().endswith("}}") and text.count("${{") == 1:
+        return Expression(text, context).value()
+    return re.sub(r"\$\{\{(.*?)\}\}", lambda m: str(Expression(m.group(1), context).value()), text)
+
+
+class PullRequest:
+    """A GitHub repository with a base branch and a pull request's head (refs/pull/1/head), in a bare repo."""
+
+    def __init__(self, tmp_path: Path, changes: dict[str, str | None]) -> None:
+        self.tmp = tmp_path
+        self.remote = tmp_path / "github.git"
+        seed = tmp_path / "seed"
+        seed.mkdir()
+        git(seed, "init", "-q", "-b", "main")
+        base_files = {
+            "Pulumi.yaml": (ROOT / "Pulumi.yaml").read_text(encoding="utf-8"),
+            ".github/scripts/classify_pr.py": (ROOT / ".github/scripts/classify_pr.py").read_text(encoding="utf-8"),
+            "tenants/acme.yaml": (ROOT / "tenants/acme.yaml").read_text(encoding="utf-8"),
+            "stacks/Pulumi.prod.yaml": (ROOT / "stacks/Pulumi.prod.yaml").read_text(encoding="utf-8"),
+            "stacks/Pulumi.prod.acme.yaml": (ROOT / "stacks/Pulumi.prod.acme.yaml").read_text(encoding="utf-8"),
+            "components/tenant.py": "# the base branch's component\n",
+            # `make venv` here builds the fake virtualenv that records how tenantctl is called.
+            "Makefile": "venv:\n\tmkdir -p .venv/bin && cp \"$$FAKE_PYTHON_SOURCE\" .venv/bin/python"
+                        " && chmod +x .venv/bin/python\n",
+            ".gitignore": ".venv/\n",
+        }  # fmt: skip
+        self.base = commit_files(seed, base_files, "base")
+        git(seed, "checkout", "-q", "-b", "feature")
+        for path, text in changes.items():
+            if text is None:
+                git(seed, "rm", "-q", path)
+        self.head = commit_files(seed, {p: t for p, t in changes.items() if t is not None}, "the pull request")
+        git(tmp_path, "clone", "-q", "--bare", str(seed), str(self.remote))
+        git(self.remote, "update-ref", "refs/pull/1/head", self.head)
+        git(self.remote, "branch", "-q", "-D", "feature")
+        fake = tmp_path / "fake-python"
+        fake.write_text(FAKE_PYTHON, encoding="utf-8")
+        self.fake_python = fake
+        self.context = {"github": {"base_ref": "main", "event": {"pull_request": {
+            "number": 1, "base": {"sha": self.base}, "head": {"sha": self.head}}}}}  # fmt: skip
+        self.calls: dict[str, list[str]] = {}
+
+    def checkout(self, step: dict[str, Any], work: Path, context: dict[str, Any]) -> None:
+        """actions/checkout: a fresh clone of the repository at `ref` (the PR's head when none is given)."""
+        with_ = step.get("with", {})
+        ref = evaluate(with_.get("ref", ""), context) or self.head
+        destination = work / str(with_.get("path", "."))
+        destination.mkdir(parents=True, exist_ok=True)
+        git(destination, "init", "-q")
+        git(destination, "remote", "add", "origin", str(self.remote))
+        git(destination, "fetch", "-q", "origin", "+refs/heads/*:refs/remotes/origin/*", "refs/pull/1/head")
+        git(destination, "checkout", "-q", "--detach", ref)
+
+    def run_job(self, workflow: dict[str, Any], job_id: str, outputs: dict[str, dict[str, Any]]) -> tuple[bool, dict]:
+        """The job's steps in order on a fresh runner, the runner's files ($GITHUB_PATH, $GITHUB_ENV,
+        $GITHUB_OUTPUT) honoured between steps as GitHub does. Actions other than checkout do nothing."""
+        job = workflow["jobs"][job_id]
+        runner = self.tmp / f"runner-{job_id}"
+        work = runner / "work"
+        (runner / "bin").mkdir(parents=True)
+        work.mkdir()
+        github_path, github_env = runner / "github-path", runner / "github-env"
+        github_path.write_text("", encoding="utf-8")
+        github_env.write_text("", encoding="utf-8")
+        context = {**self.context, "needs": outputs, "steps": {}, "env": {},
+                   "vars": {"PULUMI_BACKEND_URL": "s3://state"}, "runner": {"temp": str(runner)},
+                   "__success__": True}  # fmt: skip
+        self.calls[job_id] = []
+        for step in job["steps"]:
+            if "uses" in step:
+                if uses(step, "actions/checkout"):
+                    self.checkout(step, work, context)
+                continue
+            added_path = [line for line in github_path.read_text(encoding="utf-8").splitlines() if line]
+            added_env = dict(line.split("=", 1) for line in github_env.read_text(encoding="utf-8").splitlines()
+                             if "=" in line)  # fmt: skip
+            env = {name: str(evaluate(value, context)) for name, value in
+                   {**workflow.get("env", {}), **job.get("env", {}), **step.get("env", {})}.items()}  # fmt: skip
+            path = os.pathsep.join([*reversed(added_path), str(runner / "bin"), os.environ["PATH"]])
+            run = run_script(step["run"], work, GITHUB_PATH=str(github_path), GITHUB_ENV=str(github_env),
+                             FAKE_PYTHON_SOURCE=str(self.fake_python), **added_env, **env, PATH=path)  # fmt: skip
+            self.calls[job_id] += run.calls
+            if "id" in step:
+                context["steps"][step["id"]] = {"outputs": run.outputs}
+            if run.returncode != 0:
+                return False, {}
+        return True, {name: evaluate(value, context) for name, value in job.get("outputs", {}).items()}
+
+    def play(self, workflow: dict[str, Any]) -> list[str]:
+        """Run every job without credentials in the order of `needs`; return the environments GitHub would
+        then give to credentialed jobs (whose `if:` holds and whose needs all succeeded)."""
+        results: dict[str, dict[str, Any]] = {}
+        pending = list(workflow["jobs"])
+        environments = []
+        while pending:
+            job_id = next(j for j in pending if needs_of(workflow, j) <= set(results))
+            pending.remove(job_id)
+            job = workflow["jobs"][job_id]
+            context = {**self.context, "needs": results,
+                       "__success__": all(results[n]["result"] == "success" for n in needs_of(workflow, job_id))}
+            runs = bool(evaluate("${{ " + str(job.get("if", "success()")).replace("${{", "").replace("}}", "") + " }}",
+                                 context)) and (context["__success__"] or "always()" in str(job.get("if", ""))
+                                                or "cancelled()" in str(job.get("if", "")))  # fmt: skip
+            if not runs:
+                results[job_id] = {"result": "skipped", "outputs": {}}
+                continue
+            if is_credentialed(job):
+                environments.append(evaluate(environment_name(job), context))
+                results[job_id] = {"result": "success", "outputs": {}}
+                continue
+            if "github.token" in json.dumps(job):
+                results[job_id] = {"result": "success", "outputs": {}}  # the comment: no effect on the gate
+                continue
+            ok, outputs = self.run_job(workflow, job_id, results)
+            results[job_id] = {"result": "success" if ok else "failure", "outputs": outputs}
+        return environments
+
+
+ATTACKING_MAKEFILE = """venv:
+\tmkdir -p .venv/bin && cp "$$FAKE_PYTHON_SOURCE" .venv/bin/python && chmod +x .venv/bin/python
+\t# The attack: the base ref now points at this commit, so `origin/main...HEAD` is empty,
+\tgit update-ref refs/remotes/origin/main HEAD
+\t# and a `git` and a `grep` that say only a tenant file changed come first on every later step's PATH.
+\tmkdir -p "$$RUNNER_TEMP/evil"
+\tprintf '#!/bin/sh\\necho tenants/acme.yaml\\n' > "$$RUNNER_TEMP/evil/git"
+\tprintf '#!/bin/sh\\ncat >/dev/null; exit 1\\n' > "$$RUNNER_TEMP/evil/grep"
+\tchmod +x "$$RUNNER_TEMP/evil/git" "$$RUNNER_TEMP/evil/grep"
+\techo "$$RUNNER_TEMP/evil" >> "$$GITHUB_PATH"
+"""
+NEW_TENANT = (ROOT / "tenants/acme.yaml").read_text(encoding="utf-8").replace("acme", "newco").replace(
+    "20ab6862-0914-44a5-8827-42ff80980e24", "4f7c1c6e-7f0a-4b8e-9a51-3f1e2b7c9d10")
+NEW_STACK = ("secretsprovider: awskms://alias/tenant-onboarding-pulumi?region=eu-west-1\nconfig:\n"
+             "  aws:region: eu-west-1\n  tenant-onboarding:newco-servicedesk-api-key:\n    secure: AQICAHh0ZXh0\n")
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"tenants/newco.yaml": NEW_TENANT, "stacks/Pulumi.prod.newco.yaml": NEW_STACK}, "preview"),
+        ({"tenants/acme.yaml": (ROOT / "tenants/acme.yaml").read_text(encoding="utf-8") + "# edited\n"}, "preview"),
+        ({"tenants/acme.yaml": None, "stacks/Pulumi.prod.acme.yaml": None}, "preview"),
+        ({"components/tenant.py": "# exfiltrate\n", "Makefile": ATTACKING_MAKEFILE}, "preview-code-review"),
+        ({"tenants/newco.yaml": NEW_TENANT, "Makefile": ATTACKING_MAKEFILE}, "preview-code-review"),
+        ({"tenants/newco.yaml": NEW_TENANT, "stacks/Pulumi.prod.newco.yaml": NEW_STACK
+          + "  aws:endpoints:\n    - sts: https://attacker.example\n"}, "preview-code-review"),
+        ({"tenants/newco.yaml": NEW_TENANT, "stacks/Pulumi.prod.newco.yaml": NEW_STACK.replace(
+            "alias/tenant-onboarding-pulumi", "alias/mine")}, "preview-code-review"),
+        ({"stacks/Pulumi.prod.acme.yaml": "config:\n  tenant-onboarding:fernetKey:\n    secure: x\n"},
+         "preview-code-review"),
+        ({"tenants/schema.json": "{}\n"}, "preview-code-review"),
+        ({"stacks/Pulumi.prod.yaml": "config: {}\n"}, "preview-code-review"),
+        ({"stacks/Pulumi.prod.acme.yaml": (ROOT / "stacks/Pulumi.prod.acme.yaml").read_text(encoding="utf-8")
+          + "  tenant-onboarding:acme-servicedesk-api-key:\n    secure: AQICAHh0ZXh0\n"}, "preview"),
+        ({"stacks/Pulumi.prod.acme.yaml": (ROOT / "stacks/Pulumi.prod.acme.yaml").read_text(encoding="utf-8")
+          + "  tenant-onboarding:acme-servicedesk-api-key: plaintext\n"}, "preview-code-review"),
+        ({"stacks/Pulumi.prod.acme.yaml": None}, "preview-code-review"),
+        ({"tenants/newco.yaml": NEW_TENANT, "stacks/Pulumi.prod.newco.yaml": NEW_STACK + "encryptedkey: AQIDAHnew\n"},
+         "preview"),
+        ({"stacks/Pulumi.staging.acme.yaml": NEW_STACK.replace("newco", "acme")}, "preview-code-review"),
+    ],
+    ids=["new-tenant-with-its-secret", "tenant-edit", "tenant-removal", "code-that-rewrites-origin-and-path",
+         "tenant-plus-attacking-makefile", "stack-file-with-provider-config", "stack-file-own-secrets-provider",
+         "stack-file-foreign-secret", "schema", "platform-stack", "secret-set", "secret-in-plain-text",
+         "stack-file-removed-tenant-stays", "new-stack-own-data-key",
+         "environment-without-platform-stack"],
+)  # fmt: skip
+def test_the_pull_request_cannot_choose_its_own_environment(
+    tmp_path: Path, changes: dict[str, str | None], expected: str
+) -> None:
+    """Issue 21, done when: the PR's own code rewrites origin/<base> and puts a fake `git` and `grep` first on
+    $GITHUB_PATH; the workflow's jobs run in order, and the credentialed job is still the reviewed one."""
+    pr = PullRequest(tmp_path, changes)
+    assert pr.play(load_workflow("preview.yml")) == [expected]
+    if "Makefile" in changes:
+        # The attack did run: the PR's job saw the base ref moved and the fake git first on its PATH.
+        assert pr.calls.get("validate") is not None
+        assert (tmp_path / "runner-validate" / "runner-temp" / "evil" / "git").exists()
+
+
+def test_the_data_only_preview_runs_base_code_on_the_pull_requests_files(tmp_path: Path) -> None:
+    pr = PullRequest(tmp_path, {"tenants/newco.yaml": NEW_TENANT, "stacks/Pulumi.prod.newco.yaml": NEW_STACK})
+    workflow = load_workflow("preview.yml")
+    classify_ok, classify_outputs = pr.run_job(workflow, "classify", {})
+    assert classify_ok and classify_outputs == {"data_only": "true"}
+    job = workflow["jobs"]["preview"]
+    job["steps"] = [s for s in job["steps"] if s.get("run") != PLUGIN_INSTALL]  # no pulumi CLI here
+    ok, _ = pr.run_job(workflow, "preview", {"classify": {"result": "success", "outputs": classify_outputs}})
+    work = tmp_path / "runner-preview" / "work"
+    assert ok, pr.calls
+    assert git(work, "rev-parse", "HEAD") == pr.base, "the code is the base branch's"
+    assert (work / "tenants" / "newco.yaml").read_text(encoding="utf-8") == NEW_TENANT
+    assert not (work / "pr").exists(), "the pull request's clone is gone before anything runs"
+    commands = [c.split()[2] for c in pr.calls["preview"]]
+    assert commands == ["validate", "preview"]
+    assert all("--changed-since HEAD" in c for c in pr.calls["preview"])
+    assert "--policy-pack policy " in pr.calls["preview"][1]
