@@ -86,7 +86,8 @@ class Holder:
 def _complete(data: object) -> bool:
     return (isinstance(data, dict) and all(isinstance(data.get(k), str) for k in ("user", "host", "boot_id",
                                                                                    "since", "operation", "token"))
-            and isinstance(data.get("pid"), int))
+            and isinstance(data.get("pid"), int)
+            and all(data.get(k) is None or isinstance(data.get(k), int) for k in ("start_ticks", "session")))
 
 
 # The process table ------------------------------------------------------------------------------------------
