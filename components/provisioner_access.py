@@ -15,7 +15,7 @@ import pulumi
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from tenantctl.app_schema import HISTORY_TABLES, PROVISIONER_ROLE, TENANT_CONFIGS
+from tenantctl.app_schema import ENVIRONMENTS_TABLE, HISTORY_TABLES, PROVISIONER_ROLE, TENANT_CONFIGS
 
 PROVISIONER_ACCESS_TYPE = "tenant-onboarding:index:ProvisionerAccess"
 # (object_type, objects, privileges) in schema public; kept equal to db/app_schema.sql by a test.
@@ -24,6 +24,8 @@ PROVISIONER_GRANTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("function", ("set_tenant_context",), ("EXECUTE",)),
     ("table", (TENANT_CONFIGS,), ("SELECT", "INSERT", "UPDATE", "DELETE")),
     ("table", HISTORY_TABLES, ("SELECT", "DELETE")),
+    # The database's one environment (fleet rule 1): claimed on the first write, given up by `rehearse --destroy`.
+    ("table", (ENVIRONMENTS_TABLE,), ("SELECT", "INSERT", "DELETE")),
 )
 
 

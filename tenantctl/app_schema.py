@@ -23,7 +23,8 @@ PROVISIONER_ROLE = "tenant_provisioner"
 OWNER_ROLE = "app_owner"
 # The newest column and table the contract added; a database without either gets the (idempotent) file re-run.
 NEWEST_COLUMN = "llm_api_key_encrypted"
-NEWEST_TABLE = "tenantctl_environments"
+ENVIRONMENTS_TABLE = "tenantctl_environments"
+NEWEST_TABLE = ENVIRONMENTS_TABLE
 
 
 def schema_present(dsn: str, *, connect_timeout: float = 5.0) -> bool:

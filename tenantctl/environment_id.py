@@ -15,8 +15,10 @@ import json
 import uuid
 from pathlib import Path
 
+from tenantctl.app_schema import ENVIRONMENTS_TABLE
+
 ENVIRONMENTS = "environments"
-TABLE = "tenantctl_environments"
+TABLE = ENVIRONMENTS_TABLE
 
 
 class EnvironmentIdError(Exception):

@@ -86,7 +86,8 @@ class Holder:
 def _complete(data: object) -> bool:
     return (isinstance(data, dict) and all(isinstance(data.get(k), str) for k in ("user", "host", "boot_id",
                                                                                    "since", "operation", "token"))
-            and isinstance(data.get("pid"), int))
+            and isinstance(data.get("pid"), int)
+            and all(data.get(k) is None or isinstance(data.get(k), int) for k in ("start_ticks", "session")))
 
 
 # The process table ------------------------------------------------------------------------------------------
@@ -317,6 +318,8 @@ def acquire(records: Path, env: str, operation: str, *, wait: bool = False, wait
         try:
             _try_acquire(records, env, me, checker, say, hint)
             return me
+        except OSError as exc:  # a read-only or full state folder: one line, not a traceback
+            raise LockError(f"cannot take the environment lock in {records}: {exc.strerror or exc}") from None
         except LockHeld as exc:
             left = deadline - time.monotonic()
             if not wait:
@@ -334,7 +337,9 @@ def release(records: Path, env: str, holder: Holder) -> None:
     path = lock_path(records, env)
     if not path.parent.is_dir():  # `rehearse --destroy` removes the whole state folder, records included
         return
-    with _guard(path):
+    # A lock that cannot be removed now is left with this process's record: once it has exited, the next run
+    # finds its pid dead and clears it.
+    with contextlib.suppress(OSError, LockError), _guard(path):
         found = read_lock(path)
         if found is not None and found[0] is not None and found[0].token == holder.token:
             path.unlink(missing_ok=True)

@@ -253,3 +253,12 @@ def test_two_processes_racing_for_a_stale_lock_end_with_one_holder(tmp_path, sle
                              text=True) for _ in range(4)]
     outcomes = sorted(run.communicate(timeout=60)[0].strip() for run in runs)
     assert outcomes == ["refused", "refused", "refused", "took"]
+
+
+def test_a_lock_folder_that_cannot_be_used_is_one_line_not_a_traceback(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(LockError, match="cannot create"):
+        lock.acquire(tmp_path / "file", ENV, "up", run_completed=never_asked)
+    lock.lock_path(tmp_path, ENV).with_suffix(".guard").mkdir(parents=True)  # what open() cannot append to
+    with pytest.raises(LockError, match="cannot take the environment lock"):
+        lock.acquire(tmp_path, ENV, "up", run_completed=never_asked)
