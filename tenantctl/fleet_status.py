@@ -20,6 +20,7 @@ from pathlib import Path
 from components.naming import PROJECT, split_stack_name, tenant_stack_name
 from tenantctl import engine
 from tenantctl.model import Tenant
+from tenantctl.stack_identity import TAG_OFFBOARDED_AT
 from tenantctl.stack_run import LAST_ERROR_TAG, NO_CHANGE_OPS, process_pool
 
 IN_SYNC, DRIFTED, NOT_CHECKED, UNKNOWN = "IN_SYNC", "DRIFTED", "NOT_CHECKED", "UNKNOWN"
@@ -42,6 +43,7 @@ class StackFacts:
     drift: str = NOT_CHECKED
     drift_detail: str | None = None
     read_error: str | None = None
+    offboarded_at: str | None = None  # a tombstone: offboarding left the stack with its history
 
 
 def read_stack(spec: engine.StackSpec, refresh: bool) -> StackFacts:
@@ -67,7 +69,8 @@ def read_stack(spec: engine.StackSpec, refresh: bool) -> StackFacts:
             facts.last_result = history[0].result
             ended = history[0].end_time or history[0].start_time
             facts.last_update = ended.astimezone(UTC).isoformat(timespec="seconds") if ended else None
-        facts.last_error = stack.list_tags().get(LAST_ERROR_TAG)
+        tags = stack.list_tags()
+        facts.last_error, facts.offboarded_at = tags.get(LAST_ERROR_TAG), tags.get(TAG_OFFBOARDED_AT)
     except auto_errors.CommandError as exc:
         facts.read_error = _first_line(str(exc))
     if refresh:
@@ -136,6 +139,7 @@ class StatusReport:
     files_without_stack: list[str]
     refreshed: bool
     max_unverified: timedelta
+    offboarded: dict[str, str] = field(default_factory=dict)  # tombstoned slug -> when (listed apart, rule 3)
 
     @property
     def failing(self) -> list[TenantStatus]:
@@ -150,7 +154,8 @@ class StatusReport:
                 "max_unverified_hours": self.max_unverified.total_seconds() / 3600,
                 "tenants": [t.as_dict() for t in self.tenants],
                 "orphans": {"stacks_without_file": self.stacks_without_file,
-                            "files_without_stack": self.files_without_stack}}
+                            "files_without_stack": self.files_without_stack},
+                "offboarded": self.offboarded}
 
 
 def collect(env: str, tenants: list[Tenant], tenants_dir: Path, stacks: list[str],
@@ -171,8 +176,9 @@ def collect(env: str, tenants: list[Tenant], tenants_dir: Path, stacks: list[str
     updated = rows([str(t.tenant_id) for t in tenants]) if rows else {}
     statuses = [_status(t, facts.get(t.slug), commits.get(t.slug), updated.get(str(t.tenant_id)), env, now,
                         max_unverified, rows is not None) for t in sorted(tenants, key=lambda t: t.slug)]
-    return StatusReport(env, statuses, sorted(existing - set(declared)), sorted(set(declared) - existing), refresh,
-                        max_unverified)
+    tombstones = {slug: f.offboarded_at for slug, f in facts.items() if f.offboarded_at and slug not in declared}
+    return StatusReport(env, statuses, sorted(existing - set(declared) - set(tombstones)),
+                        sorted(set(declared) - existing), refresh, max_unverified, tombstones)
 
 
 def _status(tenant: Tenant, facts: StackFacts | None, commit: str | None, row_updated_at: str | None, env: str,
@@ -269,7 +275,9 @@ def status_table(report: StatusReport):
 
 
 def orphan_lines(report: StatusReport) -> list[str]:
-    lines = [f"stack without a tenant file: {tenant_stack_name(report.env, s)} (`tenantctl up` destroys and removes it)"
-             for s in report.stacks_without_file]
+    lines = [f"stack without a tenant file: {tenant_stack_name(report.env, s)} (an orphan: left alone; restore its "
+             "file, or offboard it with `tenantctl destroy`)" for s in report.stacks_without_file]
+    lines += [f"offboarded: {tenant_stack_name(report.env, s)} at {when} (its stack kept with its history)"
+              for s, when in sorted(report.offboarded.items())]
     lines += [f"tenant file without a stack: {s} (`tenantctl up` creates it)" for s in report.files_without_stack]
     return lines

@@ -95,3 +95,24 @@ def test_a_failing_check_leaves_the_tenant_not_verified_with_its_error(rehearsal
     assert "onboarding checks failed" in by_slug["globex"].last_error
     assert by_slug["acme"].ready == "ready" and by_slug["acme"].verified == "ok"
     assert [t.tenant for t in report.failing] == ["globex"]
+
+
+def test_an_offboarded_tenant_is_listed_apart_not_as_an_orphan(rehearsal, tenants_dir, app_db):
+    import subprocess
+    import sys
+
+    assert rehearsal.up().ok
+    offboarded = subprocess.run(
+        [sys.executable, "-m", "tenantctl", "destroy", "globex", "--rehearsal", "--state-dir",
+         str(rehearsal.state_base), "--database-url", app_db.provisioner_dsn, "--tenants-dir", str(tenants_dir),
+         "--yes"],
+        capture_output=True, text=True, timeout=600)
+    assert offboarded.returncode == 0, offboarded.stderr[-2000:]
+    (tenants_dir / "globex.yaml").unlink()
+
+    report, _by_slug = status(rehearsal)
+    result = cli_status(rehearsal)
+
+    assert report.stacks_without_file == [] and list(report.offboarded) == ["globex"]
+    assert "offboarded: rehearsal.globex at" in result.stdout and "stack without a tenant file" not in result.stdout
+    assert report.ok, [t.problems for t in report.failing]
