@@ -20,6 +20,7 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import boto3
 import psycopg
@@ -37,9 +38,12 @@ from hypothesis.stateful import (
 
 from tenantctl import aws_emulator
 from tenantctl.app_schema import APP_ROLE, PROVISIONER_ROLE, TENANT_VARIABLE
-from tenantctl.rehearsal import STACK, STATE_FILE, RehearsalState
+from tenantctl.loader import require_tenants
+from tenantctl.migrate_stacks import migrate
+from tenantctl.rehearsal import STACK, STATE_FILE, RehearsalState, spec_maker
 from tenantctl.rehearse_command import RehearseFailure, _state_dir, existing_stack, run_rehearse
-from tests.conftest import ROOT
+from tests.conftest import EXAMPLE_TENANTS, ROOT
+from tests.e2e.single_stack import services, single_stack_up
 from tests.tenantctl.tenant_text import tenant_yaml
 
 EXAMPLES = int(os.environ.get("TENANT_MODEL_EXAMPLES", "1"))
@@ -51,11 +55,9 @@ CATALOGUE = {
     "add": "ok", "edit": "ok", "rename_with_previous_slugs": "ok", "rename_without_previous_slugs": "refused",
     "tier_up": "ok", "tenant_id_change": "refused", "remove_a_file": "orphan", "partial_checkout": "refused",
     "other_tenants_folder": "refused", "explicit_destroy": "ok", "restore_within_the_window": "ok",
-    "two_environments_on_one_database": "refused",
+    "two_environments_on_one_database": "refused", "up_on_an_unmigrated_environment": "refused",
+    "migrate_twice": "ok",
 }
-# Covered by their own end-to-end tests, not drawn here (each needs the old single-stack layout, which costs
-# a whole environment per example): up on an unmigrated environment and migrate twice
-# (tests/e2e/test_migration_safety.py).
 
 
 @dataclass
@@ -138,6 +140,8 @@ def make_machine(local_pg, template: str, tmp_root: Path):
             self.free = list(SLUGS)
             self.tenants: dict[str, ModelTenant] = {}
             self.offboarded: dict[str, ModelTenant] = {}
+            self.legacy = None
+            self.legacy_migrated = False
             self.created_at: dict[str, object] = {}
             for tier in (first, "basic"):
                 self._new_tenant(tier)
@@ -147,6 +151,10 @@ def make_machine(local_pg, template: str, tmp_root: Path):
             self._record()
 
         def teardown(self) -> None:
+            if getattr(self, "legacy", None) is not None:
+                legacy, db, _tenants = self.legacy
+                aws_emulator.stop(legacy.state_dir)
+                local_pg.drop_database(db.name)
             env = getattr(self, "env", None)
             if env is not None:
                 aws_emulator.stop(env.state_dir)
@@ -317,6 +325,63 @@ def make_machine(local_pg, template: str, tmp_root: Path):
             aws_emulator.stop(other.state_dir)
             self._refused(outcome, "belongs to environment")
 
+        @precondition(lambda self: not self.legacy_migrated)
+        @rule()
+        def up_on_an_unmigrated_environment(self) -> None:
+            legacy, db, _tenants = self._legacy()
+            rows = self._legacy_rows()
+            try:
+                run_rehearse(legacy.tenants_dir, legacy.database_url, db.app_dsn, False, state_base=legacy.state_base,
+                             progress=self.env.printed.append)
+            except RehearseFailure as exc:
+                self.env.printed.append(str(exc))
+                assert "tenantctl migrate-stacks" in str(exc) and "acme, globex" in str(exc), str(exc)
+            else:
+                raise AssertionError("an up of an unmigrated environment was not refused")
+            assert self._legacy_rows() == rows
+
+        @rule()
+        def migrate_twice(self) -> None:
+            legacy, db, tenants = self._legacy()
+            rows = self._legacy_rows()
+            with services(legacy, db) as (state, running):
+                spec_for = spec_maker(ROOT, legacy.tenants_dir, state, legacy.state_dir, running)
+                first = migrate(STACK, tenants, spec_for, dry_run=False, say=self.env.printed.append)
+                second = migrate(STACK, tenants, spec_for, dry_run=False, say=self.env.printed.append)
+            assert first.ok and second.ok, (first.as_dict(), second.as_dict())
+            assert not second.moves or all(m.note for m in second.moves)
+            assert self._legacy_rows() == rows
+            self.legacy_migrated = True
+
+        def _legacy(self):
+            """An environment of the single-stack layout (tests/e2e/single_stack.py), made once per example."""
+            if self.legacy is None:
+                from cryptography.fernet import Fernet
+
+                name = f"legacy_{uuid.uuid4().hex[:12]}"
+                local_pg.create_database(name, template=template)
+                base = tmp_root / name
+                (base / "tenants").mkdir(parents=True)
+                for path in EXAMPLE_TENANTS:
+                    shutil.copy(path, base / "tenants" / path.name)
+                db = SimpleNamespace(name=name, app_dsn=local_pg.dsn(APP_ROLE, name),
+                                     fernet_key=Fernet.generate_key().decode(),
+                                     superuser=local_pg.dsn(dbname=name))
+                legacy = SimpleNamespace(state_base=base / "state", tenants_dir=base / "tenants",
+                                         database_url=local_pg.dsn(PROVISIONER_ROLE, name))
+                legacy.state_dir = _state_dir(legacy.state_base, legacy.database_url)
+                state = RehearsalState.load(legacy.state_dir / STATE_FILE)
+                state.secret("fernetKey", lambda: db.fernet_key)
+                tenants = require_tenants(legacy.tenants_dir)
+                single_stack_up(legacy, db, tenants)
+                self.legacy = (legacy, db, tenants)
+            return self.legacy
+
+        def _legacy_rows(self) -> list[tuple]:
+            _legacy, db, _tenants = self._legacy()
+            with psycopg.connect(db.superuser, autocommit=True) as conn:
+                return conn.execute("SELECT tenant_id, created_at FROM tenant_configs ORDER BY tenant_id").fetchall()
+
         def _tenantctl(self, *args: str) -> subprocess.CompletedProcess:
             result = subprocess.run(
                 [sys.executable, "-m", "tenantctl", *args, "--rehearsal", "--state-dir", str(self.env.state_base),
@@ -392,7 +457,8 @@ def test_every_action_of_the_catalogue_runs_once_and_the_invariant_holds(local_p
             ("tenant_id_change", {"data": data}), ("remove_a_file", {"data": data}),
             ("partial_checkout", {"data": data}), ("other_tenants_folder", {}),
             ("two_environments_on_one_database", {}), ("explicit_destroy", {"data": data}),
-            ("restore_within_the_window", {"data": data})]
+            ("restore_within_the_window", {"data": data}), ("up_on_an_unmigrated_environment", {}),
+            ("migrate_twice", {})]
     assert {name for name, _ in walk} == set(CATALOGUE)
     try:
         machine.onboard_two(first="basic")
