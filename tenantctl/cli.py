@@ -429,24 +429,32 @@ def destroy(
                   erase_history, tenant is not None)
 
 
-def _offboard(env: str, slug: str, tenants_dir: Path, database_url: str | None, state_dir: Path | None,
-              rehearsal: bool, purge: bool, erase_history: bool, tenant_file: bool) -> None:
-    import contextlib
-
+@contextlib.contextmanager
+def _tenant_stack(env: str, slug: str, tenants_dir: Path, database_url: str | None, state_dir: Path | None,
+                  rehearsal: bool) -> Iterator:
+    """A tenant's stack spec: the rehearsal's (its services started for the while), or the environment's."""
     from components.naming import tenant_stack_name
     from tenantctl import engine, fleet_command
-    from tenantctl.offboarding import OffboardingError, offboard
-    from tenantctl.rehearse_command import RehearseFailure, rehearsal_stack
+    from tenantctl.rehearse_command import rehearsal_stack
     from tenantctl.stack_files import find_project_root
 
     name = tenant_stack_name(env, slug)
+    if rehearsal:
+        with rehearsal_stack(tenants_dir, database_url, state_dir, name) as spec:
+            yield spec
+    else:
+        yield engine.StackSpec(fleet_command.project_backend(find_project_root(tenants_dir.resolve().parent), env),
+                               name)
+
+
+def _offboard(env: str, slug: str, tenants_dir: Path, database_url: str | None, state_dir: Path | None,
+              rehearsal: bool, purge: bool, erase_history: bool, tenant_file: bool) -> None:
+    from tenantctl import engine
+    from tenantctl.offboarding import OffboardingError, offboard
+    from tenantctl.rehearse_command import RehearseFailure
+
     try:
-        with contextlib.ExitStack() as stack:
-            if rehearsal:
-                spec = stack.enter_context(rehearsal_stack(tenants_dir, database_url, state_dir, name))
-            else:
-                backend = fleet_command.project_backend(find_project_root(tenants_dir.resolve().parent), env)
-                spec = engine.StackSpec(backend, name)
+        with _tenant_stack(env, slug, tenants_dir, database_url, state_dir, rehearsal) as spec:
             offboard(spec, purge, erase_history, tenant_file, lambda line: err.print(line, markup=False))
     except (OffboardingError, RehearseFailure, engine.EngineError) as exc:
         raise fail(str(exc)) from None
@@ -464,26 +472,19 @@ def restore(
 ) -> None:
     """Within the windows, take an offboarded tenant's KMS key and secret back; then re-add its file and run
     `tenantctl up`, which adopts them instead of creating new ones."""
-    import contextlib
     import re
 
     from components.naming import tenant_stack_name
-    from tenantctl import engine, fleet_command
-    from tenantctl.rehearse_command import RehearseFailure, rehearsal_stack
+    from tenantctl import engine
+    from tenantctl.rehearse_command import RehearseFailure
     from tenantctl.restore import RestoreError, restore_stack
-    from tenantctl.stack_files import find_project_root
 
     if not re.fullmatch(SLUG_PATTERN, slug):
         raise fail(f"{slug!r} is not a tenant slug")
     env = "rehearsal" if rehearsal else env
     name = tenant_stack_name(env, slug)
     try:
-        with contextlib.ExitStack() as stack:
-            if rehearsal:
-                spec = stack.enter_context(rehearsal_stack(tenants_dir, database_url, state_dir, name))
-            else:
-                backend = fleet_command.project_backend(find_project_root(tenants_dir.resolve().parent), env)
-                spec = engine.StackSpec(backend, name)
+        with _tenant_stack(env, slug, tenants_dir, database_url, state_dir, rehearsal) as spec:
             restored = restore_stack(spec)
     except (RestoreError, RehearseFailure, engine.EngineError) as exc:
         raise fail(str(exc)) from None

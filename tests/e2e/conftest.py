@@ -64,3 +64,18 @@ def rehearsal(app_db, tenants_dir, tmp_path) -> Iterator[Rehearsal]:
         yield rehearsal
     finally:
         aws_emulator.stop(rehearsal.state_dir)
+
+
+def linked_project(tmp_path: Path, tenants_dir: Path) -> Path:
+    """This project as an operator has it (linked), with its own tenants and an empty `stacks/`: only the backend
+    holds the stacks."""
+    import shutil
+
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("__main__.py", "program", "components", "tenantctl", ".venv"):
+        (project / name).symlink_to(ROOT / name)
+    shutil.copy(ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
+    (project / "stacks").mkdir()
+    shutil.copytree(tenants_dir, project / "tenants")
+    return project

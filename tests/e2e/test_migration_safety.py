@@ -7,7 +7,6 @@ TenantStack in the one `rehearsal` stack) with the two example tenants.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import uuid
@@ -25,6 +24,7 @@ from tenantctl.rehearse_command import RehearseFailure
 from tenantctl.stack_run import StackJob, run
 from tenantctl.upgrade_guard import tenant_stacks_in, unmigrated_tenants
 from tests.conftest import ROOT
+from tests.e2e.conftest import linked_project
 from tests.e2e.single_stack import services, single_stack_up
 
 ROWS = "SELECT tenant_id, updated_at, webhook_signing_secret_encrypted FROM tenant_configs ORDER BY tenant_id"
@@ -45,18 +45,6 @@ def _subtree(state: dict, slug: str) -> dict[str, str | None]:
     return {r["urn"].split("::", 1)[1]: r.get("id") for r in resources if r["urn"] in found}
 
 
-def _linked_project(tmp_path, tenants_dir):
-    """This project as an operator has it (linked), with no stack file: only the backend holds the stacks."""
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in ("__main__.py", "program", "components", "tenantctl", ".venv"):
-        (project / name).symlink_to(ROOT / name)
-    shutil.copy(ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
-    (project / "stacks").mkdir()
-    shutil.copytree(tenants_dir, project / "tenants")
-    return project
-
-
 def test_up_and_preview_refuse_an_unmigrated_environment_and_migrate_stacks_runs_again_safely(
         rehearsal, app_db, tmp_path):
     tenants = require_tenants(rehearsal.tenants_dir)
@@ -74,7 +62,7 @@ def test_up_and_preview_refuse_an_unmigrated_environment_and_migrate_stacks_runs
     passphrase = RehearsalState.load(rehearsal.state_dir / STATE_FILE).environment["secrets"]["passphrase"]
     env = engine_environment(ROOT, {"PULUMI_BACKEND_URL": (rehearsal.state_dir / "backend").as_uri(),
                                     "PULUMI_CONFIG_PASSPHRASE": passphrase})
-    project = _linked_project(tmp_path, rehearsal.tenants_dir)
+    project = linked_project(tmp_path, rehearsal.tenants_dir)
     cli = [subprocess.run([sys.executable, "-m", "tenantctl", operation, "--env", STACK], cwd=project, env=env,
                           capture_output=True, text=True, timeout=300) for operation in ("up", "preview")]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -19,6 +18,7 @@ from tenantctl import aws_emulator
 from tenantctl.engine import engine_environment, pulumi_binary
 from tenantctl.receiver import WebhookReceiver
 from tests.conftest import ROOT
+from tests.e2e.conftest import linked_project
 from tests.tenantctl.tenant_text import tenant_yaml
 
 PASSPHRASE = "tenantctl-up-test"  # noqa: S105 (a throwaway local passphrase)
@@ -26,14 +26,7 @@ PASSPHRASE = "tenantctl-up-test"  # noqa: S105 (a throwaway local passphrase)
 
 @pytest.fixture
 def project(tmp_path, tenants_dir):
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in ("__main__.py", "program", "components", "tenantctl", ".venv"):
-        (project / name).symlink_to(ROOT / name)
-    shutil.copy(ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
-    (project / "stacks").mkdir()
-    shutil.copytree(tenants_dir, project / "tenants")
-    return project
+    return linked_project(tmp_path, tenants_dir)
 
 
 def test_tenantctl_up_runs_a_stack_per_tenant_isolates_a_failure_and_offboards_only_a_removal(project, app_db,
