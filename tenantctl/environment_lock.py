@@ -32,7 +32,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tenantctl import process_records, run_sessions
 from tenantctl.atomic_files import link_new, sweep_temporaries
+from tenantctl.process_records import boot_id
+from tenantctl.process_records import start_ticks as process_start_ticks
 
 LOCKS = "locks"
 # A lock file that does not parse was not written by this module's link (that leaves a whole record): a hand
@@ -90,40 +93,13 @@ def _complete(data: object) -> bool:
             and all(data.get(k) is None or isinstance(data.get(k), int) for k in ("start_ticks", "session")))
 
 
-# The process table ------------------------------------------------------------------------------------------
-
-def boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return "unknown"
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields 3.. of /proc/<pid>/stat (after the command name, which may hold spaces and parentheses)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2:].split()
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """When a live process started (field 22), None when there is no such process or it is a zombie."""
-    fields = _stat_fields(pid)
-    if fields is None or fields[0] == "Z":
-        return None
-    return int(fields[19])
-
+# The process table: tenantctl.process_records and tenantctl.run_sessions read it --------------------------
 
 def _boot_time() -> float | None:
     try:
-        for line in Path("/proc/stat").read_text().splitlines():
-            if line.startswith("btime "):
-                return float(line.split()[1])
+        return process_records.boot_time()
     except OSError:
-        pass
-    return None
+        return None
 
 
 def _iso(seconds: float) -> str:
@@ -137,14 +113,8 @@ def _started_at(ticks: int | None) -> str | None:
 
 def _session_survivors(session: int, after_ticks: int) -> list[int]:
     """Live processes of a session that started no earlier than its leader: what a dead run may have left."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        fields = _stat_fields(int(entry.name))
-        if fields and fields[0] != "Z" and int(fields[3]) == session and int(fields[19]) >= after_ticks:
-            found.append(int(entry.name))
-    return sorted(found)
+    since = process_records.ProcessRecord(0, after_ticks, boot_id())
+    return sorted(r.pid for r in run_sessions.session_members(session, since) if r.pid != os.getpid())
 
 
 def this_process(operation: str) -> Holder:
