@@ -15,7 +15,7 @@ DOCS = ["README.md", "docs/onboarding-runbook.md", "docs/troubleshooting.md", "d
         "docs/scaling.md", "docs/observability.md", "docs/operations.md"]
 COMMAND = re.compile(r"(?:\.venv/bin/)?python -m tenantctl ([^`\n|]+)")
 PULUMI_COMMAND = re.compile(r"`(pulumi [a-z][^`]*)`|^\s*(pulumi [a-z].*)$", re.M)
-PULUMI_SUBCOMMANDS = {"config", "preview", "up", "destroy", "refresh", "cancel", "stack", "state", "install",
+PULUMI_SUBCOMMANDS = {"config", "preview", "up", "destroy", "refresh", "cancel", "stack", "state", "install", "login",
                       "deployment"}
 
 

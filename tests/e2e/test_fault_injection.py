@@ -32,8 +32,9 @@ from tenantctl.stack_run import FAULT_ENV
 from tests.conftest import ROOT
 
 SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT")
-BOUNDED = [("first-up", "globex", 12, "SIGKILL"), ("first-up", "acme", 30, "SIGTERM"),
-           ("edit", "globex", 8, "SIGINT"), ("rename", "globex-inc", 10, "SIGKILL")]
+# One kill point per scenario, each with another signal: `make test` stays within its time budget (rule 8).
+BOUNDED = [("first-up", "globex", 12, "SIGKILL"), ("edit", "globex", 8, "SIGINT"),
+           ("rename", "globex-inc", 10, "SIGTERM")]
 
 
 def _points() -> list[tuple[str, str, int, str]]:

@@ -7,7 +7,7 @@ after every step the invariant must hold:
 - every refused action ended non-zero, with a message that names what and why;
 - nothing the run printed holds a secret.
 
-`make test` runs a bounded profile (TENANT_MODEL_EXAMPLES x TENANT_MODEL_STEPS, default 1 x 6); the
+`make test` runs a bounded profile (TENANT_MODEL_EXAMPLES x TENANT_MODEL_STEPS, default 1 x 4); the
 scheduled workflow runs a longer one. Each example gets its own database, state folder and AWS emulator.
 """
 
@@ -47,7 +47,7 @@ from tests.e2e.single_stack import services, single_stack_up
 from tests.tenantctl.tenant_text import tenant_yaml
 
 EXAMPLES = int(os.environ.get("TENANT_MODEL_EXAMPLES", "1"))
-STEPS = int(os.environ.get("TENANT_MODEL_STEPS", "6"))
+STEPS = int(os.environ.get("TENANT_MODEL_STEPS", "4"))
 SLUGS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
 
 # Every action the catalogue draws from, and whether the run must succeed or be refused.
