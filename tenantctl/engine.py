@@ -218,29 +218,14 @@ def runs_dir(backend: Backend) -> Path:
 
 
 def file_backend_dir(backend: Backend) -> Path | None:
-    """The folder of a `file://` backend: the rehearsal's own, or the project's PULUMI_BACKEND_URL (or the
-    `backend.url` of its Pulumi.yaml). None for any other backend."""
-    from urllib.parse import unquote, urlsplit
+    """The folder of a `file://` backend: the rehearsal's own, or the project's (PULUMI_BACKEND_URL, its
+    Pulumi.yaml's `backend.url`, or the login), read as tenantctl.state_folder reads it. None for any other."""
+    from tenantctl import state_folder
 
     if backend.backend_dir is not None:
         return backend.backend_dir
-    url = backend.env.get("PULUMI_BACKEND_URL") or os.environ.get("PULUMI_BACKEND_URL") or _project_backend_url(
-        backend.project_root)
-    if not url or not url.startswith("file://"):
-        return None
-    path = unquote(urlsplit(url).path)
-    return Path(path).expanduser() if path else None
-
-
-def _project_backend_url(project_root: Path) -> str | None:
-    from ruamel.yaml import YAML
-
-    try:
-        project = YAML(typ="safe").load((project_root / "Pulumi.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, ValueError):
-        return None
-    backend = project.get("backend") if isinstance(project, dict) else None
-    return backend.get("url") if isinstance(backend, dict) else None
+    url = backend.env.get("PULUMI_BACKEND_URL") or state_folder.backend_url(backend.project_root)
+    return state_folder.file_backend_dir(url, backend.project_root)
 
 
 def checkpoint_problem(backend: Backend, stack: str) -> str | None:
@@ -310,3 +295,18 @@ def export_state(stack) -> dict:
     result = workspace.pulumi_command.run(["stack", "export", "--stack", stack.name], workspace.work_dir,
                                           workspace.env_vars)
     return json.loads(result.stdout)
+
+
+def import_state(stack, deployment: dict) -> None:
+    """`pulumi stack import` of an exported deployment (`export_state`'s, secrets still ciphertext), from a file
+    only this user can read. The engine clears pending operations on import."""
+    import json
+    import tempfile
+
+    workspace = stack.workspace
+    with tempfile.TemporaryDirectory(prefix="tenantctl-state-") as folder:
+        path = Path(folder) / "state.json"
+        path.write_text(json.dumps(deployment), encoding="utf-8")
+        path.chmod(0o600)
+        workspace.pulumi_command.run(["stack", "import", "--file", str(path), "--stack", stack.name],
+                                     workspace.work_dir, workspace.env_vars)

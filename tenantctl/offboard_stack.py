@@ -34,10 +34,9 @@ from pathlib import Path
 from components.naming import PROJECT, split_stack_name
 from components.settings import ADOPT, OFFBOARDING
 from tenantctl import engine, stack_guards
+from tenantctl.stack_identity import TAG_OFFBOARDED_AT, TAG_SLUG, TAG_TENANT_ID
 from tenantctl.stack_run import StackOutcome, headline
 
-TAG_OFFBOARDED_AT = "tenant:offboarded-at"
-TAG_TENANT_ID, TAG_SLUG = "tenant:id", "tenant:slug"
 PURGE_CONFIG = "purgeData"
 OFFBOARDING_KEY = f"{PROJECT}:{OFFBOARDING}"
 ADOPT_KEY = f"{PROJECT}:{ADOPT}"

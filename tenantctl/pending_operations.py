@@ -17,11 +17,8 @@ generated id (the KMS key) is created a second time. So, before `up` (rule 2: a 
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from components.naming import PROJECT
@@ -94,22 +91,10 @@ def recover(stack, spec: engine.StackSpec, apply: bool) -> list[str]:
         return [f"{describe(op)} was left pending by an interrupted run; `up` resolves it" for op in operations]
     lookup = cloud_lookup(stack, deployment)
     resolved, notes, adopted = resolve(deployment, lookup)
-    _import(stack, {**deployment_doc, "deployment": resolved})
+    engine.import_state(stack, {**deployment_doc, "deployment": resolved})
     if adopted:
         stack.refresh(target=adopted, color="never", on_output=lambda _line: None)
     return notes
-
-
-def _import(stack, document: dict) -> None:
-    """`pulumi stack import` of the exported (ciphertext) state: secrets never pass through here in clear."""
-    workspace = stack.workspace
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(document, handle)
-    try:
-        workspace.pulumi_command.run(["stack", "import", "--stack", stack.name, "--file", handle.name],
-                                     workspace.work_dir, workspace.env_vars)
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
 
 
 def cloud_lookup(stack, deployment: dict) -> Lookup:

@@ -9,10 +9,7 @@ sees it (secrets stay ciphertext), the two flags changed on the named resources 
 
 from __future__ import annotations
 
-import json
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tenantctl import engine
 
@@ -54,14 +51,6 @@ def set_guards(stack, guards: Guards, on: bool) -> None:
                 resource[flag] = on
                 changed = True
     if changed:
-        _import(stack, deployment)
+        engine.import_state(stack, deployment)
 
 
-def _import(stack, deployment: dict) -> None:
-    workspace = stack.workspace
-    with tempfile.TemporaryDirectory(prefix="tenantctl-state-") as folder:
-        path = Path(folder) / "state.json"  # ciphertext only: exported without --show-secrets
-        path.write_text(json.dumps(deployment), encoding="utf-8")
-        path.chmod(0o600)
-        workspace.pulumi_command.run(["stack", "import", "--file", str(path), "--stack", stack.name],
-                                     workspace.work_dir, workspace.env_vars)
