@@ -166,10 +166,25 @@ def open_stack(spec: StackSpec, create: bool = True):
         for key, value in spec.tags.items():
             stack.set_tag(key, value)
     values = {f"{PROJECT}:{k}" if ":" not in k else k: auto.ConfigValue(value=v) for k, v in spec.config.items()}
-    values.update({f"{PROJECT}:{k}": auto.ConfigValue(value=v, secret=True) for k, v in spec.secrets.items()})
     if values:
         stack.set_all_config(values)
+    for key, value in spec.secrets.items():
+        set_secret_config(stack, f"{PROJECT}:{key}", value)
     return stack
+
+
+def set_secret_config(stack, key: str, value: str) -> None:
+    """`pulumi config set --secret` with the value on stdin. The Automation API's set_config and set_all_config
+    put the plaintext in argv, which any user of the machine can read (ps, /proc/<pid>/cmdline); the CLI reads
+    the value from stdin when none is given (`--raw` keeps it byte for byte)."""
+    workspace = stack.workspace
+    command = [workspace.pulumi_command.command, "--non-interactive", "config", "set", key, "--secret", "--raw",
+               "--stack", stack.name]
+    done = subprocess.run(command, input=value, cwd=workspace.work_dir, env={**os.environ, **workspace.env_vars},
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise EngineError(f"pulumi config set --secret {key} failed: {lines[-1] if lines else done.returncode}")
 
 
 def existing_stacks(backend: Backend, names: list[str]) -> list[str]:

@@ -26,8 +26,6 @@ platform program would delete it:
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -333,12 +331,8 @@ def _copy_config(source, dest, tenant: Tenant) -> None:
 
 
 def _set_secret_config(stack, key: str, value: str) -> None:
-    """`pulumi config set --secret` with the value on stdin: on a command line (as the Automation API's
-    set_config puts it) any user of the machine can read it (ps, /proc/<pid>/cmdline)."""
-    workspace = stack.workspace
-    command = [workspace.pulumi_command.command, "--non-interactive", "config", "set", key, "--secret",
-               "--stack", stack.name]
-    done = subprocess.run(command, input=value, cwd=workspace.work_dir, env={**os.environ, **workspace.env_vars},
-                          capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:
-        raise MigrationError(f"pulumi config set --secret {key} failed: {_last_line(Exception(done.stderr))}")
+    """The secret goes to the CLI on stdin (engine.set_secret_config), never on its command line."""
+    try:
+        engine.set_secret_config(stack, key, value)
+    except engine.EngineError as exc:
+        raise MigrationError(str(exc)) from None

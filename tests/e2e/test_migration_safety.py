@@ -157,21 +157,4 @@ def test_an_interrupted_state_move_is_completed_by_running_migrate_stacks_again(
     assert app_db.execute(ROWS) == rows
 
 
-def test_a_copied_secret_goes_to_the_cli_on_stdin_never_on_its_command_line(tmp_path, monkeypatch):
-    from tenantctl import migrate_stacks
-
-    backend = engine.Backend(project_root=ROOT, backend_dir=tmp_path / "backend", work_dir=tmp_path / "work",
-                             passphrase="migrate-test")  # noqa: S106 (a throwaway local passphrase)
-    stack = engine.open_stack(engine.StackSpec(backend, "prod.acme"))
-    secret = f"acme-key-{uuid.uuid4()}"
-    command_lines: list[list[str]] = []
-    real_run = subprocess.run
-    monkeypatch.setattr(migrate_stacks.subprocess, "run",
-                        lambda args, **kwargs: command_lines.append(list(args)) or real_run(args, **kwargs))
-
-    migrate_stacks._set_secret_config(stack, "tenant-onboarding:acme-servicedesk-api-key", secret)
-
-    assert command_lines and not any(secret in word for line in command_lines for word in line)
-    stored = stack.get_all_config()["tenant-onboarding:acme-servicedesk-api-key"]
-    assert (stored.value, stored.secret) == (secret, True)
-    assert secret not in (tmp_path / "work" / "Pulumi.prod.acme.yaml").read_text()
+# A copied secret never on a command line: tests/e2e/test_secrets_off_command_line.py
