@@ -30,6 +30,7 @@ from tenantctl.checks.peers import peer_tenant_ids
 from tenantctl.host_checks import resolved_non_public
 from tenantctl.loader import TenantLoadError, require_tenants
 from tenantctl.model import SECRET_SET_COMMAND, Tenant
+from tenantctl.redaction import redact
 
 
 def main(env: str, slug: str) -> None:
@@ -69,8 +70,8 @@ def _load(tenants_dir: Path) -> list[Tenant]:
         return require_tenants(tenants_dir)
     except TenantLoadError as exc:
         for problem in exc.problems:
-            pulumi.log.error(str(problem))
-        only = f": {exc.problems[0]}" if len(exc.problems) == 1 else ""
+            pulumi.log.error(redact(str(problem)))
+        only = f": {redact(str(exc.problems[0]))}" if len(exc.problems) == 1 else ""
         raise pulumi.RunError(f"{len(exc.problems)} error(s) in tenant files; run `tenantctl validate`{only}") from None
 
 

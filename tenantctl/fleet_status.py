@@ -20,6 +20,7 @@ from pathlib import Path
 from components.naming import PROJECT, split_stack_name, tenant_stack_name
 from tenantctl import engine
 from tenantctl.model import Tenant
+from tenantctl.redaction import redact
 from tenantctl.stack_identity import TAG_OFFBOARDED_AT
 from tenantctl.stack_run import LAST_ERROR_TAG, NO_CHANGE_OPS, process_pool
 
@@ -70,7 +71,9 @@ def read_stack(spec: engine.StackSpec, refresh: bool) -> StackFacts:
             ended = history[0].end_time or history[0].start_time
             facts.last_update = ended.astimezone(UTC).isoformat(timespec="seconds") if ended else None
         tags = stack.list_tags()
-        facts.last_error, facts.offboarded_at = tags.get(LAST_ERROR_TAG), tags.get(TAG_OFFBOARDED_AT)
+        last_error = tags.get(LAST_ERROR_TAG)  # redacted again: a tag written by hand or by an older tenantctl
+        facts.last_error = redact(last_error, spec.secrets.values()) if last_error else None
+        facts.offboarded_at = tags.get(TAG_OFFBOARDED_AT)
     except auto_errors.CommandError as exc:
         facts.read_error = _first_line(str(exc))
     if refresh:
@@ -108,7 +111,7 @@ def _preview_refresh(stack, facts: StackFacts) -> None:
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("error:")]
-    return (errors or lines or ["(no detail)"])[-1][:300]
+    return redact((errors or lines or ["(no detail)"])[-1])[:300]
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any
 
 from components.naming import TENANT_STACK_TYPE, split_stack_name
 from tenantctl import engine, pending_operations, run_sessions, stack_locks
+from tenantctl.redaction import redact
 from tenantctl.stack_identity import TAG_OFFBOARDED_AT
 
 NO_CHANGE_OPS = {"same", "read", "refresh", "discard", "read-discard"}
@@ -128,6 +129,13 @@ def _own_session(backend: engine.Backend):
 
 
 def _run(job: StackJob) -> StackOutcome:
+    """One operation on one stack; every error text of its outcome redacted (tenantctl.redaction)."""
+    outcome = _run_unredacted(job)
+    outcome.errors = [redact(error, job.spec.secrets.values()) for error in outcome.errors]
+    return outcome
+
+
+def _run_unredacted(job: StackJob) -> StackOutcome:
     from pulumi.automation import errors as auto_errors
 
     _quiet_engine_teardown()
@@ -191,7 +199,7 @@ def _run(job: StackJob) -> StackOutcome:
         broken = engine.checkpoint_problem(job.spec.backend, job.spec.name)
         outcome.errors = [broken] if broken else outcome.errors or [_last_lines(str(exc))]
         if job.operation == "up" and stack is not None:
-            _record_error(stack, outcome.errors[0])
+            _record_error(stack, redact(outcome.errors[0], job.spec.secrets.values()))
     except engine.EngineError as exc:
         outcome.status = "failed"
         outcome.errors = [str(exc)]
@@ -244,7 +252,8 @@ def _record_error(stack, error: str | None, tags: dict[str, str] | None = None) 
                 if key in current:
                     stack.remove_tag(key)
         else:
-            stack.set_tag(LAST_ERROR_TAG, headline(error)[:TAG_LIMIT])
+            # Redacted before the cut (a cut password would escape the pattern), and before it is an argv.
+            stack.set_tag(LAST_ERROR_TAG, redact(headline(error))[:TAG_LIMIT])
     except auto_errors.CommandError:
         pass
 

@@ -28,6 +28,7 @@ from psycopg.conninfo import conninfo_to_dict
 from tenantctl import db
 from tenantctl.app_schema import TENANT_CONFIGS, TENANT_TABLES, TENANT_VARIABLE
 from tenantctl.checks.report import CheckReport, CheckResult
+from tenantctl.redaction import redact as redact_text
 
 CONNECTION = "database_connection"
 APP_ROLE = "app_role_privileges"
@@ -89,7 +90,7 @@ def run_rls_checks(
                                         "PostgreSQL connection string (not shown: it may hold a password)")])
 
     def redact(text: str) -> str:
-        return text.replace(password, "***") if password else text
+        return redact_text(text, [password])
 
     def connect() -> psycopg.Connection:
         conn = db.connect(app_dsn, connect_timeout=connect_timeout, autocommit=True)
