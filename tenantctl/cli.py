@@ -720,16 +720,22 @@ def status(
     rehearsal: Annotated[bool, typer.Option("--rehearsal", help="The rehearsal environment instead.")] = False,
     state_dir: Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")] = None,
     allow_unverified_tls: AllowUnverifiedTls = False,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="With --refresh: wait for a run that holds the environment or a stack (up to "
+                       "--wait-timeout) instead of refusing.")] = False,
+    wait_timeout: WaitTimeout = 900,
 ) -> None:
     """Every tenant as desired (its file), applied (its stack), ready, verified and drifted; orphans both ways.
-    Exit 1 when a tenant failed, is pending, unverified for too long or drifted, or a stack has no file."""
+    Exit 1 when a tenant failed, is pending, unverified for too long or drifted, or a stack has no file.
+    With --refresh it refuses (or, with --wait, waits) while a run such as `up` holds the environment or a stack."""
     import contextlib
     from datetime import timedelta
 
-    from tenantctl import engine, fleet_command, fleet_status, tenant_data
+    from tenantctl import engine, fleet_command, fleet_status, refresh_guard, tenant_data
     from tenantctl.loader import TenantLoadError, require_tenants
     from tenantctl.rehearse_command import RehearseFailure, rehearsal_sources
     from tenantctl.stack_files import find_project_root
+    from tenantctl.state_folder import rehearsal_records
 
     try:
         tenants = require_tenants(tenants_dir, allow_none=True)
@@ -745,6 +751,13 @@ def status(
             else:
                 backend = fleet_command.project_backend(find_project_root(tenants_dir.resolve().parent), env)
                 spec_for, stacks = fleet_command.project_specs(backend), engine.list_stacks(backend)
+            if refresh:
+                specs = [spec_for(name, None) for name in stacks]
+                records = (rehearsal_records(spec_for(env, None).backend.work_dir.parent) if rehearsal
+                           else _lock_records(tenants_dir))
+                refresh_guard.wait_until_unlocked(
+                    lambda: refresh_guard.holder_in_the_way(records, env, specs), wait=wait, wait_timeout=wait_timeout,
+                    say=(lambda _line: None) if as_json else (lambda line: err.print(line, markup=False)))
             rows = (lambda ids: tenant_data.row_update_times(url, ids)) if url else None
             report = fleet_status.collect(env, tenants, tenants_dir, stacks, spec_for, refresh=refresh,
                                           concurrency=concurrency, rows=rows,
