@@ -11,12 +11,18 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.providers import stack_providers
 from components.provisioner_access import ProvisionerAccess, ProvisionerAccessArgs
-from components.scheduled_verification import ScheduledVerification, ScheduledVerificationArgs
+from components.scheduled_verification import (
+    ScheduledVerification,
+    ScheduledVerificationArgs,
+    read_verification_settings,
+)
 from components.settings import (
     DATABASE_KEYS,
     SettingsError,
@@ -36,6 +42,7 @@ def main() -> None:
     try:
         settings = read_platform_settings(config)
         providers = stack_providers(read_provider_settings(config), aws_resources=False)
+        verification = read_verification_settings(config)
     except SettingsError as exc:
         raise pulumi.RunError(str(exc)) from None
     manage_role = config.get_bool("manageProvisionerRole") or False
@@ -55,14 +62,13 @@ def main() -> None:
         metadata={"name": settings.shared_namespace, "labels": SHARED_NAMESPACE_LABELS},
         opts=pulumi.ResourceOptions(provider=providers.get("kubernetes"), retain_on_delete=True),
     )
-    schedule = config.get("verificationSchedule")
-    if schedule:
+    if verification:
+        webhook = urlsplit(settings.webhook_base_url)
         ScheduledVerification("verification", ScheduledVerificationArgs(
             env=pulumi.get_stack(),
-            namespace=settings.monitoring_namespace,
-            schedule=schedule,
-            image=config.require("verificationImage"),
-            pushgateway_url=config.require("pushgatewayUrl"),
+            settings=verification,
+            ingress_namespace=settings.ingress_namespace,
+            webhook_port=webhook.port or (443 if webhook.scheme == "https" else 80),
             database_url=provisioner_url,
             app_database_url=config.require_secret("appDatabaseUrl"),
             fernet_key=config.require_secret("fernetKey"),

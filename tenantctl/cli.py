@@ -808,14 +808,24 @@ def verify(
     pushgateway: Annotated[str | None, typer.Option(
         "--pushgateway", envvar="TENANT_PUSHGATEWAY_URL", help="Also push the probe series to this Pushgateway.")
     ] = None,
+    secrets_dir: Annotated[Path | None, typer.Option(
+        "--secrets-dir", envvar="TENANT_SECRETS_DIR",
+        help="A folder of secret files (database-url, app-database-url, fernet-key), such as a mounted Secret: "
+             "each fills the option not given.")] = None,
     allow_unverified_tls: AllowUnverifiedTls = False,
 ) -> None:
     """Run the post-deploy checks (signed webhook probe, RLS isolation) for one tenant or all; exit 1 on a failure."""
-    from tenantctl import probe_metrics
+    from tenantctl import probe_metrics, secret_files
     from tenantctl.verification import VerifyError, VerifyTarget, verify_tenant
 
     output = VerifyFormat.json if as_json else output
     as_json = output is VerifyFormat.json
+    try:
+        database_url = database_url or secret_files.read_secret(secrets_dir, secret_files.DATABASE_URL)
+        app_database_url = app_database_url or secret_files.read_secret(secrets_dir, secret_files.APP_DATABASE_URL)
+        fernet_key = fernet_key or secret_files.read_secret(secrets_dir, secret_files.FERNET_KEY)
+    except secret_files.SecretFileError as exc:
+        raise fail(str(exc), as_json=as_json) from None
     if (slug is None) == (not all_tenants):
         raise fail("give a tenant slug or --all (not both)", as_json=as_json)
     registry = [t.tenant for t in load_tenants(tenants_dir=tenants_dir).tenants]
