@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tenantctl.loader import require_tenants
+from tenantctl.operator_access import render_workspace_access
 from tenantctl.operator_crds import load_crds, validate_objects
 from tenantctl.operator_manifests import (
     DEFAULT_RESYNC_SECONDS,
@@ -29,9 +30,11 @@ from tenantctl.operator_manifests import (
 OPTION_NAMES = {
     "OperatorSource.backend": "--backend",
     "branch and commit": "--branch and --commit",
+    "pin commit": "pin --commit",
     "repo_url": "--repo",
     "repo_dir": "--repo-dir",
     "env_secrets": "--env-secret",
+    "stack secret": "--stack-secret",
     "git_token": "--git-token",
     "resync_seconds": "--resync-seconds",
 }
@@ -70,12 +73,13 @@ def render_operator_files(
     `ValueError` (environment name), `CrdFolderError` (no usable CRDs in `crds_dir`) and `FileExistsError`
     (`out_dir` has a file of the same name that render-operator did not write).
     """
-    objects = render_operator(env, require_tenants(tenants_dir), source)
+    stacks = render_operator(env, require_tenants(tenants_dir), source)
+    objects = stacks + render_workspace_access(stacks, source)
     if crds_dir is None:
         return RenderResult(written=write_operator(objects, out_dir))
     served = load_crds(crds_dir)
     warnings = served.unchecked_rules()
-    problems = validate_objects(objects, served)
+    problems = validate_objects(stacks, served)  # the CRDs serve the Stacks; RBAC objects are core Kubernetes
     if problems:
         return RenderResult(problems=problems, warnings=warnings, validated_against=served.describe())
     return RenderResult(written=write_operator(objects, out_dir), warnings=warnings,
@@ -92,6 +96,7 @@ def operator_source_from_options(
     repo_dir: str | None = None,
     backend: str | None = None,
     env_secrets: Sequence[str] = (),
+    stack_secrets: Sequence[str] = (),
     git_token: str | None = None,
     image: str = DEFAULT_WORKSPACE_IMAGE,
     resync_seconds: int = DEFAULT_RESYNC_SECONDS,
@@ -123,6 +128,13 @@ def operator_source_from_options(
         except ValueError as exc:
             problems.append(f"--env-secret {text!r}: {exc}")
             stand_ins.append(env)
+    stack_keys = []
+    for text in stack_secrets:
+        variable, sep, key = text.partition("=")
+        if not sep:
+            problems.append(f"--stack-secret {text!r}: expected NAME=KEY, e.g. PULUMI_CONFIG_PASSPHRASE=passphrase")
+            continue
+        stack_keys.append((variable, key))
     token = None
     if git_token is not None:
         try:
@@ -133,7 +145,7 @@ def operator_source_from_options(
                   commit=commit, repo_dir=repo_dir, backend=backend, git_token=token, image=image,
                   resync_seconds=resync_seconds, reconcile_drift=reconcile_drift, keep_workspaces=keep_workspaces)
     try:
-        source = OperatorSource(env_secrets=tuple(envs + stand_ins), **fields)
+        source = OperatorSource(env_secrets=tuple(envs + stand_ins), stack_secret_keys=tuple(stack_keys), **fields)
     except SourceError as exc:
         problems.extend(_option_terms(problem) for problem in exc.problems)
     if problems:

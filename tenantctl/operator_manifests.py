@@ -1,8 +1,15 @@
 """Pulumi Kubernetes Operator (PKO v2) objects that run an environment's stacks from git.
 
 `render_operator` turns an environment and its tenants into `pulumi.com/v1` `Stack` objects: one for the
-platform stack `<env>` and one per tenant stack `<env>.<slug>`, each depending on the platform Stack
-through `spec.prerequisites` (tenant programs read the platform stack with a StackReference).
+platform stack `<env>` and one per tenant stack `<env>.<slug>`. `spec.prerequisites` expresses the order
+`tenantctl up` uses (tenantctl.fleet.waves): the canary tenants wait for the platform Stack, each later
+wave for every Stack of the wave before it, so a failing canary stops the rollout as `up` would.
+
+The Stacks pin one commit (40 hex digits), never a branch: a branch moves without review, and the
+operator's Stack has no policy-pack field, so the policy pack cannot run in the operator. The pinned
+commit must be one whose CI run passed the policy pack (docs/security.md, docs/operations.md).
+Each Stack's workspace runs as a ServiceAccount of its own (tenantctl.operator_access renders it, with a
+Role that reaches only that Stack's Secrets).
 `write_operator` writes them one file per object for a GitOps tool (Argo CD, Flux) to apply; the
 operator then runs each stack in a workspace pod of its own.
 
@@ -16,8 +23,9 @@ Only `Stack` objects are rendered, because PKO v2 needs no other object for a gi
 - `Update` (auto.pulumi.com/v1alpha1) is created by the operator for each run.
 
 Secrets are never rendered: environment variables and git credentials are references to keys of
-Kubernetes Secrets in the Stacks' namespace (`envRefs`, `gitAuth`). The cluster provides those Secrets,
-the namespace and the service account, which the operator requires to be bound to `system:auth-delegator`.
+Kubernetes Secrets in the Stacks' namespace (`envRefs`, `gitAuth`): the shared ones (`env_secrets`) and
+each Stack's own (`stack_secret_keys`, from the Secret `<stack object name>-secrets`). The cluster
+provides those Secrets and the namespace.
 
 `tenantctl.operator_crds` checks rendered objects against the CRDs of the operator release a cluster runs;
 `tenantctl.operator_command` loads tenants, renders, validates and writes in one step.
@@ -57,7 +65,7 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
 ENV_VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-COMMIT = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
 SCP_LIKE_GIT_URL = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$")
 BACKEND_SCHEMES = {"s3", "azblob", "gs", "file", "https"}
 # Plain scalars a YAML 1.1 reader (the Kubernetes API machinery's) takes for a boolean or null.
@@ -124,12 +132,15 @@ class OperatorSource:
 
     repo_url: str
     namespace: str
-    service_account: str
-    branch: str | None = None  # exactly one of branch and commit
+    service_account: str  # the prefix of each Stack's own ServiceAccount: `<prefix>-<stack object name>`
+    branch: str | None = None  # refused: kept so that a branch gets a reason, not an unknown option
     commit: str | None = None
     repo_dir: str | None = None  # None: Pulumi.yaml is at the repository root
     backend: str | None = None  # e.g. s3://bucket; None: Pulumi Cloud
     env_secrets: tuple[SecretEnv, ...] = ()
+    # (variable, key): each Stack reads the variable from key of its own Secret `<stack object name>-secrets`
+    # (a tenant's own passphrase or cloud credential), which no other Stack's account may read.
+    stack_secret_keys: tuple[tuple[str, str], ...] = ()
     git_token: SecretKeyRef | None = None  # for a private HTTPS repository
     resync_seconds: int = DEFAULT_RESYNC_SECONDS
     # Re-run each stack every resync_seconds even when git has not moved, so drift (a deleted
@@ -147,7 +158,7 @@ class OperatorSource:
             *_git_ref_problems(self.branch, self.commit),
             *_repo_dir_problems(self.repo_dir),
             *_backend_problems(self.backend),
-            *_env_problems(self.env_secrets, self.backend),
+            *_env_problems(self.env_secrets, self.backend, self.stack_secret_keys),
         ]
         if not DNS_LABEL.match(self.namespace):
             problems.append(f"namespace {self.namespace!r} is not a Kubernetes namespace name")
@@ -181,10 +192,12 @@ def _repo_url_problems(url: str) -> list[str]:
 
 
 def _git_ref_problems(branch: str | None, commit: str | None) -> list[str]:
-    if (branch is None) == (commit is None):
-        return ["give exactly one of branch and commit"]
-    if commit is not None and not COMMIT.match(commit):
-        return [f"commit {commit!r} must be a full lower-case commit hash"]
+    if branch is not None:
+        return [f"branch {branch!r}: the operator would follow it without review and its Stack runs no policy "
+                "pack; pin commit, the 40-hex sha of a commit whose CI run passed the policy pack"]
+    if commit is None or not COMMIT.match(commit):
+        return [f"commit {commit!r} must be a full 40-hex lower-case commit sha (one whose CI run passed the policy "
+                "pack), not a branch, tag or short sha"]
     return []
 
 
@@ -207,9 +220,13 @@ def _backend_problems(backend: str | None) -> list[str]:
     return []
 
 
-def _env_problems(env_secrets: tuple[SecretEnv, ...], backend: str | None) -> list[str]:
-    variables = [env.variable for env in env_secrets]
-    problems = [f"environment variable {v} is given twice" for v in sorted(set(variables)) if variables.count(v) > 1]
+def _env_problems(env_secrets: tuple[SecretEnv, ...], backend: str | None,
+                  stack_secret_keys: tuple[tuple[str, str], ...] = ()) -> list[str]:
+    problems = [f"stack secret {variable}={key}: not an upper-case variable and a Secret key"
+                for variable, key in stack_secret_keys
+                if not (ENV_VARIABLE.match(variable) and SECRET_KEY.match(key)) or variable == "PULUMI_BACKEND_URL"]
+    variables = [env.variable for env in env_secrets] + [variable for variable, _key in stack_secret_keys]
+    problems += [f"environment variable {v} is given twice" for v in sorted(set(variables)) if variables.count(v) > 1]
     uses_service = backend is None or backend.startswith("https://")
     if uses_service and "PULUMI_ACCESS_TOKEN" not in variables:
         problems.append("a Pulumi Cloud (or self-hosted service) backend needs PULUMI_ACCESS_TOKEN in env_secrets")
@@ -232,6 +249,36 @@ def stack_object_name(env: str, slug: str | None = None) -> str:
     return f"{env}-{head}-{digest}"
 
 
+def workspace_account_name(source: OperatorSource, object_name: str) -> str:
+    """The ServiceAccount of one Stack's workspace: its own, never another Stack's."""
+    return f"{source.service_account}-{object_name}"
+
+
+def stack_secret_name(object_name: str) -> str:
+    """The Secret that holds one Stack's own values (`OperatorSource.stack_secret_keys`)."""
+    return f"{object_name}-secrets"
+
+
+def referenced_secrets(stack: dict) -> list[str]:
+    """The names of the Secrets a rendered Stack reads (envRefs, gitAuth)."""
+    refs = [*(stack["spec"].get("envRefs") or {}).values(), *(stack["spec"].get("gitAuth") or {}).values()]
+    return sorted({ref["secret"]["name"] for ref in refs if ref.get("type") == "Secret"})
+
+
+def rollout_prerequisites(env: str, tenants: list[Tenant]) -> dict[str, list[str]]:
+    """Each tenant's prerequisite Stack objects, in `tenantctl up`'s order: the canary wave waits for the platform
+    Stack, every later wave for each Stack of the wave before it."""
+    from tenantctl.fleet import waves
+
+    before = [stack_object_name(env)]
+    prerequisites = {}
+    for wave in waves(tenants):
+        for tenant in wave:
+            prerequisites[tenant.slug] = sorted(before)
+        before = [stack_object_name(env, tenant.slug) for tenant in wave]
+    return prerequisites
+
+
 def render_operator(env: str, tenants: Iterable[Tenant], source: OperatorSource) -> list[dict]:
     """The platform Stack first, then one Stack per tenant by slug; the same input gives the same output."""
     if not ENV_PATTERN.match(env):
@@ -240,6 +287,7 @@ def render_operator(env: str, tenants: Iterable[Tenant], source: OperatorSource)
     slugs = [t.slug for t in tenants]
     if len(set(slugs)) != len(slugs):
         raise ValueError("two tenants share a slug")
+    order = rollout_prerequisites(env, tenants)
     platform = _stack(
         name=stack_object_name(env),
         stack=env,
@@ -261,9 +309,9 @@ def render_operator(env: str, tenants: Iterable[Tenant], source: OperatorSource)
                 f"{LABEL_PREFIX}/tier": tenant.tier.value,
             },
             annotations={f"{LABEL_PREFIX}/name": tenant.name},
-            # Only "the platform's last run succeeded": a freshness bound would make every tenant
-            # Stack request platform re-runs.
-            prerequisites=[{"name": platform["metadata"]["name"]}],
+            # Only "the prerequisite's last run succeeded": a freshness bound would make every tenant
+            # Stack request re-runs of the Stacks before it.
+            prerequisites=[{"name": name} for name in order[tenant.slug]],
             source=source,
         ))
     names = [obj["metadata"]["name"] for obj in objects]
@@ -298,11 +346,13 @@ def _stack(
         spec["gitAuth"] = {"accessToken": source.git_token.as_resource_ref()}
     if source.backend is not None:
         spec["backend"] = source.backend
-    if source.env_secrets:
-        spec["envRefs"] = {env.variable: env.secret.as_resource_ref()
-                           for env in sorted(source.env_secrets, key=lambda e: e.variable)}
+    env_refs = {env.variable: env.secret for env in source.env_secrets}
+    env_refs.update({variable: SecretKeyRef(stack_secret_name(name), key)
+                     for variable, key in source.stack_secret_keys})
+    if env_refs:
+        spec["envRefs"] = {variable: env_refs[variable].as_resource_ref() for variable in sorted(env_refs)}
     spec.update({
-        "serviceAccountName": source.service_account,
+        "serviceAccountName": workspace_account_name(source, name),
         "refresh": True,
         # Deleting this object (a GitOps prune, a removed file, `kubectl delete`, a deleted namespace)
         # must never run `pulumi destroy`: the stack holds the tenant's database roles and rows, secrets

@@ -178,12 +178,15 @@ def read_env_file(path: Path) -> dict[str, str]:
 # --- sources and fleets ----------------------------------------------------------------------------------
 
 
+PINNED = "0123456789abcdef0123456789abcdef01234567"
+
+
 def self_managed_source() -> OperatorSource:
     return OperatorSource(
         repo_url="https://git.example.com/msp/tenant-onboarding.git",
         namespace="pulumi-stacks",
         service_account="tenant-onboarding",
-        branch="main",
+        commit=PINNED,
         backend="s3://tenant-onboarding-state",
         env_secrets=(
             SecretEnv("AWS_ACCESS_KEY_ID", SecretKeyRef("aws-credentials", "access-key-id")),
@@ -272,12 +275,18 @@ def test_written_files_read_back_as_the_objects_under_yaml_1_1(served: ServedCrd
 # --- what the objects promise ----------------------------------------------------------------------------
 
 
-def test_every_tenant_stack_waits_for_the_platform_stack(fleet_dir: Path) -> None:
+def test_every_tenant_stack_runs_after_the_platform_stack(fleet_dir: Path) -> None:
+    """Through its prerequisites, every tenant Stack transitively waits for the platform Stack."""
     platform, *tenant_stacks = render_operator("prod", require_tenants(fleet_dir), self_managed_source())
     assert platform["spec"]["stack"] == "prod"
     assert "prerequisites" not in platform["spec"]
+    after = {s["metadata"]["name"]: [p["name"] for p in s["spec"]["prerequisites"]] for s in tenant_stacks}
+
+    def waits_for_platform(name: str) -> bool:
+        return name == platform["metadata"]["name"] or all(waits_for_platform(p) for p in after[name])
+
+    assert all(after[name] and waits_for_platform(name) for name in after)
     for stack in tenant_stacks:
-        assert stack["spec"]["prerequisites"] == [{"name": platform["metadata"]["name"]}]
         assert stack["metadata"]["namespace"] == platform["metadata"]["namespace"]
 
 
@@ -321,10 +330,14 @@ def test_only_references_to_secrets_are_rendered(fleet_dir: Path, make_source) -
     {"repo_url": "http://git.example.com/msp/repo.git"},
     {"backend": "https://user:secret@pulumi.example.com"},
     {"backend": "postgres://db/state"},
-    {"branch": None},
-    {"commit": "0123456789abcdef0123456789abcdef01234567"},
-    {"commit": "0123456789ABCDEF0123456789ABCDEF01234567", "branch": None},
-    {"commit": "abc123", "branch": None},
+    {"commit": None},
+    {"branch": "main"},  # a branch moves without review
+    {"branch": "main", "commit": None},
+    {"commit": "main"},
+    {"commit": "v1.2.0"},
+    {"commit": "0123456789ABCDEF0123456789ABCDEF01234567"},
+    {"commit": "abc123"},
+    {"commit": "0123456789abcdef" * 4},  # a sha-256 object name: the brief's pin is a 40-hex sha
     {"repo_dir": "../elsewhere"},
     {"resync_seconds": 30},
     {"image": "pulumi/pulumi:latest-nonroot"},
@@ -334,14 +347,14 @@ def test_only_references_to_secrets_are_rendered(fleet_dir: Path, make_source) -
 ])
 def test_a_source_that_would_inline_a_secret_or_misbehave_is_refused(bad: dict) -> None:
     fields = {"repo_url": "https://git.example.com/msp/tenant-onboarding.git", "namespace": "pulumi-stacks",
-              "service_account": "tenant-onboarding", "branch": "main", "backend": "s3://state"} | bad
+              "service_account": "tenant-onboarding", "commit": PINNED, "backend": "s3://state"} | bad
     with pytest.raises(ValueError):
         OperatorSource(**fields)
 
 
 def test_ssh_and_scp_like_git_urls_are_accepted() -> None:
     for url in ("git@git.example.com:msp/tenant-onboarding.git", "ssh://git@git.example.com/msp/repo.git"):
-        OperatorSource(repo_url=url, namespace="pulumi-stacks", service_account="sa", branch="main",
+        OperatorSource(repo_url=url, namespace="pulumi-stacks", service_account="sa", commit=PINNED,
                        backend="s3://state")
 
 
@@ -357,7 +370,7 @@ def test_secret_references_are_checked_for_kubernetes_names() -> None:
 def test_a_source_reports_every_problem_at_once() -> None:
     with pytest.raises(SourceError) as caught:
         OperatorSource(repo_url="http://git.example.com/r.git", namespace="Bad_NS", service_account="sa",
-                       branch="main", backend="postgres://db", resync_seconds=5)
+                       commit=PINNED, backend="postgres://db", resync_seconds=5)
     assert len(caught.value.problems) == 4, caught.value.problems
 
 
@@ -518,26 +531,26 @@ def test_render_files_validates_then_writes(fleet_dir: Path, crd_dir: Path, tmp_
     assert result.ok and result.problems == [] and result.warnings == []
     assert result.validated_against == str(crd_dir)
     assert sorted(result.written) == sorted(out.glob("*.yaml"))
-    assert len(result.written) == len(require_tenants(fleet_dir)) + 1
+    assert len([p for p in result.written if p.name.startswith("stack-")]) == len(require_tenants(fleet_dir)) + 1
 
 
 def test_render_files_without_crds_writes_unvalidated(fleet_dir: Path, tmp_path: Path) -> None:
     result = render_operator_files(fleet_dir, "prod", tmp_path / "deploy", self_managed_source(), None)
     assert result.ok and result.validated_against is None
-    assert len(result.written) == len(require_tenants(fleet_dir)) + 1
+    assert len([p for p in result.written if p.name.startswith("stack-")]) == len(require_tenants(fleet_dir)) + 1
 
 
 def test_render_files_writes_nothing_when_validation_fails(fleet_dir: Path, tmp_path: Path) -> None:
-    no_shallow = STAND_IN_STACK_CRD.replace("              shallow: {type: boolean}\n", "")
-    crds = write_crd(tmp_path / "crds", no_shallow)
+    no_local_only = STAND_IN_STACK_CRD.replace("              useLocalStackOnly: {type: boolean}\n", "")
+    crds = write_crd(tmp_path / "crds", no_local_only)
     out = tmp_path / "deploy"
     first = render_operator_files(fleet_dir, "prod", out, cloud_source(), None)
     before = {path: path.read_bytes() for path in out.iterdir()}
 
     result = render_operator_files(fleet_dir, "prod", out, self_managed_source(), crds)
     assert not result.ok and result.written == []
-    assert len(result.problems) == len(first.written)
-    assert all(p.endswith(": spec.shallow: unknown field; known fields: " + p.split("known fields: ")[1])
+    assert len(result.problems) == len([p for p in first.written if p.name.startswith("stack-")])
+    assert all(p.endswith(": spec.useLocalStackOnly: unknown field; known fields: " + p.split("known fields: ")[1])
                for p in result.problems)
     assert {path: path.read_bytes() for path in out.iterdir()} == before
 
@@ -557,7 +570,7 @@ def test_options_make_the_same_source_as_the_dataclass() -> None:
         repo_url="https://git.example.com/msp/tenant-onboarding.git",
         namespace="pulumi-stacks",
         service_account="tenant-onboarding",
-        branch="main",
+        commit=PINNED,
         backend="s3://tenant-onboarding-state",
         env_secrets=["AWS_ACCESS_KEY_ID=aws-credentials/access-key-id",
                      "AWS_SECRET_ACCESS_KEY=aws-credentials/secret-access-key",
@@ -578,7 +591,7 @@ def test_options_report_every_problem_in_option_terms() -> None:
     with pytest.raises(OperatorOptionsError) as caught:
         operator_source_from_options(
             repo_url="https://user:pw@git.example.com/r.git", namespace="pulumi-stacks", service_account="sa",
-            branch="main", repo_dir="../up", resync_seconds=10,
+            commit=PINNED, repo_dir="../up", resync_seconds=10,
             env_secrets=["PULUMI_ACCESS_TOKEN", "aws_region=aws/region", "PULUMI_CONFIG_PASSPHRASE=Bad Name/key",
                          "AWS_REGION=aws/region", "AWS_REGION=aws/region2"],
             git_token="git-credentials",  # noqa: S106 (a malformed Secret reference)
@@ -602,14 +615,14 @@ def test_options_report_every_problem_in_option_terms() -> None:
 def test_a_malformed_secret_for_a_variable_does_not_also_report_it_missing() -> None:
     with pytest.raises(OperatorOptionsError) as caught:
         operator_source_from_options(repo_url="https://git.example.com/r.git", namespace="pulumi-stacks",
-                                     service_account="sa", branch="main",
+                                     service_account="sa", commit=PINNED,
                                      env_secrets=["PULUMI_ACCESS_TOKEN=pulumi-api"])
     assert caught.value.problems == ["--env-secret 'PULUMI_ACCESS_TOKEN=pulumi-api': expected SECRET/KEY, "
                                      "e.g. git-credentials/token"]
 
 
-def test_options_without_branch_or_commit_name_the_options() -> None:
-    with pytest.raises(OperatorOptionsError, match="give exactly one of --branch and --commit"):
+def test_options_without_a_commit_ask_for_a_40_hex_sha() -> None:
+    with pytest.raises(OperatorOptionsError, match="full 40-hex lower-case commit sha"):
         operator_source_from_options(repo_url="https://git.example.com/r.git", namespace="pulumi-stacks",
                                      service_account="sa", backend="s3://state")
 
