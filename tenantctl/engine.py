@@ -166,10 +166,19 @@ def open_stack(spec: StackSpec, create: bool = True):
         for key, value in spec.tags.items():
             stack.set_tag(key, value)
     values = {f"{PROJECT}:{k}" if ":" not in k else k: auto.ConfigValue(value=v) for k, v in spec.config.items()}
+    secrets = {f"{PROJECT}:{k}": v for k, v in spec.secrets.items()}
+    if secrets:
+        # One read (its plaintext on stdout, not argv) instead of a write per value: a stack opened again with
+        # the same settings, as every run of the rehearsal does, then costs one CLI call, as set_all_config did.
+        current = stack.get_all_config()
+        values = {k: v for k, v in values.items()
+                  if k not in current or (current[k].value, current[k].secret) != (v.value, False)}
+        secrets = {k: v for k, v in secrets.items()
+                   if k not in current or (current[k].value, current[k].secret) != (v, True)}
     if values:
         stack.set_all_config(values)
-    for key, value in spec.secrets.items():
-        set_secret_config(stack, f"{PROJECT}:{key}", value)
+    for key, value in secrets.items():
+        set_secret_config(stack, key, value)
     return stack
 
 

@@ -58,6 +58,21 @@ def test_the_rehearsal_stacks_get_their_secrets_without_a_command_line_holding_o
     assert tenant.get_all_config()[f"{PROJECT}:{key}"].value == state.environment["secrets"][key]
 
 
+def test_a_stack_opened_again_with_the_same_settings_writes_no_config(argv_log, tenants_dir, tmp_path):
+    services = LocalServices(database_url="postgresql://tenant_provisioner:pw-1@127.0.0.1:5432/app",
+                             app_database_url="postgresql://app:pw-2@127.0.0.1:5432/app",
+                             webhook_base_url="http://127.0.0.1:1", aws_endpoint="http://127.0.0.1:2")
+    state = RehearsalState(tmp_path / "state" / "rehearsal.json")
+    spec_for = spec_maker(ROOT, tenants_dir, state, tmp_path / "state", services)
+    engine.open_stack(spec_for(STACK, None))
+    argv_log.unlink()
+
+    again = engine.open_stack(spec_for(STACK, None))
+
+    assert not [c for c in _commands(argv_log) if c.startswith("--non-interactive\nconfig\nset")]
+    assert again.get_all_config()[f"{PROJECT}:databaseUrl"].value == services.database_url
+
+
 def test_migrate_stacks_copies_secrets_without_a_command_line_holding_one(argv_log, tmp_path):
     from tenantctl.migrate_stacks import _copy_config
 
