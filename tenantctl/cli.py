@@ -111,7 +111,11 @@ def emit_json(data: object) -> None:
 
 
 def fail(message: str, code: int = 1, as_json: bool = False, details: list[str] | None = None) -> typer.Exit:
-    """Report an error (as JSON on stdout when the command was asked for JSON) and return the exit to raise."""
+    """Report an error (as JSON on stdout when the command was asked for JSON) and return the exit to raise.
+    Every error line a command prints passes the one redaction (tenantctl.redaction)."""
+    from tenantctl.redaction import redact
+
+    message, details = redact(message), [redact(line) for line in details or []]
     if as_json:
         emit_json({"ok": False, "errors": [*(details or []), message]})
     else:

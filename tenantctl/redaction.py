@@ -18,9 +18,10 @@ SHORTEST_KNOWN_SECRET = 6  # shorter "secrets" (a test's "x") would mask ordinar
 URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):(?P<password>[^@\s]*?)@")
 KEY_VALUE = re.compile(
     r"(?P<head>\b(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key|fernet[_-]?key|"
-    r"client[_-]?secret|private[_-]?key)['\"]?\s*[=:]\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&)}\]]+)",
+    # `key=value` and `"key": value`; not `key: words` (prose: "password: give ...") nor `:secret:name` (an ARN)
+    r"client[_-]?secret|private[_-]?key)(?:\s*=\s*|['\"]\s*:\s*))(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&)}\]]+)",
     re.IGNORECASE)
-AUTHORIZATION = re.compile(r"(?P<head>\b(?:Bearer|Basic|token)\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})")
+AUTHORIZATION = re.compile(r"(?P<head>\b(?:Bearer|Basic|Token)\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})")
 TOKEN_SHAPES = re.compile(
     r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|(?:AKIA|ASIA)[0-9A-Z]{16}|xox[abpr]-[\w-]{10,})\b"
     r"|(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}=(?![A-Za-z0-9_=-])")  # a Fernet key: 32 bytes, urlsafe base64

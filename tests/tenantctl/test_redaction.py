@@ -121,3 +121,16 @@ def test_a_tenant_file_problem_is_logged_redacted(monkeypatch, tenants_dir):
         tenant_program._load(tenants_dir)
     assert logged and not any(PASSWORD in line for line in logged)
     assert PASSWORD not in str(info.value)
+
+
+def test_a_command_error_line_is_redacted(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from tenantctl import cli
+
+    printed = io.StringIO()
+    monkeypatch.setattr(cli, "err", Console(file=printed, highlight=False, soft_wrap=True))
+    cli.fail(DSN_ERROR, details=[f"detail postgresql://u:{PASSWORD}@h/db"])
+    assert "db.internal" in printed.getvalue() and PASSWORD not in printed.getvalue()
