@@ -37,7 +37,8 @@ Slug = Annotated[str, StringConstraints(min_length=3, max_length=40, pattern=SLU
 Quantity = Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN, max_length=32)]
 StrictInt = Annotated[int, Field(strict=True)]
 
-SECRET_SET_COMMAND = "pulumi config set --secret {key} <value> --stack <stack>"  # noqa: S105 (a template)
+# No value on the command line (ps, shell history): the CLI prompts for it, or reads it from stdin.
+SECRET_SET_COMMAND = "pulumi config set --secret {key} --stack <stack> (it asks for the value)"  # noqa: S105
 # Key names that, when they appear in a tenant file, almost certainly carry a literal credential.
 SECRETISH_KEY = re.compile(
     r"(?:^|[_-])(api[_-]?key|apikey|secret|passw(?:or)?d|pwd|token|credentials?|private[_-]?key)(?:$|[_-])",
