@@ -16,8 +16,9 @@ after the start, and the signal that tenantctl receives there. After the killed 
 
 `make test` runs the bounded sweep below; TENANT_FAULT_SWEEP=full (the scheduled workflow) runs every event
 number up to TENANT_FAULT_MAX_EVENT with each signal, and TENANT_FAULT_RANDOM kills per scenario at random times
-drawn from TENANT_FAULT_SEED (in each test's id). A kill point the run never reached (its run has fewer events, or
-ended before the timer) is skipped, not counted: the summary reports how many kill points each scenario covered.
+drawn from TENANT_FAULT_SEED (in each test's id); TENANT_FAULT_SCENARIOS picks some scenarios only. A kill point
+the run never reached (its run has fewer events, or ended before the timer) is skipped, not counted: the summary
+reports how many kill points each scenario covered.
 """
 
 from __future__ import annotations
@@ -57,12 +58,16 @@ def _points() -> list[tuple[str, int | float, str]]:
     if os.environ.get("TENANT_FAULT_SWEEP") != "full":
         return BOUNDED
     last = int(os.environ.get("TENANT_FAULT_MAX_EVENT", "60"))
-    points: list[tuple[str, int | float, str]] = [
-        (scenario, n, sig) for scenario in TARGETS for n in range(1, last + 1) for sig in SIGNALS]
-    draw = random.Random(_seed())  # noqa: S311 (kill times, not secrets)
+    # TENANT_FAULT_SCENARIOS (comma-separated) shards the sweep: the scheduled workflow runs one job per scenario.
+    wanted = os.environ.get("TENANT_FAULT_SCENARIOS", "").split(",") if os.environ.get("TENANT_FAULT_SCENARIOS") \
+        else list(TARGETS)
+    points: list[tuple[str, int | float, str]] = []
     for scenario in TARGETS:
-        for _ in range(int(os.environ.get("TENANT_FAULT_RANDOM", "5"))):
-            points.append((scenario, round(draw.uniform(1.0, RANDOM_WINDOW_S[scenario]), 2), draw.choice(SIGNALS)))
+        draw = random.Random(f"{_seed()}:{scenario}")  # noqa: S311 (kill times, not secrets)
+        if scenario in wanted:
+            points += [(scenario, n, sig) for n in range(1, last + 1) for sig in SIGNALS]
+            points += [(scenario, round(draw.uniform(1.0, RANDOM_WINDOW_S[scenario]), 2), draw.choice(SIGNALS))
+                       for _ in range(int(os.environ.get("TENANT_FAULT_RANDOM", "5")))]
     return points
 
 
