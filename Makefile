@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 AWS_VERSION := $(shell sed -n 's/^pulumi-aws==//p' requirements.txt)
 AWS_PLUGIN_DIR := $(VENV)/pulumi-home/plugins/resource-aws-v$(AWS_VERSION)
 
-.PHONY: setup venv engine test lint schema bench clean operator-crds
+.PHONY: setup venv engine test test-long lint schema bench clean operator-crds
 
 setup: $(VENV)/.installed engine
 
@@ -37,6 +37,13 @@ operator-crds:
 test: setup
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 2 --dist loadgroup
+
+# The long profiles that `make test` runs bounded (fleet rule 8), as .github/workflows/long-tests.yml runs them weekly:
+# hours, not minutes. TENANT_FAULT_SEED picks the random kill times (default 19).
+test-long: setup
+	TENANT_MODEL_EXAMPLES=20 TENANT_MODEL_STEPS=12 TENANT_FAULT_SWEEP=full TENANT_FAULT_MAX_EVENT=60 \
+	  TENANT_FAULT_RANDOM=5 $(PY) -m pytest -n 2 --dist loadgroup tests/e2e/test_operator_model.py \
+	  tests/e2e/test_fault_injection.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

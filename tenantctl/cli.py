@@ -462,6 +462,9 @@ def _offboard(env: str, slug: str, tenants_dir: Path, database_url: str | None, 
             offboard(spec, purge, erase_history, tenant_file, lambda line: err.print(line, markup=False))
     except (OffboardingError, RehearseFailure, engine.EngineError) as exc:
         raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        # The worker passed the Ctrl-C to its engine, which saved what it did; the steps can be run again.
+        raise fail(f"interrupted: run `tenantctl destroy {slug} --yes` again to finish the offboarding") from None
 
 
 @app.command()

@@ -267,8 +267,9 @@ def checkpoint_problem(backend: Backend, stack: str) -> str | None:
         json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         backup = path.with_name(path.name + ".bak")
-        restore = (f"; the backend keeps the previous checkpoint at {backup}: check it, then copy it over the "
-                   "broken one") if backup.is_file() else "; the backend keeps no backup of it"
+        restore = (f"; the backend keeps the previous checkpoint at {backup}: check it, then, with no run going, "
+                   f"`cp {backup} {path}` and `tenantctl up` (it redoes what the lost save held)"
+                   ) if backup.is_file() else "; the backend keeps no backup of it: restore the folder from a backup"
         return f"the checkpoint of stack {stack} is unreadable ({path}: {type(exc).__name__}){restore}"
     return None
 

@@ -45,6 +45,7 @@ class StackFacts:
     drift_detail: str | None = None
     read_error: str | None = None
     offboarded_at: str | None = None  # a tombstone: offboarding left the stack with its history
+    broken: str | None = None  # its checkpoint cannot be read: why, the backup, and how to restore it
 
 
 def read_stack(spec: engine.StackSpec, refresh: bool) -> StackFacts:
@@ -52,6 +53,10 @@ def read_stack(spec: engine.StackSpec, refresh: bool) -> StackFacts:
     from pulumi.automation import errors as auto_errors
 
     facts = StackFacts(spec.name)
+    facts.broken = engine.checkpoint_problem(spec.backend, spec.name)
+    if facts.broken:  # the engine would only fail on it, naming no backup
+        facts.drift = UNKNOWN if refresh else NOT_CHECKED
+        return facts
     try:
         stack = engine.open_stack(spec, create=False)
     except auto_errors.StackNotFoundError:
@@ -121,7 +126,7 @@ class TenantStatus:
     stack: str
     desired: str  # the file's digest (and the commit that last changed it)
     applied: str | None
-    ready: str  # ready | pending | failed | never applied | unreadable
+    ready: str  # ready | pending | failed | never applied | unreadable | broken
     verified: str  # ok | failed | unverified
     verified_at: str | None
     drift: str
@@ -194,6 +199,10 @@ def _status(tenant: Tenant, facts: StackFacts | None, commit: str | None, row_up
         return status
     status.applied, status.drift, status.last_error = facts.applied_digest, facts.drift, facts.last_error
     status.age = _age(facts.last_update, now)
+    if facts.broken:
+        status.ready, status.last_error = "broken", "checkpoint unreadable"
+        status.problems.append(f"stack broken: {facts.broken}")
+        return status
     if facts.read_error:
         status.ready, status.last_error = "unreadable", facts.read_error
     elif facts.last_result == "failed":

@@ -35,7 +35,7 @@ from components.naming import PROJECT, split_stack_name
 from components.settings import ADOPT, OFFBOARDING
 from tenantctl import engine, stack_guards
 from tenantctl.stack_identity import TAG_OFFBOARDED_AT, TAG_SLUG, TAG_TENANT_ID
-from tenantctl.stack_run import StackOutcome, headline
+from tenantctl.stack_run import StackOutcome, fault_injection, headline
 
 PURGE_CONFIG = "purgeData"
 OFFBOARDING_KEY = f"{PROJECT}:{OFFBOARDING}"
@@ -60,7 +60,7 @@ def offboard_stack(spec: engine.StackSpec, *, purge: bool = False, erase_history
 
     started = time.monotonic()
     outcome = StackOutcome(spec.name, "offboard")
-    events = engine.EngineEvents()
+    events = engine.EngineEvents(fault=fault_injection(spec.name))
     try:
         slug = split_stack_name(spec.name)[1]
         if slug is None:

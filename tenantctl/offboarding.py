@@ -2,8 +2,10 @@
 
 This command deletes nothing itself. History goes only through the TenantConfigRow resource, which purges it in
 the same transaction as the row when the purge was applied to its state. The engine steps are
-`tenantctl.offboard_stack`'s (the same the fleet runs for a removal); this module checks history first and
-prints, without --yes, the same steps as `pulumi` commands an operator could run by hand.
+`tenantctl.offboard_stack`'s (the same the fleet runs for a removal), run the way the fleet runs them: in a worker
+process of its own session (rule 6), after the stack's stale lock and tenantctl's record of a killed run are judged
+(rule 5). This module checks history first and prints, without --yes, the same steps as `pulumi` commands an
+operator could run by hand.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from collections.abc import Callable
 from components.naming import guarded_urns, tenant_stack_name
 from components.settings import OFFBOARDING
 from tenantctl import db, engine, tenant_data
-from tenantctl.offboard_stack import PURGE_CONFIG, TAG_OFFBOARDED_AT, offboard_stack
+from tenantctl.offboard_stack import PURGE_CONFIG, TAG_OFFBOARDED_AT
+from tenantctl.stack_run import StackJob, StackOutcome, process_pool, run_in_process
 
 
 class OffboardingError(Exception):
@@ -69,12 +72,23 @@ def offboard(spec: engine.StackSpec, purge: bool, erase_history: bool, tenant_fi
              say: Callable[[str], None]) -> None:
     """The offboarding of the stack; OffboardingError (one line) when it failed, its guards back in place."""
     say(f"offboarding {spec.name}: destroy preview, lift the guards, destroy, tombstone")
-    outcome = offboard_stack(spec, purge=purge, erase_history=erase_history, tenant_file=tenant_file)
+    outcome = offboard_in_worker(spec, purge=purge, erase_history=erase_history, tenant_file=tenant_file)
+    for note in outcome.recovered:
+        say(f"recovered: {note}")
     if not outcome.ok:
         raise OffboardingError("; ".join(outcome.errors) or f"offboarding {spec.name} failed")
     counts = outcome.counts()
     kept = "its history erased" if outcome.removed else f"the stack kept as a tombstone ({TAG_OFFBOARDED_AT})"
     say(f"{spec.name}: {counts['deleted']} resource(s) destroyed, {kept}")
+
+
+def offboard_in_worker(spec: engine.StackSpec, *, purge: bool, erase_history: bool,
+                       tenant_file: bool) -> StackOutcome:
+    """`offboard_stack` in a worker of its own session, as the fleet runs a removal: a Ctrl-C reaches its engine,
+    which cancels cleanly, and a killed tenantctl's worker ends its engine and exits."""
+    job = StackJob(spec, "offboard", purge=purge, erase_history=erase_history, tenant_file=tenant_file)
+    with process_pool(1) as pool:
+        return run_in_process(pool, job).result()
 
 
 def _engine_env() -> dict[str, str]:

@@ -144,10 +144,11 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
 
         try:
             recovered = stack_locks.recover(job.spec.backend, job.spec.name)
+            with stack_locks.holding(job.spec.backend, job.spec.name, job.operation):
+                outcome = offboard_stack(job.spec, purge=job.purge, erase_history=job.erase_history,
+                                         tenant_file=job.tenant_file)
         except engine.EngineError as exc:
             return StackOutcome(job.spec.name, job.operation, status="failed", errors=[str(exc)])
-        outcome = offboard_stack(job.spec, purge=job.purge, erase_history=job.erase_history,
-                                 tenant_file=job.tenant_file)
         outcome.recovered = recovered + outcome.recovered
         return outcome
     started = time.monotonic()
@@ -156,9 +157,12 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
     quiet = {"color": "never", "on_output": lambda _line: None}
     packs = {"policy_packs": job.policy_packs} if job.policy_packs else {}
     stack = None
+    holding = contextlib.ExitStack()
     try:
         # Read-only operations take no lock, and clear none: they report what `up` would clear.
         outcome.recovered += stack_locks.recover(job.spec.backend, job.spec.name, clear=job.operation not in READ_ONLY)
+        if job.operation not in READ_ONLY:
+            holding.enter_context(stack_locks.holding(job.spec.backend, job.spec.name, job.operation))
         stack = engine.open_stack(job.spec, create=job.create)
         outcome.recovered += pending_operations.recover(stack, job.spec, apply=job.operation not in READ_ONLY)
         if job.operation == "up":
@@ -203,6 +207,8 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
     except engine.EngineError as exc:
         outcome.status = "failed"
         outcome.errors = [str(exc)]
+    finally:
+        holding.close()
     outcome.ops = events.ops
     outcome.seconds = time.monotonic() - started
     return outcome
@@ -210,6 +216,7 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
 
 # Fault injection, for the crash tests only (tests/e2e/test_fault_injection.py): "<stack>:<n>:<SIGNAL>" sends
 # SIGNAL to this run's tenantctl process at the n-th engine event of that stack, as a lost runner would.
+# The events of every engine operation on that stack in this process count (an offboarding's up and destroy).
 FAULT_ENV = "TENANTCTL_FAULT_AT_EVENT"
 
 
@@ -225,9 +232,15 @@ def fault_injection(stack: str):
         nonlocal seen
         seen += 1
         if seen == int(number):
-            os.kill(os.getppid(), getattr(signal, name))
+            os.kill(tenantctl_pid(), getattr(signal, name))
 
     return hit
+
+
+def tenantctl_pid() -> int:
+    """The tenantctl process: a pool worker's parent, else this process (a job run in-process)."""
+    parent = multiprocessing.parent_process()
+    return parent.pid if parent is not None else os.getpid()
 
 
 LAST_ERROR_TAG = "tenant:last-error"

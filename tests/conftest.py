@@ -30,3 +30,17 @@ def tenants_dir(tmp_path: Path) -> Path:
     for path in EXAMPLE_TENANTS:
         shutil.copy(path, target / path.name)
     return target
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How many kill points each crash-test scenario covered (tests/e2e/test_fault_injection.py): a passed test
+    records its scenario; a point the run never reached is skipped, and not counted."""
+    covered: dict[str, int] = {}
+    for report in terminalreporter.stats.get("passed", []):
+        for name, value in getattr(report, "user_properties", []):
+            if name == "kill_point":
+                covered[value] = covered.get(value, 0) + 1
+    if covered:
+        terminalreporter.write_sep("-", "kill points covered")
+        for scenario, count in sorted(covered.items()):
+            terminalreporter.write_line(f"{scenario}: {count}")

@@ -58,3 +58,34 @@ def single_stack_up(rehearsal, app_db, tenants) -> dict[str, int]:
         values.update({f"tenant-onboarding:{k}": auto.ConfigValue(v, secret=True) for k, v in secrets.items()})
         stack.set_all_config(values)
         return dict(stack.up(color="never", on_output=lambda _l: None).summary.resource_changes)
+
+
+def main(argv: list[str]) -> int:
+    """`tenantctl migrate-stacks` of a single-stack rehearsal, as a process the crash tests can kill:
+    `python -m tests.e2e.single_stack TENANTS_DIR STATE_BASE DATABASE_URL APP_DATABASE_URL` with the Fernet key
+    in TENANT_FERNET_KEY. (`tenantctl migrate-stacks` has no `--rehearsal` yet: this runs the same `migrate`.)
+    Prints the result as JSON; exit 0 when the migration is complete and clean."""
+    import json
+    import os
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from tenantctl.loader import require_tenants
+    from tenantctl.migrate_stacks import migrate
+    from tenantctl.rehearse_command import _state_dir
+
+    tenants_dir, state_base, database_url, app_dsn = argv
+    rehearsal = SimpleNamespace(tenants_dir=Path(tenants_dir), database_url=database_url,
+                                state_dir=_state_dir(Path(state_base), database_url))
+    app_db = SimpleNamespace(app_dsn=app_dsn, fernet_key=os.environ["TENANT_FERNET_KEY"])
+    with services(rehearsal, app_db) as (state, running):
+        spec_for = spec_maker(ROOT, rehearsal.tenants_dir, state, rehearsal.state_dir, running)
+        result = migrate(STACK, require_tenants(rehearsal.tenants_dir), spec_for, dry_run=False)
+    print(json.dumps(result.as_dict()))
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

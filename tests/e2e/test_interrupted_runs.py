@@ -1,4 +1,5 @@
-"""A run killed while the engine holds a stack's lock recovers with one re-run (fleet rules 5 and 6)."""
+"""A run killed while the engine holds a stack's lock recovers with one re-run (fleet rules 5 and 6): tenantctl's
+record beside that lock is left by the killed run, and judged and cleared by the next one."""
 
 from __future__ import annotations
 
@@ -74,10 +75,14 @@ def test_a_run_killed_while_a_stack_is_locked_leaves_no_process_and_recovers_wit
         for sid in [run.pid, *sessions]:
             _kill_session(sid)
     assert sessions and not any(left.values()), left
+    records = sorted(p.name for p in locks.rglob("*.tenantctl.json"))
+    assert any(name.startswith(f"{STACK}.") for name in records), records  # the killed run's own records
 
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
     report = json.loads(again.stdout)
     assert again.returncode == 0, (again.stderr[-2000:], report.get("errors"))
     assert not list(locks.rglob("*.json"))
+    notes = [note for tenant in report["tenants"] for note in tenant["recovered"]]
+    assert any("interrupted run" in note or "tenantctl's record" in note for note in notes), notes
     assert "Traceback" not in again.stderr

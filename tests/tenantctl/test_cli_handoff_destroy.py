@@ -111,7 +111,7 @@ def _seed(app_db, project, history: bool):
 
 
 def recorded_offboarding(monkeypatch, status: str = "ok", error: str = ""):
-    """`offboard_stack` replaced by a recorder: the engine steps are tests/tenantctl/test_offboard_stack.py's."""
+    """The offboarding worker replaced by a recorder: the engine steps are tests/tenantctl/test_offboard_stack.py's."""
     from tenantctl import offboarding
     from tenantctl.stack_run import StackOutcome
 
@@ -121,7 +121,7 @@ def recorded_offboarding(monkeypatch, status: str = "ok", error: str = ""):
         calls.append((spec.name, options))
         return StackOutcome(spec.name, "offboard", status=status, errors=[error] if error else [])
 
-    monkeypatch.setattr(offboarding, "offboard_stack", fake)
+    monkeypatch.setattr(offboarding, "offboard_in_worker", fake)
     return calls
 
 
