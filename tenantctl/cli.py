@@ -13,10 +13,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from tenantctl.cli_guard import GuardedGroup, print_traceback
+from tenantctl.error_lines import redact
 from tenantctl.loader import load_tenants
 from tenantctl.model import SLUG_PATTERN, Tier, tenant_json_schema
 
 app = typer.Typer(
+    cls=GuardedGroup,
     help="Tenant onboarding as code: validate, plan, verify and rehearse MSP client onboarding.",
     no_args_is_help=True,
     add_completion=False,
@@ -27,6 +30,13 @@ app = typer.Typer(
 # Not a terminal (CI logs, pipes): no width to fit, so nothing is cut at rich's default of 80 columns.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 10_000)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="On an error, show its traceback too.")] = False,
+) -> None:
+    """Tenant onboarding as code: validate, plan, verify and rehearse MSP client onboarding."""
 
 TenantsDir = Annotated[Path, typer.Option("--tenants-dir", help="Directory of tenant files.")]
 Env = Annotated[str | None, typer.Option("--env", "--stack",
@@ -111,7 +121,10 @@ def emit_json(data: object) -> None:
 
 
 def fail(message: str, code: int = 1, as_json: bool = False, details: list[str] | None = None) -> typer.Exit:
-    """Report an error (as JSON on stdout when the command was asked for JSON) and return the exit to raise."""
+    """Report an error (as JSON on stdout when the command was asked for JSON) and return the exit to raise.
+    The message is one line without a secret; with --debug the traceback of the error being handled comes first."""
+    print_traceback()
+    message = " ".join(redact(message).split())
     if as_json:
         emit_json({"ok": False, "errors": [*(details or []), message]})
     else:
@@ -727,6 +740,7 @@ def status(
     from datetime import timedelta
 
     from tenantctl import engine, fleet_command, fleet_status, tenant_data
+    from tenantctl.db import DatabaseError
     from tenantctl.loader import TenantLoadError, require_tenants
     from tenantctl.rehearse_command import RehearseFailure, rehearsal_sources
     from tenantctl.stack_files import find_project_root
@@ -749,7 +763,7 @@ def status(
             report = fleet_status.collect(env, tenants, tenants_dir, stacks, spec_for, refresh=refresh,
                                           concurrency=concurrency, rows=rows,
                                           max_unverified=timedelta(hours=max_unverified_hours))
-    except (engine.EngineError, RehearseFailure) as exc:
+    except (engine.EngineError, RehearseFailure, DatabaseError) as exc:
         raise fail(str(exc), as_json=as_json) from None
     if as_json:
         emit_json(report.as_dict())
@@ -805,7 +819,13 @@ def verify(
     as_json = output is VerifyFormat.json
     if (slug is None) == (not all_tenants):
         raise fail("give a tenant slug or --all (not both)", as_json=as_json)
-    registry = [t.tenant for t in load_tenants(tenants_dir=tenants_dir).tenants]
+    from tenantctl.loader import TenantLoadError, require_tenants
+
+    try:
+        registry = require_tenants(tenants_dir)
+    except TenantLoadError as exc:
+        raise fail(f"{len(exc.problems)} error(s) in tenant files", as_json=as_json,
+                   details=[str(p) for p in exc.problems]) from None
     if all_tenants:
         tenants = registry
         if webhook_url is not None:

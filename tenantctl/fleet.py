@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from components.naming import split_stack_name, tenant_stack_name
 from tenantctl import engine
+from tenantctl.error_lines import one_line
 from tenantctl.model import Tenant, Tier
 from tenantctl.plan import ChangedTenants
 from tenantctl.stack_identity import TAG_SLUG, TAG_TENANT_ID, TAG_TIER, StackIdentity
@@ -302,7 +303,7 @@ def _report(outcome: StackOutcome, say: Callable[[str], None]) -> None:
     for note in outcome.recovered:
         say("    recovered: " + note)
     for error in outcome.errors:
-        say("    " + error.replace("\n", "\n    "))
+        say("    " + one_line(error))  # the whole error is in --json; a traceback never reaches the progress
 
 
 def _skipped(stack: str, operation: str, reason: str) -> StackOutcome:

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from components.naming import split_stack_name
 from tenantctl import engine, upgrade_guard
+from tenantctl.error_lines import one_line
 from tenantctl.fleet import (
     DEFAULT_MAX_REMOVALS,
     FleetResult,
@@ -29,7 +30,6 @@ from tenantctl.plan import changed_since
 from tenantctl.removals import removed_since
 from tenantctl.stack_files import StackFileError, read_stack_file
 from tenantctl.stack_identity import read_identities
-from tenantctl.stack_run import headline
 
 
 def project_backend(root: Path, env: str) -> engine.Backend:
@@ -113,7 +113,7 @@ def summary_table(result: FleetResult) -> Table:
         for note in outcome.recovered:
             table.add_row("", "recovered", "", "", "", "", note[:200], "")
         for error in outcome.errors:
-            table.add_row("", "", "", "", "", "", headline(error)[:200], "")
+            table.add_row("", "", "", "", "", "", one_line(error, 200), "")
     for slug in result.orphans:
         table.add_row(f"{result.env}.{slug}", "orphan", "", "", "", "", "no tenant file: left alone", "")
     for old, new in result.renames:
@@ -137,7 +137,7 @@ def markdown_summary(result: FleetResult) -> str:
                  for slug in result.orphans]
     if failures:
         lines += ["", "<details><summary>errors</summary>", ""]
-        lines += [f"- `{stack}`: {headline(error)[:300]}" for stack, error in failures]
+        lines += [f"- `{stack}`: {one_line(error)}" for stack, error in failures]
         lines += ["", "</details>"]
     if not result.outcomes:
         lines.append("| (no stack affected) | | | | | |")

@@ -17,6 +17,7 @@ from rich.table import Table
 from components.naming import split_stack_name
 from tenantctl import app_schema, aws_emulator, db, engine, environment_lock, tenant_data, upgrade_guard
 from tenantctl.environment_id import EnvironmentIdError, recorded_id, release_database
+from tenantctl.error_lines import one_line
 from tenantctl.fleet import FleetResult, SelectionRefused, candidate_stacks, run_fleet, select
 from tenantctl.loader import TenantLoadError, require_tenants
 from tenantctl.localpg import LocalPostgres, LocalPostgresError
@@ -384,7 +385,7 @@ def summary_table(result: RehearsalResult) -> Table:
     for slug in result.removed_tenants:
         table.add_row(slug, "deleted", "-")
     for error in result.errors:
-        table.add_row("(error)", "failed", error.splitlines()[0] if error else "")
+        table.add_row("(error)", "failed", one_line(error) if error else "")
     return table
 
 
