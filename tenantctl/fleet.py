@@ -299,7 +299,8 @@ def _run_all(pool, jobs: list[StackJob], say: Callable[[str], None]) -> list[Sta
 def _report(outcome: StackOutcome, say: Callable[[str], None]) -> None:
     counts = outcome.counts()
     say(f"  {outcome.stack}: {outcome.status} ({counts['created']} created, {counts['updated']} updated, "
-        f"{counts['deleted']} deleted, {counts['unchanged']} unchanged; {outcome.seconds:.1f} s)")
+        f"{counts['replaced']} replaced, {counts['deleted']} deleted, {counts['unchanged']} unchanged; "
+        f"{outcome.seconds:.1f} s)")
     for note in outcome.recovered:
         say("    recovered: " + note)
     for error in outcome.errors:

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.table import Table
 
 from components.naming import split_stack_name
-from tenantctl import app_schema, aws_emulator, db, engine, environment_lock, tenant_data, upgrade_guard
+from tenantctl import app_schema, aws_emulator, change_counts, db, engine, environment_lock, tenant_data, upgrade_guard
 from tenantctl.environment_id import EnvironmentIdError, recorded_id, release_database
 from tenantctl.error_lines import one_line
 from tenantctl.fleet import FleetResult, SelectionRefused, candidate_stacks, run_fleet, select
@@ -372,21 +372,27 @@ def summary_table(result: RehearsalResult) -> Table:
     if result.operation == "up":
         title += f", {result.rows_lost} row(s) lost"
     table = Table(title=title)
-    table.add_column("tenant")
-    table.add_column("status")
-    table.add_column("checks")
+    for column in ("tenant", "status", *change_counts.COLUMNS, "checks"):
+        table.add_column(column)
+    blank = [""] * len(change_counts.COLUMNS)
     for outcome in result.tenants:
-        checks = ", ".join(f"{n} {'ok' if ok else 'FAILED'}" for n, ok in outcome.checks.items()) or "-"
-        if outcome.checks and not outcome.checked_now:
-            checks += f" (checked {outcome.checked_at})"
-        table.add_row(outcome.slug, outcome.status, checks)
+        table.add_row(outcome.slug, outcome.status, *change_counts.terminal_cells(outcome.counts),
+                      _checks_cell(outcome))
         for note in outcome.recovered:
-            table.add_row("", "recovered", note)
+            table.add_row("", "recovered", *blank, note)
     for slug in result.removed_tenants:
-        table.add_row(slug, "deleted", "-")
+        table.add_row(slug, "deleted", *blank, "-")
     for error in result.errors:
-        table.add_row("(error)", "failed", one_line(error) if error else "")
+        table.add_row("(error)", "failed", *blank, one_line(error) if error else "")
     return table
+
+
+def _checks_cell(outcome) -> str:
+    """The checks' verdicts, and when they ran; "not run" when no check ran (a failed stack exports none)."""
+    if not outcome.checks or (not outcome.checked_now and not outcome.checked_at):
+        return "not run" + (" (the stack failed)" if outcome.status == "failed" else "")
+    checks = ", ".join(f"{n} {'ok' if ok else 'FAILED'}" for n, ok in outcome.checks.items())
+    return checks if outcome.checked_now else f"{checks} (checked {outcome.checked_at})"
 
 
 @contextlib.contextmanager
