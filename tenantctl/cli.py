@@ -344,11 +344,14 @@ def handoff(
     tenant = _tenant_for(slug, tenants_dir)
     if tenant is None:
         raise fail(f"no tenant file {tenants_dir / (slug + '.yaml')}")
+    from tenantctl.stack_files import find_project_root, tenant_region
+
     base_url, shared_namespace = _stack_settings(tenants_dir, stack)
-    out.print(render_handoff(tenant, stack, base_url, shared_namespace), markup=False)
+    region = tenant_region(find_project_root(tenants_dir.resolve().parent), stack, slug)
+    out.print(render_handoff(tenant, stack, base_url, shared_namespace, region), markup=False)
     if reveal:
         try:
-            secret = reveal_signing_secret(tenant)
+            secret = reveal_signing_secret(tenant, region)
         except HandoffError as exc:
             raise fail(str(exc)) from None
         err.print("[yellow]The signing secret follows; do not paste it into tickets or chat.[/]")

@@ -40,6 +40,7 @@ from tenantctl.state_folder import rehearsal_records
 DATABASE = "app"
 REHEARSAL_DIR = ".rehearsal"
 REHEARSAL_CONCURRENCY = 2
+APPLY_HINT = "tenantctl rehearse"  # the rehearsal's `up`
 
 
 class RehearseFailure(Exception):
@@ -293,7 +294,7 @@ def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Pa
     before = tenant_row_counts(services.database_url, counted) if operation == "up" else {}
     say(f"pulumi {operation} of {len(tenants)} tenant(s), one stack each, on {version}")
     fleet = run_fleet(selection, operation, spec_for, concurrency=REHEARSAL_CONCURRENCY, say=say,
-                      platform_applied=STACK in stacks)
+                      platform_applied=STACK in stacks, apply_hint=APPLY_HINT)
     result = rehearsal_result(fleet, version)
     if operation == "up":
         after = tenant_row_counts(services.database_url, counted)
@@ -380,6 +381,8 @@ def summary_table(result: RehearsalResult) -> Table:
                       _checks_cell(outcome))
         for note in outcome.recovered:
             table.add_row("", "recovered", *blank, note)
+        for error in outcome.errors:  # a skipped tenant's reason too
+            table.add_row("", "", *blank, one_line(error))
     for slug in result.removed_tenants:
         table.add_row(slug, "deleted", *blank, "-")
     for error in result.errors:
