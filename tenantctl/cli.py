@@ -337,21 +337,40 @@ def handoff(
     reveal: Annotated[
         bool, typer.Option("--reveal", help="Also print the signing secret (needs your AWS access to it).")
     ] = False,
+    rehearsal: Annotated[bool, typer.Option(
+        "--rehearsal", help="A tenant of the rehearsal environment (its receiver, region and AWS emulator).")] = False,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="With --rehearsal: the database it rehearses on (it picks the state folder).")] = None,
 ) -> None:
     """Print what the client's ServiceDesk Plus admin needs (Markdown); never the secret unless --reveal."""
     from tenantctl.handoff import HandoffError, render_handoff, reveal_signing_secret
+    from tenantctl.stack_files import find_project_root, tenant_region
 
     tenant = _tenant_for(slug, tenants_dir)
     if tenant is None:
         raise fail(f"no tenant file {tenants_dir / (slug + '.yaml')}")
-    from tenantctl.stack_files import find_project_root, tenant_region
+    endpoint, aws_env, option = None, None, None
+    if rehearsal:
+        from tenantctl import engine
+        from tenantctl.rehearsal_endpoints import recorded_endpoints
 
-    base_url, shared_namespace = _stack_settings(tenants_dir, stack)
-    region = tenant_region(find_project_root(tenants_dir.resolve().parent), stack, slug)
-    out.print(render_handoff(tenant, stack, base_url, shared_namespace, region), markup=False)
+        try:
+            ends = recorded_endpoints(tenants_dir, database_url, state_dir)
+        except engine.EngineError as exc:
+            raise fail(str(exc)) from None
+        stack, base_url, shared_namespace, region = ends.env, ends.webhook_base_url, ends.shared_namespace, ends.region
+        endpoint, aws_env, option = ends.aws_endpoint, ends.aws_environment(), "--rehearsal"
+        if reveal and endpoint is None:
+            raise fail("the rehearsal's AWS emulator is not running, and the secrets it held went with it: "
+                       "run `tenantctl rehearse` (it starts the emulator and recreates them), then reveal again")
+    else:
+        base_url, shared_namespace = _stack_settings(tenants_dir, stack)
+        region = tenant_region(find_project_root(tenants_dir.resolve().parent), stack, slug)
+    out.print(render_handoff(tenant, stack, base_url, shared_namespace, region, endpoint, option), markup=False)
     if reveal:
         try:
-            secret = reveal_signing_secret(tenant, region)
+            secret = reveal_signing_secret(tenant, region, endpoint, aws_env)
         except HandoffError as exc:
             raise fail(str(exc)) from None
         err.print("[yellow]The signing secret follows; do not paste it into tickets or chat.[/]")
@@ -813,11 +832,11 @@ def verify(
         "--pushgateway", envvar="TENANT_PUSHGATEWAY_URL", help="Also push the probe series to this Pushgateway.")
     ] = None,
     allow_unverified_tls: AllowUnverifiedTls = False,
+    rehearsal: Annotated[bool, typer.Option(
+        "--rehearsal", help="The rehearsal environment: its database, Fernet key and receiver.")] = False,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")] = None,
 ) -> None:
     """Run the post-deploy checks (signed webhook probe, RLS isolation) for one tenant or all; exit 1 on a failure."""
-    from tenantctl import probe_metrics
-    from tenantctl.verification import VerifyError, VerifyTarget, verify_tenant
-
     output = VerifyFormat.json if as_json else output
     as_json = output is VerifyFormat.json
     if (slug is None) == (not all_tenants):
@@ -841,6 +860,19 @@ def verify(
     selected = [c.strip() for c in checks.split(",") if c.strip()]
     database_url = checked_url(database_url, "--database-url", allow_unverified_tls, as_json)
     app_database_url = checked_url(app_database_url, "--app-database-url", allow_unverified_tls, as_json)
+    if rehearsal:
+        from tenantctl import engine
+        from tenantctl.rehearsal_endpoints import running_endpoints
+        from tenantctl.rehearse_command import RehearseFailure
+
+        say = (lambda _line: None) if as_json else (lambda line: err.print(line, markup=False))
+        try:
+            with running_endpoints(tenants_dir, database_url, app_database_url, state_dir, say) as ends:
+                _verify_tenants(tenants, registry, selected, ends.database_url, ends.app_database_url,
+                                ends.fernet_key, ends.webhook_base_url, webhook_url, all_tenants, output, pushgateway)
+        except (engine.EngineError, RehearseFailure) as exc:
+            raise fail(str(exc), as_json=as_json) from None
+        return
     if app_database_url is None and database_url:
         from psycopg.conninfo import conninfo_to_dict
 
@@ -860,6 +892,17 @@ def verify(
                        as_json=as_json)
         if webhook_url is None:
             base_url, _shared = _stack_settings(tenants_dir, stack)
+    _verify_tenants(tenants, registry, selected, database_url, app_database_url, fernet_key, base_url, webhook_url,
+                    all_tenants, output, pushgateway)
+
+
+def _verify_tenants(tenants, registry, selected: list[str], database_url: str | None, app_database_url: str | None,
+                    fernet_key: str | None, base_url: str | None, webhook_url: str | None, all_tenants: bool,
+                    output: VerifyFormat, pushgateway: str | None) -> None:
+    from tenantctl import probe_metrics
+    from tenantctl.verification import VerifyError, VerifyTarget, verify_tenant
+
+    as_json = output is VerifyFormat.json
     # Other tenants of the registry are probed as real peers: isolation must hold against them, not just a made-up one.
     target = VerifyTarget(selected, database_url, app_database_url, fernet_key, base_url, webhook_url,
                           [t.tenant_id for t in registry])
