@@ -67,9 +67,35 @@ def test_documented_pulumi_commands_are_real_subcommands(repo_root):
             assert command[1] in PULUMI_SUBCOMMANDS, f"{name}: {' '.join(command)}"
 
 
-def test_runbook_resource_counts_match_the_program(repo_root):
+def _engine_creates(repo_root, tenants_dir, slug: str, **local: str) -> int:
+    """What the engine counts as created for a new tenant stack: the stack itself and every resource the program
+    registers (the TenantStack, its children, explicit providers). Default providers are not counted."""
+    from tests.program_runs import run_stack, stack_config
+
+    config, secret_keys = stack_config(repo_root, tenants_dir, "prod", **local)
+    return 1 + len(run_stack(repo_root, f"prod.{slug}", config, secret_keys).resources)
+
+
+def test_runbook_resource_counts_are_the_engines(repo_root, tenants_dir, tmp_path):
+    """The figures a reviewer checks a preview against, computed from the program under mocks."""
     from tests.components.test_tenant_stack import BASIC_TYPES, PREMIUM_TYPES
 
-    runbook = (repo_root / "docs/onboarding-runbook.md").read_text()
-    assert f"premium tenant: {len(PREMIUM_TYPES)} resources" in runbook
-    assert f"for basic: {len(BASIC_TYPES)}" in runbook
+    runbook = " ".join((repo_root / "docs/onboarding-runbook.md").read_text().split())
+    rehearsal = {"awsEndpoint": "http://127.0.0.1:1", "kubernetesRenderDir": str(tmp_path / "manifests")}
+    premium, basic = (_engine_creates(repo_root, tenants_dir, slug) for slug in ("acme", "globex"))
+    assert f"The engine counts {premium} created for a premium tenant, {basic} for basic" in runbook
+    assert f"the tenant's own {len(PREMIUM_TYPES)} (basic: {len(BASIC_TYPES)}) resources" in runbook
+    local = [_engine_creates(repo_root, tenants_dir, slug, **rehearsal) for slug in ("acme", "globex")]
+    assert f"{local[0]} and {local[1]};" in runbook
+
+
+def test_the_readme_explains_every_status_column_and_marker(repo_root):
+    from datetime import timedelta
+
+    from tenantctl.fleet_status import StatusReport, status_table
+
+    readme = " ".join((repo_root / "README.md").read_text().split())
+    explained = readme[readme.index("### Fleet status at a glance"):readme.index("## What runs for real here")]
+    for column in status_table(StatusReport("dev", [], [], [], False, timedelta(days=7))).columns:
+        assert f"{column.header} is" in explained or f"{column.header} (" in explained, column.header
+    assert "`+`" in explained and "`(+)`" in explained
