@@ -99,3 +99,30 @@ def test_the_readme_explains_every_status_column_and_marker(repo_root):
     for column in status_table(StatusReport("dev", [], [], [], False, timedelta(days=7))).columns:
         assert f"{column.header} is" in explained or f"{column.header} (" in explained, column.header
     assert "`+`" in explained and "`(+)`" in explained
+
+
+# Options every command shares, stated once under the README's command table instead of in each row.
+SHARED_OPTIONS = {"--tenants-dir", "--stack", "--help"}
+
+
+def _readme_rows(repo_root) -> dict[str, str]:
+    rows = {}
+    for line in (repo_root / "README.md").read_text().splitlines():
+        match = re.match(r"\| `tenantctl ([a-z-]+)([^`]*)` \|", line)
+        if match:
+            rows.setdefault(match.group(1), match.group(2).replace("\\|", "|"))
+    return rows
+
+
+def test_the_readme_command_table_agrees_with_the_help(repo_root):
+    """`tenantctl --help` and each command's `--help` name what the README's table names, both ways."""
+    group = typer.main.get_command(app)
+    rows = _readme_rows(repo_root)
+    assert set(rows) == set(group.commands)
+    for name, command in group.commands.items():
+        options = {o for p in command.params for o in [*p.opts, *p.secondary_opts] if o.startswith("--")}
+        documented = set(re.findall(r"--[a-z][a-z-]*", rows[name]))
+        assert options - SHARED_OPTIONS - documented == set(), f"{name}: options the README's row leaves out"
+        assert documented - options == set(), f"{name}: the README's row names options the command lacks"
+    readme = (repo_root / "README.md").read_text()
+    assert all(option in readme for option in SHARED_OPTIONS - {"--help"} | {"--debug"})
