@@ -1,4 +1,5 @@
-# `make setup` builds .venv from requirements.txt and the Pulumi engine into .venv/bin (engine/build.sh);
+# `make setup` builds .venv from requirements.txt (and the project, for .venv/bin/tenantctl) and the Pulumi engine
+# into .venv/bin (engine/build.sh);
 # `make test` runs the whole suite.
 PYTHON ?= python3
 VENV := .venv
@@ -13,10 +14,12 @@ setup: $(VENV)/.installed engine
 # The virtualenv alone, for CI jobs that install the Pulumi CLI and plugins the usual way (pulumi/actions).
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+# The project itself, editable, for its console script .venv/bin/tenantctl (its dependencies are the pins above).
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 # The CLI and the plugins that can be built from Go modules; the AWS stand-in only where no real

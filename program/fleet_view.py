@@ -26,7 +26,9 @@ from program.tenant import declare_tenant, tenant_outputs
 from tenantctl.model import Tenant
 
 
-def declare_fleet(tenants: list[Tenant]) -> None:
+def declare_fleet(tenants: list[Tenant], fleet: list[Tenant] | None = None) -> None:
+    """`tenants` declared as their stacks declare them; `fleet` (default: the same) are the peers each one's
+    isolation check probes against (a plan runs one region at a time, with the whole fleet as peers)."""
     config = pulumi.Config()
     try:
         environment = TenantEnvironment.of(read_platform_settings(config), read_run_checks(config),
@@ -36,7 +38,7 @@ def declare_fleet(tenants: list[Tenant]) -> None:
         raise pulumi.RunError(str(exc)) from None
     database = DatabaseSettings(config.require_secret("databaseUrl"), config.require_secret("appDatabaseUrl"),
                                 config.require_secret("fernetKey"))
-    fleet_ids = [t.tenant_id for t in tenants]
+    fleet_ids = [t.tenant_id for t in fleet or tenants]
     outputs = {}
     for tenant in tenants:
         stack = declare_tenant(tenant, fleet_ids, config, environment, database, providers)

@@ -84,6 +84,14 @@ def _read_record(state_dir: Path) -> tuple[process_records.ProcessRecord | None,
     return process_records.ProcessRecord.from_dict(data), port if isinstance(port, int) else 0
 
 
+def running_endpoint(state_dir: Path) -> str | None:
+    """The endpoint of the emulator `state_dir` keeps running, or None (nothing is started)."""
+    record, port = _read_record(state_dir)
+    if record is not None and process_records.is_running(record) and _answers(port):
+        return f"http://{HOST}:{port}"
+    return None
+
+
 def ensure_running(state_dir: Path) -> AwsEmulator:
     """The emulator recorded in `state_dir`, or a new one started detached and recorded there."""
     record, port = _read_record(state_dir)

@@ -13,10 +13,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from tenantctl.cli_guard import GuardedGroup, print_traceback
 from tenantctl.loader import load_tenants
 from tenantctl.model import SLUG_PATTERN, Tier, tenant_json_schema
+from tenantctl.redaction import redact
 
 app = typer.Typer(
+    cls=GuardedGroup,
     help="Tenant onboarding as code: validate, plan, verify and rehearse MSP client onboarding.",
     no_args_is_help=True,
     add_completion=False,
@@ -27,6 +30,13 @@ app = typer.Typer(
 # Not a terminal (CI logs, pipes): no width to fit, so nothing is cut at rich's default of 80 columns.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 10_000)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="On an error, show its traceback too.")] = False,
+) -> None:
+    """Tenant onboarding as code: validate, plan, verify and rehearse MSP client onboarding."""
 
 TenantsDir = Annotated[Path, typer.Option("--tenants-dir", help="Directory of tenant files.")]
 Env = Annotated[str | None, typer.Option("--env", "--stack",
@@ -112,10 +122,11 @@ def emit_json(data: object) -> None:
 
 def fail(message: str, code: int = 1, as_json: bool = False, details: list[str] | None = None) -> typer.Exit:
     """Report an error (as JSON on stdout when the command was asked for JSON) and return the exit to raise.
-    Every error line a command prints passes the one redaction (tenantctl.redaction)."""
-    from tenantctl.redaction import redact
-
-    message, details = redact(message), [redact(line) for line in details or []]
+    The message is one line, and it and every detail pass the one redaction (tenantctl.redaction); with --debug
+    the traceback of the error being handled comes first."""
+    print_traceback()
+    message = " ".join(redact(message).split())
+    details = [redact(line) for line in details or []]
     if as_json:
         emit_json({"ok": False, "errors": [*(details or []), message]})
     else:
@@ -328,18 +339,40 @@ def handoff(
     reveal: Annotated[
         bool, typer.Option("--reveal", help="Also print the signing secret (needs your AWS access to it).")
     ] = False,
+    rehearsal: Annotated[bool, typer.Option(
+        "--rehearsal", help="A tenant of the rehearsal environment (its receiver, region and AWS emulator).")] = False,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="With --rehearsal: the database it rehearses on (it picks the state folder).")] = None,
 ) -> None:
     """Print what the client's ServiceDesk Plus admin needs (Markdown); never the secret unless --reveal."""
     from tenantctl.handoff import HandoffError, render_handoff, reveal_signing_secret
+    from tenantctl.stack_files import find_project_root, tenant_region
 
     tenant = _tenant_for(slug, tenants_dir)
     if tenant is None:
         raise fail(f"no tenant file {tenants_dir / (slug + '.yaml')}")
-    base_url, shared_namespace = _stack_settings(tenants_dir, stack)
-    out.print(render_handoff(tenant, stack, base_url, shared_namespace), markup=False)
+    endpoint, aws_env, option = None, None, None
+    if rehearsal:
+        from tenantctl import engine
+        from tenantctl.rehearsal_endpoints import recorded_endpoints
+
+        try:
+            ends = recorded_endpoints(tenants_dir, database_url, state_dir)
+        except engine.EngineError as exc:
+            raise fail(str(exc)) from None
+        stack, base_url, shared_namespace, region = ends.env, ends.webhook_base_url, ends.shared_namespace, ends.region
+        endpoint, aws_env, option = ends.aws_endpoint, ends.aws_environment(), "--rehearsal"
+        if reveal and endpoint is None:
+            raise fail("the rehearsal's AWS emulator is not running, and the secrets it held went with it: "
+                       "run `tenantctl rehearse` (it starts the emulator and recreates them), then reveal again")
+    else:
+        base_url, shared_namespace = _stack_settings(tenants_dir, stack)
+        region = tenant_region(find_project_root(tenants_dir.resolve().parent), stack, slug)
+    out.print(render_handoff(tenant, stack, base_url, shared_namespace, region, endpoint, option), markup=False)
     if reveal:
         try:
-            secret = reveal_signing_secret(tenant)
+            secret = reveal_signing_secret(tenant, region, endpoint, aws_env)
         except HandoffError as exc:
             raise fail(str(exc)) from None
         err.print("[yellow]The signing secret follows; do not paste it into tickets or chat.[/]")
@@ -748,6 +781,7 @@ def status(
     from datetime import timedelta
 
     from tenantctl import engine, fleet_command, fleet_status, refresh_guard, tenant_data
+    from tenantctl.db import DatabaseError
     from tenantctl.loader import TenantLoadError, require_tenants
     from tenantctl.rehearse_command import RehearseFailure, rehearsal_sources
     from tenantctl.stack_files import find_project_root
@@ -778,7 +812,7 @@ def status(
             report = fleet_status.collect(env, tenants, tenants_dir, stacks, spec_for, refresh=refresh,
                                           concurrency=concurrency, rows=rows,
                                           max_unverified=timedelta(hours=max_unverified_hours))
-    except (engine.EngineError, RehearseFailure) as exc:
+    except (engine.EngineError, RehearseFailure, DatabaseError) as exc:
         raise fail(str(exc), as_json=as_json) from None
     if as_json:
         emit_json(report.as_dict())
@@ -829,10 +863,12 @@ def verify(
         help="A folder of secret files (database-url, app-database-url, fernet-key), such as a mounted Secret: "
              "each fills the option not given.")] = None,
     allow_unverified_tls: AllowUnverifiedTls = False,
+    rehearsal: Annotated[bool, typer.Option(
+        "--rehearsal", help="The rehearsal environment: its database, Fernet key and receiver.")] = False,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")] = None,
 ) -> None:
     """Run the post-deploy checks (signed webhook probe, RLS isolation) for one tenant or all; exit 1 on a failure."""
-    from tenantctl import probe_metrics, secret_files
-    from tenantctl.verification import VerifyError, VerifyTarget, verify_tenant
+    from tenantctl import secret_files
 
     output = VerifyFormat.json if as_json else output
     as_json = output is VerifyFormat.json
@@ -844,7 +880,13 @@ def verify(
         raise fail(str(exc), as_json=as_json) from None
     if (slug is None) == (not all_tenants):
         raise fail("give a tenant slug or --all (not both)", as_json=as_json)
-    registry = [t.tenant for t in load_tenants(tenants_dir=tenants_dir).tenants]
+    from tenantctl.loader import TenantLoadError, require_tenants
+
+    try:
+        registry = require_tenants(tenants_dir)
+    except TenantLoadError as exc:
+        raise fail(f"{len(exc.problems)} error(s) in tenant files", as_json=as_json,
+                   details=[str(p) for p in exc.problems]) from None
     if all_tenants:
         tenants = registry
         if webhook_url is not None:
@@ -857,6 +899,19 @@ def verify(
     selected = [c.strip() for c in checks.split(",") if c.strip()]
     database_url = checked_url(database_url, "--database-url", allow_unverified_tls, as_json)
     app_database_url = checked_url(app_database_url, "--app-database-url", allow_unverified_tls, as_json)
+    if rehearsal:
+        from tenantctl import engine
+        from tenantctl.rehearsal_endpoints import running_endpoints
+        from tenantctl.rehearse_command import RehearseFailure
+
+        say = (lambda _line: None) if as_json else (lambda line: err.print(line, markup=False))
+        try:
+            with running_endpoints(tenants_dir, database_url, app_database_url, state_dir, say) as ends:
+                _verify_tenants(tenants, registry, selected, ends.database_url, ends.app_database_url,
+                                ends.fernet_key, ends.webhook_base_url, webhook_url, all_tenants, output, pushgateway)
+        except (engine.EngineError, RehearseFailure) as exc:
+            raise fail(str(exc), as_json=as_json) from None
+        return
     if app_database_url is None and database_url:
         from psycopg.conninfo import conninfo_to_dict
 
@@ -876,6 +931,17 @@ def verify(
                        as_json=as_json)
         if webhook_url is None:
             base_url, _shared = _stack_settings(tenants_dir, stack)
+    _verify_tenants(tenants, registry, selected, database_url, app_database_url, fernet_key, base_url, webhook_url,
+                    all_tenants, output, pushgateway)
+
+
+def _verify_tenants(tenants, registry, selected: list[str], database_url: str | None, app_database_url: str | None,
+                    fernet_key: str | None, base_url: str | None, webhook_url: str | None, all_tenants: bool,
+                    output: VerifyFormat, pushgateway: str | None) -> None:
+    from tenantctl import probe_metrics
+    from tenantctl.verification import VerifyError, VerifyTarget, verify_tenant
+
+    as_json = output is VerifyFormat.json
     # Other tenants of the registry are probed as real peers: isolation must hold against them, not just a made-up one.
     target = VerifyTarget(selected, database_url, app_database_url, fernet_key, base_url, webhook_url,
                           [t.tenant_id for t in registry])

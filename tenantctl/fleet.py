@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from components.naming import split_stack_name, tenant_stack_name
 from tenantctl import engine
+from tenantctl.error_lines import one_line
 from tenantctl.model import Tenant, Tier
 from tenantctl.plan import ChangedTenants
 from tenantctl.stack_identity import TAG_SLUG, TAG_TENANT_ID, TAG_TIER, StackIdentity
@@ -209,10 +210,12 @@ SpecFor = Callable[[str, "Tenant | None"], engine.StackSpec]
 
 def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurrency: int = DEFAULT_CONCURRENCY,
               say: Callable[[str], None] = lambda _line: None, platform_applied: bool = True,
-              policy_packs: list[str] | None = None, create_stacks: bool = True) -> FleetResult:
+              policy_packs: list[str] | None = None, create_stacks: bool = True,
+              apply_hint: str | None = None) -> FleetResult:
     """Preview or apply the selection. `spec_for(stack, tenant)` gives each stack's spec (tenant None: platform);
     every preview and up runs with `policy_packs`. Without `create_stacks` a missing stack is a failure that
-    says how to create it (a preview with a read-only role must not create stacks)."""
+    says how to create it (a preview with a read-only role must not create stacks). `apply_hint` is the command
+    that applies the environment (default `tenantctl up --env <env>`), named when its platform stack is missing."""
     packs = list(policy_packs or [])
     if operation not in ("preview", "up"):
         raise FleetError(f"unknown fleet operation {operation!r}")
@@ -246,7 +249,8 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
                 return result
         platform_ready = platform_applied or (operation == "up" and result.platform is not None)
         if not platform_ready:
-            reason = f"the platform stack {env} has not been applied yet: `tenantctl up --env {env}` applies it first"
+            reason = (f"the platform stack {env} has not been applied yet: "
+                      f"`{apply_hint or f'tenantctl up --env {env}'}` applies it first")
             result.tenants = [_skipped(tenant_stack_name(env, t.slug), operation, reason) for t in selection.tenants]
             return result
         jobs = lambda group: [StackJob(spec_for(tenant_stack_name(env, t.slug), t), operation,  # noqa: E731
@@ -298,11 +302,12 @@ def _run_all(pool, jobs: list[StackJob], say: Callable[[str], None]) -> list[Sta
 def _report(outcome: StackOutcome, say: Callable[[str], None]) -> None:
     counts = outcome.counts()
     say(f"  {outcome.stack}: {outcome.status} ({counts['created']} created, {counts['updated']} updated, "
-        f"{counts['deleted']} deleted, {counts['unchanged']} unchanged; {outcome.seconds:.1f} s)")
+        f"{counts['replaced']} replaced, {counts['deleted']} deleted, {counts['unchanged']} unchanged; "
+        f"{outcome.seconds:.1f} s)")
     for note in outcome.recovered:
         say("    recovered: " + note)
     for error in outcome.errors:
-        say("    " + error.replace("\n", "\n    "))
+        say("    " + one_line(error))  # the whole error is in --json; a traceback never reaches the progress
 
 
 def _skipped(stack: str, operation: str, reason: str) -> StackOutcome:

@@ -14,7 +14,8 @@ from pathlib import Path
 from rich.table import Table
 
 from components.naming import split_stack_name
-from tenantctl import engine, upgrade_guard
+from tenantctl import change_counts, engine, upgrade_guard
+from tenantctl.error_lines import one_line
 from tenantctl.fleet import (
     DEFAULT_MAX_REMOVALS,
     FleetResult,
@@ -29,7 +30,6 @@ from tenantctl.plan import changed_since
 from tenantctl.removals import removed_since
 from tenantctl.stack_files import StackFileError, read_stack_file
 from tenantctl.stack_identity import read_identities
-from tenantctl.stack_run import headline
 
 
 def project_backend(root: Path, env: str) -> engine.Backend:
@@ -101,44 +101,44 @@ def summary_table(result: FleetResult) -> Table:
     if result.stopped_after_wave is not None:
         title += f" (stopped after wave {result.stopped_after_wave})"
     table = Table(title=title)
-    for column in ("stack", "status", "created", "updated", "deleted", "unchanged", "checks", "seconds"):
+    for column in ("stack", "status", *change_counts.COLUMNS, "checks", "seconds"):
         table.add_column(column)
+    blank = [""] * len(change_counts.COLUMNS)
     for outcome in result.outcomes:
-        counts = outcome.counts()
         checks = (outcome.outputs.get("tenant") or {}).get("checks") or {}
         verdict = ("ok" if all(checks.values()) else "FAILED") if checks else "-"
         status = outcome.status + (" (removed)" if outcome.removed and outcome.ok else "")
-        table.add_row(outcome.stack, status, *(str(counts[k]) for k in ("created", "updated", "deleted", "unchanged")),
-                      verdict, f"{outcome.seconds:.1f}")
+        table.add_row(outcome.stack, status, *change_counts.terminal_cells(outcome.counts()), verdict,
+                      f"{outcome.seconds:.1f}")
         for note in outcome.recovered:
-            table.add_row("", "recovered", "", "", "", "", note[:200], "")
+            table.add_row("", "recovered", *blank, note[:200], "")
         for error in outcome.errors:
-            table.add_row("", "", "", "", "", "", headline(error)[:200], "")
+            table.add_row("", "", *blank, one_line(error, 200), "")
     for slug in result.orphans:
-        table.add_row(f"{result.env}.{slug}", "orphan", "", "", "", "", "no tenant file: left alone", "")
+        table.add_row(f"{result.env}.{slug}", "orphan", *blank, "no tenant file: left alone", "")
     for old, new in result.renames:
         table.add_row(f"{result.env}.{new}", f"renamed from {result.env}.{old}" if result.operation == "up"
-                      else f"up renames it from {result.env}.{old}", "", "", "", "", "", "")
+                      else f"up renames it from {result.env}.{old}", *blank, "", "")
     return table
 
 
-
 def markdown_summary(result: FleetResult) -> str:
-    """The run as one Markdown comment (a pull request's combined preview): a row per stack, errors below."""
+    """The run as one Markdown comment (a pull request's combined preview): a row per stack, errors below.
+    A replacement or deletion carries a warning marker: that is what a reviewer must not miss."""
     verdict = "ok" if result.ok else "FAILED"
     lines = [f"### `tenantctl {result.operation} --env {result.env}`: {verdict}", "",
-             "| stack | status | created | updated | deleted | unchanged |", "|---|---|---:|---:|---:|---:|"]
+             "| stack | status | " + " | ".join(change_counts.COLUMNS) + " |",
+             "|---|---|" + "---:|" * len(change_counts.COLUMNS)]
     for outcome in result.outcomes:
-        counts = outcome.counts()
-        lines.append(f"| `{outcome.stack}` | {outcome.status} | {counts['created']} | {counts['updated']} | "
-                     f"{counts['deleted']} | {counts['unchanged']} |")
+        lines.append(f"| `{outcome.stack}` | {outcome.status} | "
+                     + " | ".join(change_counts.markdown_cells(outcome.counts())) + " |")
     failures = [(o.stack, e) for o in result.outcomes for e in o.errors]
     failures += [(f"{result.env}.{slug}", "orphan: no tenant file, and no git range removed it; left alone")
                  for slug in result.orphans]
     if failures:
         lines += ["", "<details><summary>errors</summary>", ""]
-        lines += [f"- `{stack}`: {headline(error)[:300]}" for stack, error in failures]
+        lines += [f"- `{stack}`: {one_line(error)}" for stack, error in failures]
         lines += ["", "</details>"]
     if not result.outcomes:
-        lines.append("| (no stack affected) | | | | | |")
+        lines.append("| (no stack affected) |" + " |" * (1 + len(change_counts.COLUMNS)))
     return "\n".join(lines) + "\n"

@@ -20,10 +20,14 @@ class HandoffError(Exception):
     pass
 
 
-def reveal_command(tenant: Tenant) -> list[str]:
+def reveal_command(tenant: Tenant, region: str | None = None, endpoint: str | None = None) -> list[str]:
+    """The aws CLI call that reads the tenant's secret: in the region of its stack (the secret exists there only),
+    and at `endpoint` where AWS is a local stand-in (the rehearsal's)."""
     return [
         "aws", "secretsmanager", "get-secret-value",
         "--secret-id", naming.secretsmanager_name(tenant.slug),
+        *(["--region", region] if region else []),
+        *(["--endpoint-url", endpoint] if endpoint else []),
         "--query", "SecretString", "--output", "text",
     ]
 
@@ -36,13 +40,17 @@ def kubectl_reveal_command(tenant: Tenant, shared_namespace: str) -> str:
     )
 
 
-def render_handoff(tenant: Tenant, stack: str, webhook_base_url: str, shared_namespace: str) -> str:
+def render_handoff(tenant: Tenant, env: str, webhook_base_url: str, shared_namespace: str,
+                   region: str | None = None, endpoint: str | None = None, env_option: str | None = None) -> str:
+    """The handoff of the tenant's stack <env>.<slug>; `env_option` is how a command names the environment
+    (`--env prod`, or `--rehearsal`)."""
     url = naming.webhook_url(webhook_base_url, str(tenant.tenant_id))
     prefs = tenant.enhancement_preferences
     extract = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"WEBHOOK_SECRET\"])'"
-    reveal = " ".join(reveal_command(tenant)) + " | " + extract
+    reveal = " ".join(reveal_command(tenant, region, endpoint)) + " | " + extract
+    option = env_option or f"--env {env}"
     return "\n".join([
-        f"## Handoff: {tenant.name} (`{tenant.slug}`, stack `{stack}`)",
+        f"## Handoff: {tenant.name} (`{tenant.slug}`, stack `{naming.tenant_stack_name(env, tenant.slug)}`)",
         "",
         f"- Tenant ID: `{tenant.tenant_id}`",
         f"- Tier: {tenant.tier.value}",
@@ -68,19 +76,21 @@ def render_handoff(tenant: Tenant, stack: str, webhook_base_url: str, shared_nam
         "```",
         "",
         f"or from the cluster: `{kubectl_reveal_command(tenant, shared_namespace)}`,",
-        f"or `python -m tenantctl handoff {tenant.slug} --stack {stack} --reveal`.",
+        f"or `tenantctl handoff {tenant.slug} {option} --reveal`.",
         f"Send it to {tenant.contacts.admin_email} over the agreed secure channel, never by plain email or chat.",
         "",
-        f"Verify after the client saves the webhook: `python -m tenantctl verify {tenant.slug}`.",
+        f"Verify after the client saves the webhook: `tenantctl verify {tenant.slug} {option}`.",
         "",
     ])
 
 
-def reveal_signing_secret(tenant: Tenant) -> str:
+def reveal_signing_secret(tenant: Tenant, region: str | None = None, endpoint: str | None = None,
+                          env: dict[str, str] | None = None) -> str:
     if shutil.which("aws") is None:
         raise HandoffError("the aws CLI is not installed; run the command above where it is, with your own credentials")
     try:
-        result = subprocess.run(reveal_command(tenant), capture_output=True, text=True, check=True, timeout=60)
+        result = subprocess.run(reveal_command(tenant, region, endpoint), capture_output=True, text=True, check=True,
+                                timeout=60, env=env)
     except subprocess.CalledProcessError as exc:
         raise HandoffError(f"aws secretsmanager refused: {exc.stderr.strip().splitlines()[-1:] or exc}") from None
     except subprocess.TimeoutExpired:

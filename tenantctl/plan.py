@@ -23,7 +23,7 @@ from components.settings import DATABASE_KEYS
 from program.fleet_view import declare_fleet
 from tenantctl.loader import require_tenants
 from tenantctl.mock_runtime import SECRET_MASK, ProgramRun, RegisteredResource, Secret, gc_paused, masked, run_program
-from tenantctl.stack_files import StackFileError, read_stack_file
+from tenantctl.stack_files import StackFileError, read_stack_file, tenant_region
 
 PLACEHOLDER_SECRET = "plan-placeholder-not-a-real-secret"  # noqa: S105 (a placeholder, by definition)
 # Database URLs are checked by the program before use, so their placeholder must be a usable URL.
@@ -105,13 +105,24 @@ def plan_config(project_root: Path, tenants_dir: Path, stack: str, secret_names:
 
 
 def build_plan(project_root: Path, tenants_dir: Path, stack: str = "dev", only: set[str] | None = None) -> Plan:
+    """Each tenant as its own stack <env>.<slug> declares it: in the AWS region of its stack file (else the platform
+    stack's), one simulated run per region."""
     with gc_paused():
         tenants = require_tenants(tenants_dir)  # TenantLoadError carries every located problem
         config, secret_keys = plan_config(
             project_root, tenants_dir, stack,
             [name for t in tenants for name in t.secret_names]
         )
-        run = run_program(project_root, stack, config, secret_keys, program=lambda: declare_fleet(tenants))
+        by_region: dict[str | None, list] = {}
+        for tenant in tenants:
+            by_region.setdefault(tenant_region(project_root, stack, tenant.slug), []).append(tenant)
+        runs = []
+        for region, group in by_region.items():
+            region_config = {**config, **({"aws:region": region} if region else {})}
+            runs.append(run_program(project_root, stack, region_config, secret_keys,
+                                    program=lambda group=group: declare_fleet(group, tenants)))
+        exported = {"tenants": {slug: v for each in runs for slug, v in (each.exports.get("tenants") or {}).items()}}
+        run = ProgramRun([r for each in runs for r in each.resources], exported)
         grouped = run.by_parent()
         plans = [
             TenantPlan(t.slug, t.tier.value, str(t.tenant_id), sorted(grouped.get(t.slug, []), key=_display_order))

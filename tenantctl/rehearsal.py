@@ -85,10 +85,12 @@ class TenantOutcome:
     checked_at: str | None = None
     checked_now: bool = False
     recovered: list[str] = field(default_factory=list)  # what an interrupted run left, and what became of it
+    counts: dict[str, int] = field(default_factory=dict)  # created / updated / replaced / deleted / unchanged
 
     def as_dict(self) -> dict:
-        return {"slug": self.slug, "status": self.status, "checks": self.checks, "checked_at": self.checked_at,
-                "checked_now": self.checked_now, "recovered": self.recovered, "errors": self.errors}
+        return {"slug": self.slug, "status": self.status, "counts": self.counts, "checks": self.checks,
+                "checked_at": self.checked_at, "checked_now": self.checked_now, "recovered": self.recovered,
+                "errors": self.errors}
 
 
 @dataclass
@@ -190,7 +192,7 @@ def _plain_stack_config(project_root: Path) -> dict[str, str]:
 
 def tenant_outcome(slug: str, stack: StackOutcome) -> TenantOutcome:
     """A tenant's line of the rehearsal summary, from its stack's outcome."""
-    outcome = TenantOutcome(slug, errors=list(stack.errors), recovered=list(stack.recovered))
+    outcome = TenantOutcome(slug, errors=list(stack.errors), recovered=list(stack.recovered), counts=stack.counts())
     seen = set(stack.ops.values())
     if stack.status == "skipped":
         outcome.status = "skipped"

@@ -15,8 +15,9 @@ from pathlib import Path
 from rich.table import Table
 
 from components.naming import split_stack_name
-from tenantctl import app_schema, aws_emulator, db, engine, environment_lock, tenant_data, upgrade_guard
+from tenantctl import app_schema, aws_emulator, change_counts, db, engine, environment_lock, tenant_data, upgrade_guard
 from tenantctl.environment_id import EnvironmentIdError, recorded_id, release_database
+from tenantctl.error_lines import one_line
 from tenantctl.fleet import FleetResult, SelectionRefused, candidate_stacks, run_fleet, select
 from tenantctl.loader import TenantLoadError, require_tenants
 from tenantctl.localpg import LocalPostgres, LocalPostgresError
@@ -39,6 +40,7 @@ from tenantctl.state_folder import rehearsal_records
 DATABASE = "app"
 REHEARSAL_DIR = ".rehearsal"
 REHEARSAL_CONCURRENCY = 2
+APPLY_HINT = "tenantctl rehearse"  # the rehearsal's `up`
 
 
 class RehearseFailure(Exception):
@@ -292,7 +294,7 @@ def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Pa
     before = tenant_row_counts(services.database_url, counted) if operation == "up" else {}
     say(f"pulumi {operation} of {len(tenants)} tenant(s), one stack each, on {version}")
     fleet = run_fleet(selection, operation, spec_for, concurrency=REHEARSAL_CONCURRENCY, say=say,
-                      platform_applied=STACK in stacks)
+                      platform_applied=STACK in stacks, apply_hint=APPLY_HINT)
     result = rehearsal_result(fleet, version)
     if operation == "up":
         after = tenant_row_counts(services.database_url, counted)
@@ -371,21 +373,29 @@ def summary_table(result: RehearsalResult) -> Table:
     if result.operation == "up":
         title += f", {result.rows_lost} row(s) lost"
     table = Table(title=title)
-    table.add_column("tenant")
-    table.add_column("status")
-    table.add_column("checks")
+    for column in ("tenant", "status", *change_counts.COLUMNS, "checks"):
+        table.add_column(column)
+    blank = [""] * len(change_counts.COLUMNS)
     for outcome in result.tenants:
-        checks = ", ".join(f"{n} {'ok' if ok else 'FAILED'}" for n, ok in outcome.checks.items()) or "-"
-        if outcome.checks and not outcome.checked_now:
-            checks += f" (checked {outcome.checked_at})"
-        table.add_row(outcome.slug, outcome.status, checks)
+        table.add_row(outcome.slug, outcome.status, *change_counts.terminal_cells(outcome.counts),
+                      _checks_cell(outcome))
         for note in outcome.recovered:
-            table.add_row("", "recovered", note)
+            table.add_row("", "recovered", *blank, note)
+        for error in outcome.errors:  # a skipped tenant's reason too
+            table.add_row("", "", *blank, one_line(error))
     for slug in result.removed_tenants:
-        table.add_row(slug, "deleted", "-")
+        table.add_row(slug, "deleted", *blank, "-")
     for error in result.errors:
-        table.add_row("(error)", "failed", error.splitlines()[0] if error else "")
+        table.add_row("(error)", "failed", *blank, one_line(error) if error else "")
     return table
+
+
+def _checks_cell(outcome) -> str:
+    """The checks' verdicts, and when they ran; "not run" when no check ran (a failed stack exports none)."""
+    if not outcome.checks or (not outcome.checked_now and not outcome.checked_at):
+        return "not run" + (" (the stack failed)" if outcome.status == "failed" else "")
+    checks = ", ".join(f"{n} {'ok' if ok else 'FAILED'}" for n, ok in outcome.checks.items())
+    return checks if outcome.checked_now else f"{checks} (checked {outcome.checked_at})"
 
 
 @contextlib.contextmanager

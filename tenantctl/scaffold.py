@@ -86,7 +86,7 @@ def next_steps(path: Path, secret_key: str, env: str = "prod") -> list[str]:
         "Store the client's ServiceDesk Plus API key in it: "
         + SECRET_SET_COMMAND.format(key=secret_key).replace("<stack>", stack),
         f"Set its AWS region like the platform's: pulumi config set aws:region <region> --stack {stack}",
-        f"Check the file: python -m tenantctl validate {path} --env {env}",
-        f"Preview what the client gets: python -m tenantctl preview --env {env} --only {path.stem}",
+        f"Check the file: tenantctl validate {path} --env {env}",
+        f"Preview what the client gets: tenantctl preview --env {env} --only {path.stem}",
         f"Open a pull request adding {path} and stacks/Pulumi.{stack}.yaml; merging it provisions the tenant.",
     ]

@@ -106,3 +106,16 @@ def missing_secret_problems(root: Path, env: str, tenants: list[tuple[Path, str,
                     + SECRET_SET_COMMAND.format(key=name).replace("<stack>", stack_file.stack),
                 ))
     return problems
+
+
+def tenant_region(root: Path, env: str, slug: str) -> str | None:
+    """The AWS region of a tenant's stack <env>.<slug>: its own stack file's `aws:region`, else its platform
+    stack's; None when neither says (the provider's default then applies)."""
+    for stack in (f"{env}.{slug}", env):
+        try:
+            region = read_stack_file(root, stack).plain("aws:region")
+        except StackFileError:
+            continue
+        if region:
+            return str(region)
+    return None

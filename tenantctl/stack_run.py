@@ -25,6 +25,7 @@ from tenantctl.redaction import redact
 from tenantctl.stack_identity import TAG_OFFBOARDED_AT
 
 NO_CHANGE_OPS = {"same", "read", "refresh", "discard", "read-discard"}
+REPLACE_OPS = ("replace", "create-replacement", "delete-replaced")
 OPERATIONS = ("preview", "up", "destroy", "destroy-preview", "refresh", "offboard")
 READ_ONLY = ("preview", "destroy-preview")
 
@@ -83,13 +84,14 @@ class StackOutcome:
         return any(op == "delete" and engine.resource_type(urn) == TENANT_STACK_TYPE for urn, op in self.ops.items())
 
     def counts(self) -> dict[str, int]:
-        """created / updated / deleted / unchanged, from the engine's summary."""
+        """created / updated / replaced / deleted / unchanged, from the engine's summary. A replacement counts
+        once: the engine's summary holds its logical step (replace), an event count its physical ones too."""
         created = self.summary.get("create", 0)
         deleted = self.summary.get("delete", 0)
-        replaced = self.summary.get("replace", 0)
+        replaced = max(self.summary.get(op, 0) for op in REPLACE_OPS)
         unchanged = sum(self.summary.get(op, 0) for op in NO_CHANGE_OPS)
-        updated = self.changes - created - deleted
-        return {"created": created, "updated": updated, "deleted": deleted, "replaced": replaced,
+        updated = self.changes - created - deleted - sum(self.summary.get(op, 0) for op in REPLACE_OPS)
+        return {"created": created, "updated": updated, "replaced": replaced, "deleted": deleted,
                 "unchanged": unchanged}
 
     def as_dict(self) -> dict:

@@ -31,7 +31,7 @@ APP_PASSWORD, PROVISIONER_PASSWORD = "app pass w0rd", "prov-pa$$word"  # noqa: S
 
 
 def documented_verify(doc: str) -> str:
-    [command] = {m.group(0) for m in re.finditer(r"\.venv/bin/python -m tenantctl verify [^\n`]+",
+    [command] = {m.group(0) for m in re.finditer(r"(?<![\w-])tenantctl verify [^\n`]+",
                                                   (ROOT / doc).read_text())}
     return command
 
@@ -89,7 +89,7 @@ def test_the_documented_verify_command_passes_on_a_password_protected_database(p
         (project / "stacks" / "Pulumi.prod.yaml").write_text(
             f"config:\n  tenant-onboarding:webhookBaseUrl: {receiver.base_url}\n")
         words = shlex.split(documented_verify(doc))
-        command = [sys.executable, *words[1:]]  # `.venv/bin/python` as the test runs it
+        command = [sys.executable, "-m", *words]  # `tenantctl` (.venv/bin/tenantctl) as this interpreter runs it
         env = {**os.environ, "TENANT_DATABASE_URL": provisioner, "APP_DATABASE_URL": app_url,
                "TENANT_FERNET_KEY": fernet_key, "PYTHONPATH": str(ROOT)}
         # The shell would expand "$VAR": do the same, word by word.

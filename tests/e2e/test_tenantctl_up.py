@@ -100,6 +100,7 @@ def test_tenantctl_up_runs_a_stack_per_tenant_isolates_a_failure_and_offboards_o
     again = {o["stack"]: o for o in json.loads(second.stdout)["tenants"]}
     assert second.returncode == 0, [(o["stack"], o["errors"]) for o in json.loads(second.stdout)["tenants"]]
     assert again["test.acme"]["created"] == again["test.acme"]["updated"] == again["test.acme"]["deleted"] == 0
+    assert again["test.acme"]["replaced"] == 0
     assert again["test.globex"]["created"] >= 8
 
     assert elsewhere.returncode == 1 and "refused before anything ran" in json.dumps(json.loads(elsewhere.stdout))

@@ -192,3 +192,28 @@ def test_destroy_with_yes_but_no_pulumi_cli_fails_clearly(project, app_db, monke
 def test_destroy_rejects_bad_slug(project):
     result = runner.invoke(app, ["destroy", "../etc", "--tenants-dir", str(project / "tenants")])
     assert result.exit_code == 1 and "is not a tenant slug" in result.stderr
+
+
+def test_handoff_header_names_the_tenants_own_stack(project):
+    result = runner.invoke(app, ["handoff", "acme", "--env", "prod", "--tenants-dir", str(project / "tenants")])
+    assert result.exit_code == 0, result.stderr
+    assert "stack `prod.acme`" in result.stdout.splitlines()[0]
+
+
+def test_handoff_hints_say_tenantctl(project):
+    result = runner.invoke(app, ["handoff", "acme", "--env", "prod", "--tenants-dir", str(project / "tenants")])
+    assert "python -m" not in result.stdout
+    assert "`tenantctl handoff acme --env prod --reveal`" in result.stdout
+
+
+def test_handoff_reveal_asks_the_tenant_stacks_region(project, tmp_path, monkeypatch):
+    (project / "stacks" / "Pulumi.prod.acme.yaml").write_text("config:\n  aws:region: eu-west-1\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_tool(bin_dir, "aws", 'echo "$@" > "$(dirname "$0")/args"\necho \'{"WEBHOOK_SECRET": "s"}\'\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    result = runner.invoke(app, ["handoff", "acme", "--env", "prod", "--tenants-dir", str(project / "tenants"),
+                                 "--reveal"])
+    assert result.exit_code == 0, result.stderr
+    assert "--region eu-west-1" in (bin_dir / "args").read_text()
+    assert "--region eu-west-1" in result.stdout  # the command shown to the operator too

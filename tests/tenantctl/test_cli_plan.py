@@ -153,3 +153,11 @@ def test_plans_and_their_mock_ids_are_identical_from_run_to_run(project):
 def test_piped_plan_lines_are_not_cut_at_80_columns(project):
     result = tenantctl(project, "plan")
     assert max(len(line) for line in result.stdout.splitlines()) > 120
+
+
+def test_plan_uses_the_region_of_each_tenants_stack_file(project):
+    result = tenantctl(project, "plan", "--env", "prod", "--json")
+    assert result.returncode == 0, result.stderr
+    arns = [r["inputs"].get("kmsKeyId") for t in json.loads(result.stdout)["tenants"] for r in t["resources"]
+            if r["type"] == "aws:secretsmanager/secret:Secret"]
+    assert arns and all(":eu-west-1:" in arn for arn in arns), arns
