@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
+import sys
 import threading
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -283,3 +286,22 @@ def test_a_database_claimed_by_another_environments_id_is_refused(s3_bucket, app
         ids.claim_database(cursor, other, "prod")
     assert prod in str(info.value) and other in str(info.value)
     assert app_db.execute("SELECT environment_id::text FROM tenantctl_environments") == [(prod,)]
+
+
+# Beside the engine's own state -----------------------------------------------------------------------------
+
+def test_the_records_sit_beside_the_engines_state_under_the_same_url(s3_bucket, tmp_path):
+    """The real Pulumi CLI on the same backend URL: its `.pulumi/` and tenantctl's `.tenantctl/` share a prefix."""
+    from tenantctl.state_folder import records_store
+
+    engine = Path(sys.executable).parent / "pulumi"
+    (tmp_path / "Pulumi.yaml").write_text("name: probe\nruntime: python\n")
+    records = records_store(s3_bucket.url(), tmp_path)
+    with lock.environment_lock(records, ENV, "up", run_completed=never_asked):
+        run = subprocess.run([str(engine), "stack", "init", "prod", "--non-interactive"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "PULUMI_BACKEND_URL": s3_bucket.url(), "PULUMI_CONFIG_PASSPHRASE": "x",
+                                  "PULUMI_HOME": str(tmp_path / "home"), "PULUMI_SKIP_UPDATE_CHECK": "true"})
+        assert run.returncode == 0, run.stderr
+        keys = s3_bucket.keys()
+    assert KEY in keys and "fleet/prod/.pulumi/stacks/probe/prod.json" in keys
