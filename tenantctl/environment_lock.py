@@ -77,6 +77,10 @@ class Holder:
     session: int | None = None
     ci_run_id: str | None = None
     ci_repository: str | None = None
+    # A lock in a bucket meets holders of many machines: a host name can repeat (containers, self-hosted
+    # runners), and pids mean something only in their own pid namespace.
+    machine_id: str | None = None  # /etc/machine-id
+    pid_namespace: str | None = None  # /proc/self/ns/pid, e.g. "pid:[4026531836]"
 
     def describe(self) -> str:
         run = f" (GitHub run {self.ci_repository}#{self.ci_run_id})" if self.ci_run_id else ""
@@ -89,6 +93,25 @@ class Holder:
             return cls(**{name: data.get(name) for name in cls.__dataclass_fields__}) if _complete(data) else None
         except (ValueError, TypeError):
             return None
+
+
+def _machine_id() -> str | None:
+    try:
+        return Path("/etc/machine-id").read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _same(recorded: str | None, here: str | None) -> bool:
+    """Equal, or not recorded on one side (a record from before the field, a system without it)."""
+    return recorded is None or here is None or recorded == here
 
 
 def _complete(data: object) -> bool:
@@ -134,7 +157,8 @@ def this_process(operation: str) -> Holder:
                   started_at=_started_at(ticks), since=_iso(time.time()), operation=operation,
                   token=str(uuid.uuid4()), session=os.getsid(0),
                   ci_run_id=os.environ.get("GITHUB_RUN_ID") if in_ci else None,
-                  ci_repository=os.environ.get("GITHUB_REPOSITORY") if in_ci else None)
+                  ci_repository=os.environ.get("GITHUB_REPOSITORY") if in_ci else None,
+                  machine_id=_machine_id(), pid_namespace=_pid_namespace())
 
 
 # GitHub Actions ---------------------------------------------------------------------------------------------
@@ -179,9 +203,10 @@ def github_checker(get: HttpGet = _urllib_get) -> RunCompleted:
 
 def stale_reason(holder: Holder, here: Holder, run_completed: RunCompleted) -> str | None:
     """Why the lock is provably stale, or None when it is not (or cannot be told)."""
-    if holder.host == here.host and holder.boot_id != here.boot_id:
+    same_machine = holder.host == here.host and _same(holder.machine_id, here.machine_id)
+    if same_machine and holder.boot_id != here.boot_id:
         return f"{holder.host} has rebooted since (its boot id changed)"
-    if holder.host == here.host:
+    if same_machine and _same(holder.pid_namespace, here.pid_namespace):
         ticks = process_start_ticks(holder.pid)
         if ticks is None:
             survivors = (_session_survivors(holder.session, holder.start_ticks or 0)
