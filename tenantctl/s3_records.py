@@ -13,6 +13,7 @@ and the bucket's region, endpoint, addressing and encryption from the backend UR
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,8 +82,6 @@ class S3Records:
         return arguments
 
     def read(self, name: str) -> Found | None:
-        import time
-
         status, response = self._call("read", name, "get_object")
         if status != 200:
             return None
