@@ -67,11 +67,12 @@ WaitTimeout = Annotated[float, typer.Option(
     "--wait-timeout", min=0, help="Seconds --wait waits for the environment lock before failing.")]
 
 
-def _lock_records(tenants_dir: Path) -> Path | None:
+def _lock_store(tenants_dir: Path):
+    """The project backend's record store (tenantctl.state_folder); UnsupportedBackend for other backends."""
     from tenantctl.stack_files import find_project_root
-    from tenantctl.state_folder import project_records
+    from tenantctl.state_folder import project_store
 
-    return project_records(find_project_root(tenants_dir.resolve().parent))
+    return project_store(find_project_root(tenants_dir.resolve().parent))
 
 
 @contextlib.contextmanager
@@ -79,15 +80,13 @@ def _environment_locked(env: str, tenants_dir: Path, operation: str, wait: bool,
                         as_json: bool = False) -> Iterator[None]:
     """Hold the environment lock (rule 5) around a run that changes the environment; a held one ends it."""
     from tenantctl import environment_lock
+    from tenantctl.state_folder import UnsupportedBackend
 
     say = (lambda _line: None) if as_json else (lambda line: err.print(line, markup=False))
-    records = _lock_records(tenants_dir)
-    if records is None:
-        # An s3:// or Pulumi Cloud backend has no folder beside the state here, and a local one would not be
-        # seen by another runner: runs are kept apart there by the workflows' concurrency group, not by tenantctl.
-        say(f"no environment lock for {env}: its backend is not a local folder (see docs/operations.md)")
-        yield
-        return
+    try:
+        records = _lock_store(tenants_dir)
+    except UnsupportedBackend as exc:  # before anything runs: no run goes on without the lock (rule 5)
+        raise fail(f"environment {env}: {exc}", as_json=as_json) from None
     try:
         holder = environment_lock.acquire(records, env, operation, wait=wait, wait_timeout=wait_timeout, say=say)
     except environment_lock.LockError as exc:
@@ -101,9 +100,12 @@ def _environment_locked(env: str, tenants_dir: Path, operation: str, wait: bool,
 def _report_lock(env: str, tenants_dir: Path) -> None:
     """A read-only command only reports a held lock (rule 2): it neither waits for it nor clears it."""
     from tenantctl import environment_lock
+    from tenantctl.state_folder import UnsupportedBackend
 
     try:
-        held = environment_lock.lock_status(_lock_records(tenants_dir), env)
+        held = environment_lock.lock_status(_lock_store(tenants_dir), env)
+    except UnsupportedBackend as exc:
+        held = f"environment {env}: {exc}; `up` would refuse"
     except environment_lock.LockError as exc:
         held = str(exc)
     if held:
@@ -683,15 +685,16 @@ def unlock(
     from tenantctl.rehearsal import STACK
     from tenantctl.rehearse_command import REHEARSAL_DIR, _state_dir
     from tenantctl.stack_files import find_project_root
-    from tenantctl.state_folder import rehearsal_records
+    from tenantctl.state_folder import UnsupportedBackend, rehearsal_records
 
     if rehearsal:
         root = find_project_root(tenants_dir.resolve().parent)
         env, records = STACK, rehearsal_records(_state_dir(state_dir or root / REHEARSAL_DIR, database_url))
     else:
-        records = _lock_records(tenants_dir)
-    if records is None:
-        raise fail(f"environment {env}'s backend is not a local folder: tenantctl keeps no lock for it")
+        try:
+            records = _lock_store(tenants_dir)
+        except UnsupportedBackend as exc:
+            raise fail(f"environment {env}: {exc}") from None
     try:
         out.print(environment_lock.unlock(records, env, force), markup=False)
     except environment_lock.LockError as exc:
@@ -785,7 +788,7 @@ def status(
     from tenantctl.loader import TenantLoadError, require_tenants
     from tenantctl.rehearse_command import RehearseFailure, rehearsal_sources
     from tenantctl.stack_files import find_project_root
-    from tenantctl.state_folder import rehearsal_records
+    from tenantctl.state_folder import UnsupportedBackend, rehearsal_records
 
     try:
         tenants = require_tenants(tenants_dir, allow_none=True)
@@ -803,8 +806,11 @@ def status(
                 spec_for, stacks = fleet_command.project_specs(backend), engine.list_stacks(backend)
             if refresh:
                 specs = [spec_for(name, None) for name in stacks]
-                records = (rehearsal_records(spec_for(env, None).backend.work_dir.parent) if rehearsal
-                           else _lock_records(tenants_dir))
+                try:
+                    records = (rehearsal_records(spec_for(env, None).backend.work_dir.parent) if rehearsal
+                               else _lock_store(tenants_dir))
+                except UnsupportedBackend:
+                    records = None  # no environment lock there to wait for; the stacks' engine locks still count
                 refresh_guard.wait_until_unlocked(
                     lambda: refresh_guard.holder_in_the_way(records, env, specs), wait=wait, wait_timeout=wait_timeout,
                     say=(lambda _line: None) if as_json else (lambda line: err.print(line, markup=False)))

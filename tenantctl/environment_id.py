@@ -1,7 +1,9 @@
 """Each environment's id (fleet rule 1): a UUID beside its state, and the claim on the database it provisions.
 
-Beside the state: `<records>/environments/<env>.json` (`tenantctl.state_folder`), created on the first `up`
-in one step (`atomic_files.link_new`: two first runs agree on one id) and never regenerated while it exists.
+Beside the state: the record `environments/<env>.json` in the environment's record store
+(tenantctl.record_store: `DIR/.tenantctl/` of a `file://` backend or of the rehearsal, `<prefix>.tenantctl/` in
+an S3 backend's bucket), created on the first `up` with the store's atomic create (a link(2); an S3 PutObject
+with `If-None-Match: *`), so two first runs agree on one id, and never regenerated while it exists.
 
 In the database: the one row of `tenantctl_environments` (db/app_schema.sql). The first environment that
 writes a tenant row claims the database; every later write of a tenant row checks the claim in the same
@@ -16,6 +18,7 @@ import uuid
 from pathlib import Path
 
 from tenantctl.app_schema import ENVIRONMENTS_TABLE
+from tenantctl.record_store import RecordStore, RecordStoreError, as_store
 
 ENVIRONMENTS = "environments"
 TABLE = ENVIRONMENTS_TABLE
@@ -25,37 +28,43 @@ class EnvironmentIdError(Exception):
     """The recorded id is unreadable, or the database belongs to another environment; one line."""
 
 
+def id_name(env: str) -> str:
+    return f"{ENVIRONMENTS}/{env}.json"
+
+
 def id_path(records: Path, env: str) -> Path:
-    return records / ENVIRONMENTS / f"{env}.json"
+    """Where a folder store keeps the id."""
+    return records / id_name(env)
 
 
-def recorded_id(records: Path, env: str, create: bool = False) -> str | None:
+def recorded_id(records: Path | RecordStore, env: str, create: bool = False) -> str | None:
     """The environment's id; made (once) when `create` and there is none. None: none recorded, none made."""
-    from tenantctl.atomic_files import link_new
-
-    path = id_path(records, env)
-    existing = _read(path)
+    store = as_store(records)
+    existing = _read(store, env)
     if existing is not None or not create:
         return existing
-    path.parent.mkdir(parents=True, exist_ok=True)
-    link_new(path, json.dumps({"environment_id": str(uuid.uuid4()), "name": env}) + "\n")
-    # Whoever linked first, this run or another one at the same moment, that file is the id.
-    return _read(path)
-
-
-def _read(path: Path) -> str | None:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        store.create(id_name(env), json.dumps({"environment_id": str(uuid.uuid4()), "name": env}) + "\n")
+    except (OSError, RecordStoreError) as exc:
+        raise EnvironmentIdError(f"cannot record the environment id: {exc}") from None
+    # Whoever created it first, this run or another one at the same moment, that record is the id.
+    return _read(store, env)
+
+
+def _read(store: RecordStore, env: str) -> str | None:
+    where = store.where(id_name(env))
+    try:
+        found = store.read(id_name(env))
+    except RecordStoreError as exc:
+        raise EnvironmentIdError(f"cannot read the environment id: {exc}") from None
+    if found is None:
         return None
-    except OSError as exc:
-        raise EnvironmentIdError(f"cannot read the environment id {path}: {exc.strerror}") from None
     try:
-        return str(uuid.UUID(json.loads(text)["environment_id"]))
+        return str(uuid.UUID(json.loads(found.text)["environment_id"]))
     except (ValueError, KeyError, TypeError):
         # Never replaced by a new one: the database still knows the old id, and a new one would be refused there.
-        raise EnvironmentIdError(f"{path} does not hold an environment id; restore it from a backup of the "
-                                 f"state folder (the database's {TABLE} row names it)") from None
+        raise EnvironmentIdError(f"{where} does not hold an environment id; restore it from a backup of the "
+                                 f"state (the database's {TABLE} row names it)") from None
 
 
 def claim_database(cursor, environment_id: str, name: str) -> None:

@@ -1,12 +1,16 @@
 """The environment lock: one fleet run per environment at a time (fleet rule 5, first kind).
 
-The lock is `<records>/locks/<env>.json` beside the environment's state (`tenantctl.state_folder`). It names
-its holder: user, host, boot id, pid, the process's start time, its session, and in GitHub Actions the run.
+The lock is the record `locks/<env>.json` beside the environment's state, in its record store
+(tenantctl.record_store): `DIR/.tenantctl/` of a `file://` backend or of the rehearsal, or
+`<prefix>.tenantctl/` in an S3 backend's bucket (tenantctl.s3_records). It names its holder: user, host, boot
+id, pid, the process's start time, its session, and in GitHub Actions the run. The holder record, the
+judgement of staleness and every message are this module's, whichever store keeps the lock.
 
-Taking it is one `link(2)` of a complete, fsynced temporary file onto the lock's name: the name either does
-not exist or holds a whole record, so a SIGKILL at any line leaves no lock or a complete one (at worst a
-temporary file, which is never read as a lock). A short `flock` on a guard file serializes the read, judge
-and clear of a stale lock, so two runs that both find a stale lock cannot both clear it and both go on.
+Taking it is the store's atomic create (a link(2) of a complete, fsynced file; an S3 PutObject with
+`If-None-Match: *`): the name either does not exist or holds a whole record, and of two runs one creates it.
+Clearing a stale lock is the store's replace-if-unchanged (under a short flock; `If-Match: <ETag>`), so two
+runs that both find the same stale lock cannot both clear it and both go on: one replaces it, the other then
+finds the winner's lock.
 
 A lock is cleared only when it is provably stale (rule 5):
 - same host, other boot id: the machine rebooted, the holder is gone;
@@ -19,7 +23,6 @@ Anything else is reported, with how to clear it by hand (`tenantctl unlock --env
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
 import json
 import os
@@ -33,9 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tenantctl import process_records, run_sessions
-from tenantctl.atomic_files import link_new, sweep_temporaries
 from tenantctl.process_records import boot_id
 from tenantctl.process_records import start_ticks as process_start_ticks
+from tenantctl.record_store import Found, RecordStore, RecordStoreError, as_store
 
 LOCKS = "locks"
 # A lock file that does not parse was not written by this module's link (that leaves a whole record): a hand
@@ -43,6 +46,8 @@ LOCKS = "locks"
 # so one older than this is nobody's write in progress; a younger one may be, and is left alone.
 UNREADABLE_AFTER_S = 60
 POLL_S = 2.0
+# Looks at the lock within one attempt to take it: each ends taken, refused, or changed by another run meanwhile.
+ATTEMPTS = 5
 
 HttpGet = Callable[[str, dict[str, str]], tuple[int, dict]]
 RunCompleted = Callable[[str, str], bool | None]
@@ -72,6 +77,10 @@ class Holder:
     session: int | None = None
     ci_run_id: str | None = None
     ci_repository: str | None = None
+    # A lock in a bucket meets holders of many machines: a host name can repeat (containers, self-hosted
+    # runners), and pids mean something only in their own pid namespace.
+    machine_id: str | None = None  # /etc/machine-id
+    pid_namespace: str | None = None  # /proc/self/ns/pid, e.g. "pid:[4026531836]"
 
     def describe(self) -> str:
         run = f" (GitHub run {self.ci_repository}#{self.ci_run_id})" if self.ci_run_id else ""
@@ -84,6 +93,25 @@ class Holder:
             return cls(**{name: data.get(name) for name in cls.__dataclass_fields__}) if _complete(data) else None
         except (ValueError, TypeError):
             return None
+
+
+def _machine_id() -> str | None:
+    try:
+        return Path("/etc/machine-id").read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _same(recorded: str | None, here: str | None) -> bool:
+    """Equal, or not recorded on one side (a record from before the field, a system without it)."""
+    return recorded is None or here is None or recorded == here
 
 
 def _complete(data: object) -> bool:
@@ -129,7 +157,8 @@ def this_process(operation: str) -> Holder:
                   started_at=_started_at(ticks), since=_iso(time.time()), operation=operation,
                   token=str(uuid.uuid4()), session=os.getsid(0),
                   ci_run_id=os.environ.get("GITHUB_RUN_ID") if in_ci else None,
-                  ci_repository=os.environ.get("GITHUB_REPOSITORY") if in_ci else None)
+                  ci_repository=os.environ.get("GITHUB_REPOSITORY") if in_ci else None,
+                  machine_id=_machine_id(), pid_namespace=_pid_namespace())
 
 
 # GitHub Actions ---------------------------------------------------------------------------------------------
@@ -174,9 +203,10 @@ def github_checker(get: HttpGet = _urllib_get) -> RunCompleted:
 
 def stale_reason(holder: Holder, here: Holder, run_completed: RunCompleted) -> str | None:
     """Why the lock is provably stale, or None when it is not (or cannot be told)."""
-    if holder.host == here.host and holder.boot_id != here.boot_id:
+    same_machine = holder.host == here.host and _same(holder.machine_id, here.machine_id)
+    if same_machine and holder.boot_id != here.boot_id:
         return f"{holder.host} has rebooted since (its boot id changed)"
-    if holder.host == here.host:
+    if same_machine and _same(holder.pid_namespace, here.pid_namespace):
         ticks = process_start_ticks(holder.pid)
         if ticks is None:
             survivors = (_session_survivors(holder.session, holder.start_ticks or 0)
@@ -193,33 +223,36 @@ def stale_reason(holder: Holder, here: Holder, run_completed: RunCompleted) -> s
     return None
 
 
+def lock_name(env: str) -> str:
+    return f"{LOCKS}/{env}.json"
+
+
 def lock_path(records: Path, env: str) -> Path:
-    return records / LOCKS / f"{env}.json"
+    """Where a folder store keeps the lock."""
+    return records / lock_name(env)
 
 
-def read_lock(path: Path) -> tuple[Holder | None, float] | None:
-    """The lock's holder (None: unreadable) and its age in seconds; None when there is no lock."""
+def found_lock(store: RecordStore, env: str) -> tuple[Holder | None, Found] | None:
+    """The lock's holder (None: unreadable) and what the store found; None when there is no lock."""
     try:
-        text = path.read_text(encoding="utf-8")
-        age = time.time() - path.stat().st_mtime
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise LockError(f"cannot read the environment lock {path}: {exc.strerror}") from None
-    return Holder.from_text(text), age
+        found = store.read(lock_name(env))
+    except RecordStoreError as exc:
+        raise LockError(f"cannot read the environment lock: {exc}") from None
+    return None if found is None else (Holder.from_text(found.text), found)
 
 
-def lock_status(records: Path | None, env: str, run_completed: RunCompleted | None = None) -> str | None:
+def lock_status(records: Path | RecordStore | None, env: str, run_completed: RunCompleted | None = None) -> str | None:
     """What `up` would find, for a read-only command to report: None when the environment is not locked."""
     if records is None:
         return None
-    found = read_lock(lock_path(records, env))
-    if found is None:
+    store = as_store(records)
+    held = found_lock(store, env)
+    if held is None:
         return None
-    holder, age = found
+    holder, found = held
     if holder is None:
-        verdict = "unreadable; `up` would clear it" if age >= UNREADABLE_AFTER_S else "unreadable and recent"
-        return f"environment {env}: the lock {lock_path(records, env)} is {verdict}"
+        verdict = "unreadable; `up` would clear it" if found.age >= UNREADABLE_AFTER_S else "unreadable and recent"
+        return f"environment {env}: the lock {store.where(lock_name(env))} is {verdict}"
     reason = stale_reason(holder, this_process("preview"), run_completed or github_checker())
     verdict = f"stale ({reason}): `up` would clear it" if reason else "`up` would refuse or, with --wait, wait"
     return f"environment {env} is locked: {holder.describe()}; {verdict}"
@@ -227,16 +260,8 @@ def lock_status(records: Path | None, env: str, run_completed: RunCompleted | No
 
 # Taking and releasing it ------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _guard(path: Path) -> Iterator[None]:
-    """Held for milliseconds around read-judge-clear-take; the kernel drops it when its process dies."""
-    with open(path.with_suffix(".guard"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
-def _write_new(path: Path, holder: Holder) -> bool:
-    return link_new(path, json.dumps(asdict(holder), indent=1, sort_keys=True))
+def _record(holder: Holder) -> str:
+    return json.dumps(asdict(holder), indent=1, sort_keys=True)
 
 
 def _held_message(env: str, holder: Holder | None, detail: str, unlock_hint: str) -> str:
@@ -245,49 +270,53 @@ def _held_message(env: str, holder: Holder | None, detail: str, unlock_hint: str
             f"hand: {unlock_hint}")
 
 
-def _try_acquire(records: Path, env: str, me: Holder, run_completed: RunCompleted, say: Callable[[str], None],
-                 unlock_hint: str) -> None:
-    path = lock_path(records, env)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LockError(f"cannot create {path.parent} for the environment lock: {exc.strerror}") from None
-    with _guard(path):
-        sweep_temporaries(path.parent, UNREADABLE_AFTER_S)
-        if _write_new(path, me):
+def _try_acquire(store: RecordStore, env: str, me: Holder, run_completed: RunCompleted,
+                 say: Callable[[str], None], unlock_hint: str) -> None:
+    name, where = lock_name(env), store.where(lock_name(env))
+    for _attempt in range(ATTEMPTS):
+        if store.create(name, _record(me)):
             return
-        found = read_lock(path)
-        if found is not None:
-            holder, age = found
-            if holder is None and age < UNREADABLE_AFTER_S:
-                raise LockHeld(_held_message(env, None, f"{path} is unreadable and was written {age:.0f}s ago",
-                                             unlock_hint), None)
-            if holder is None:
-                say(f"cleared the environment lock {path}: unreadable, and written {age:.0f}s ago, longer than any "
-                    f"write takes ({UNREADABLE_AFTER_S}s)")
-            else:
-                reason = stale_reason(holder, me, run_completed)
-                if reason is None:
-                    raise LockHeld(_held_message(env, holder, "", unlock_hint), holder)
-                say(f"cleared the stale environment lock of {env} ({holder.describe()}): {reason}")
-            path.unlink(missing_ok=True)
-        if not _write_new(path, me):  # a writer that does not take the guard (an older tenantctl) got there first
-            raise LockHeld(_held_message(env, None, f"{path} was taken meanwhile", unlock_hint), None)
+        held = found_lock(store, env)
+        if held is None:
+            continue  # released since: take it
+        holder, found = held
+        if holder is not None and holder.token == me.token:
+            return  # this run's own write, whose answer was lost (a retried request)
+        if holder is None and found.age < UNREADABLE_AFTER_S:
+            raise LockHeld(_held_message(env, None, f"{where} is unreadable and was written {found.age:.0f}s ago",
+                                         unlock_hint), None)
+        if holder is None:
+            note = (f"cleared the environment lock {where}: unreadable, and written {found.age:.0f}s ago, longer "
+                    f"than any write takes ({UNREADABLE_AFTER_S}s)")
+        else:
+            reason = stale_reason(holder, me, run_completed)
+            if reason is None:
+                raise LockHeld(_held_message(env, holder, "", unlock_hint), holder)
+            note = f"cleared the stale environment lock of {env} ({holder.describe()}): {reason}"
+        # Only while it is still the lock judged stale: of two runs clearing it at once, one replaces it, and
+        # the other finds the winner's lock on its next look.
+        if store.replace(name, _record(me), found.version):
+            say(note)
+            return
+    raise LockHeld(_held_message(env, None, f"{where} was taken meanwhile", unlock_hint), None)
 
 
-def acquire(records: Path, env: str, operation: str, *, wait: bool = False, wait_timeout: float = 900,
+def acquire(records: Path | RecordStore, env: str, operation: str, *, wait: bool = False, wait_timeout: float = 900,
             say: Callable[[str], None] = lambda _line: None, run_completed: RunCompleted | None = None,
             unlock_hint: str | None = None, poll: float = POLL_S) -> Holder:
     """Take the lock, or raise LockError naming its holder; with `wait`, poll until it is free or timed out."""
     me = this_process(operation)
+    store = as_store(records)
     hint = unlock_hint or f"tenantctl unlock --env {env} --force"
     checker = run_completed or github_checker()
     deadline = time.monotonic() + wait_timeout
     announced = False
     while True:
         try:
-            _try_acquire(records, env, me, checker, say, hint)
+            _try_acquire(store, env, me, checker, say, hint)
             return me
+        except RecordStoreError as exc:
+            raise LockError(f"cannot take the environment lock: {exc}") from None
         except OSError as exc:  # a read-only or full state folder: one line, not a traceback
             raise LockError(f"cannot take the environment lock in {records}: {exc.strerror or exc}") from None
         except LockHeld as exc:
@@ -302,21 +331,19 @@ def acquire(records: Path, env: str, operation: str, *, wait: bool = False, wait
             time.sleep(min(poll, left))
 
 
-def release(records: Path, env: str, holder: Holder) -> None:
+def release(records: Path | RecordStore, env: str, holder: Holder) -> None:
     """Remove the lock if it is still this holder's (an operator may have forced it away meanwhile)."""
-    path = lock_path(records, env)
-    if not path.parent.is_dir():  # `rehearse --destroy` removes the whole state folder, records included
-        return
+    store = as_store(records)
     # A lock that cannot be removed now is left with this process's record: once it has exited, the next run
     # finds its pid dead and clears it.
-    with contextlib.suppress(OSError, LockError), _guard(path):
-        found = read_lock(path)
-        if found is not None and found[0] is not None and found[0].token == holder.token:
-            path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError, LockError, RecordStoreError):
+        held = found_lock(store, env)
+        if held is not None and held[0] is not None and held[0].token == holder.token:
+            store.delete(lock_name(env), held[1].version)
 
 
 @contextlib.contextmanager
-def environment_lock(records: Path, env: str, operation: str, **options) -> Iterator[Holder]:
+def environment_lock(records: Path | RecordStore, env: str, operation: str, **options) -> Iterator[Holder]:
     holder = acquire(records, env, operation, **options)
     try:
         yield holder
@@ -324,23 +351,26 @@ def environment_lock(records: Path, env: str, operation: str, **options) -> Iter
         release(records, env, holder)
 
 
-def unlock(records: Path, env: str, force: bool, run_completed: RunCompleted | None = None) -> str:
+def unlock(records: Path | RecordStore, env: str, force: bool, run_completed: RunCompleted | None = None) -> str:
     """`tenantctl unlock`: remove a stale lock, or any lock with `force`; LockError when it is held."""
-    path = lock_path(records, env)
-    if not path.parent.is_dir():
+    store = as_store(records)
+    held = found_lock(store, env)
+    if held is None:
         return f"environment {env} is not locked"
-    with _guard(path):
-        found = read_lock(path)
-        if found is None:
-            return f"environment {env} is not locked"
-        holder, age = found
-        if holder is None:
-            reason = f"unreadable, written {age:.0f}s ago" if age >= UNREADABLE_AFTER_S else None
-        else:
-            reason = stale_reason(holder, this_process("unlock"), run_completed or github_checker())
-        who = holder.describe() if holder else str(path)
-        if reason is None and not force:
-            raise LockError(f"environment {env} is locked and not provably stale: {who}; if that run is really "
-                            f"gone (every process of it), remove it with --force")
-        path.unlink(missing_ok=True)
-        return f"removed the environment lock of {env} ({who}): {reason or 'forced'}"
+    holder, found = held
+    if holder is None:
+        reason = f"unreadable, written {found.age:.0f}s ago" if found.age >= UNREADABLE_AFTER_S else None
+    else:
+        reason = stale_reason(holder, this_process("unlock"), run_completed or github_checker())
+    who = holder.describe() if holder else store.where(lock_name(env))
+    if reason is None and not force:
+        raise LockError(f"environment {env} is locked and not provably stale: {who}; if that run is really "
+                        f"gone (every process of it), remove it with --force")
+    try:
+        removed = store.delete(lock_name(env), found.version)
+    except RecordStoreError as exc:
+        raise LockError(f"cannot remove the environment lock: {exc}") from None
+    if not removed:
+        raise LockError(f"the environment lock of {env} changed while it was being removed (another run took or "
+                        "cleared it); run `tenantctl unlock` again to see who holds it now")
+    return f"removed the environment lock of {env} ({who}): {reason or 'forced'}"

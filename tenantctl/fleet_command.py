@@ -53,14 +53,17 @@ def project_specs(backend: engine.Backend,
 
 
 def project_environment_id(root: Path, env: str, create: bool) -> str | None:
-    """The id recorded beside a `file://` backend's state (made on the first `up`); None on other backends,
-    which keep no folder of tenantctl's (docs/operations.md)."""
+    """The id recorded beside the state of a `file://` or `s3://` backend (made on the first `up`). Any other
+    backend keeps none: a preview goes on without one, and making one there is refused (docs/operations.md)."""
     from tenantctl.environment_id import EnvironmentIdError, recorded_id
-    from tenantctl.state_folder import project_records
+    from tenantctl.state_folder import UnsupportedBackend, project_store
 
-    records = project_records(root)
     try:
-        return recorded_id(records, env, create=create) if records else None
+        return recorded_id(project_store(root), env, create=create)
+    except UnsupportedBackend as exc:
+        if create:
+            raise engine.EngineError(f"environment {env}: {exc}") from None
+        return None
     except EnvironmentIdError as exc:
         raise engine.EngineError(str(exc)) from None
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tenantctl import engine, environment_lock, stack_locks
+from tenantctl.record_store import RecordStore, as_store
 
 POLL_S = 2.0
 
@@ -23,17 +24,17 @@ class RefreshBlocked(engine.EngineError):
     """Another run holds the environment or one of its stacks; the message is one line naming it."""
 
 
-def holder_in_the_way(records: Path | None, env: str, specs: Iterable[engine.StackSpec],
+def holder_in_the_way(records: Path | RecordStore | None, env: str, specs: Iterable[engine.StackSpec],
                       run_completed: environment_lock.RunCompleted | None = None) -> str | None:
     """What holds the environment or one of these stacks and may still be running, as one line; else None."""
     if records is not None:
         try:
-            found = environment_lock.read_lock(environment_lock.lock_path(records, env))
+            held = environment_lock.found_lock(as_store(records), env)
         except environment_lock.LockError as exc:
             return str(exc)
-        if found is not None:
-            holder, age = found
-            if holder is None and age < environment_lock.UNREADABLE_AFTER_S:
+        if held is not None:
+            holder, found = held
+            if holder is None and found.age < environment_lock.UNREADABLE_AFTER_S:
                 return f"the environment lock of {env} is being written"
             if holder is not None and environment_lock.stale_reason(
                     holder, environment_lock.this_process("status"),

@@ -1,9 +1,12 @@
 """Where tenantctl keeps its own records beside an environment's state: the environment lock and id.
 
-A local `file://DIR` backend (the rehearsal's, or a project's through PULUMI_BACKEND_URL, Pulumi.yaml's
-`backend.url` or `pulumi login`) has a folder every run on that state can see: the records go to
-`DIR/.tenantctl/`. Any other backend (s3://, Pulumi Cloud, ...) has no folder here, so there is none:
-callers say what that means for them rather than invent a local one that another runner would not see.
+The backend is the one the project's engine uses (PULUMI_BACKEND_URL, Pulumi.yaml's `backend.url`, or
+`pulumi login`), and the records go where every run on that state can see them:
+- a `file://DIR` backend (and the rehearsal's): the folder `DIR/.tenantctl/`;
+- an `s3://<bucket>/<prefix>` backend: the objects `<prefix>.tenantctl/...` in that bucket, beside Pulumi's
+  `<prefix>.pulumi/` (tenantctl.s3_records).
+Any other backend (Pulumi Cloud, azblob://, gs://) is refused in one line (UnsupportedBackend) rather than
+given a local folder that another runner would not see.
 """
 
 from __future__ import annotations
@@ -13,9 +16,15 @@ import os
 from pathlib import Path
 from urllib.parse import unquote
 
+from tenantctl.record_store import FileRecords, RecordStore
 from tenantctl.stack_files import _project_file
 
 RECORDS = ".tenantctl"
+SUPPORTED = "file:// and s3://"
+
+
+class UnsupportedBackend(Exception):
+    """The backend keeps no records of tenantctl's; one line naming the supported ones, never the URL's query."""
 
 
 def backend_url(root: Path) -> str | None:
@@ -54,6 +63,30 @@ def project_records(root: Path) -> Path | None:
     """`DIR/.tenantctl` of the project's file backend; None for any other backend."""
     folder = file_backend_dir(backend_url(root), root)
     return None if folder is None else folder / RECORDS
+
+
+def records_store(url: str | None, root: Path) -> RecordStore:
+    """The record store beside the state of the backend `url`; UnsupportedBackend for any but file:// and s3://."""
+    from tenantctl.s3_backend_url import S3BackendUrlError, parse_s3_url
+    from tenantctl.s3_records import S3Records
+
+    folder = file_backend_dir(url, root)
+    if folder is not None:
+        return FileRecords(folder / RECORDS)
+    if url and url.startswith("s3://"):
+        try:
+            return S3Records(parse_s3_url(url))
+        except S3BackendUrlError as exc:
+            raise UnsupportedBackend(str(exc)) from None
+    what = (f"{url.split('://', 1)[0]}://" if url and "://" in url
+            else "Pulumi Cloud (no backend URL: PULUMI_BACKEND_URL, Pulumi.yaml's backend.url or `pulumi login`)")
+    raise UnsupportedBackend(f"tenantctl keeps the environment lock and id beside the state on {SUPPORTED} "
+                             f"backends only, not on {what}; see docs/operations.md")
+
+
+def project_store(root: Path) -> RecordStore:
+    """The record store of the project's backend; UnsupportedBackend for any but file:// and s3://."""
+    return records_store(backend_url(root), root)
 
 
 def rehearsal_records(state_dir: Path) -> Path:

@@ -18,7 +18,9 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def project(tmp_path, repo_root):
+def project(tmp_path, repo_root, monkeypatch):
+    # `destroy --yes` takes the environment lock, which needs a file:// or s3:// backend (docs/operations.md).
+    monkeypatch.setenv("PULUMI_BACKEND_URL", (tmp_path / "backend").as_uri())
     tenants = tmp_path / "tenants"
     tenants.mkdir()
     (tenants / "acme.yaml").write_text(tenant_yaml("acme", tenant_id="20ab6862-0914-44a5-8827-42ff80980e24"))

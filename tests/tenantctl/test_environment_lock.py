@@ -92,6 +92,29 @@ def test_another_boot_id_on_this_host_means_the_holder_is_gone(tmp_path, sleeper
     assert "rebooted" in said[0]
 
 
+def test_the_same_host_name_on_another_machine_is_no_reboot(tmp_path, sleeper):
+    # Two containers or runners can share a host name; a lock in a bucket meets both.
+    plant(tmp_path, holder_for(sleeper.pid, boot_id="00000000-0000-0000-0000-000000000000",
+                               machine_id="another-machine"))
+    with pytest.raises(LockHeld, match=f"pid {sleeper.pid}"):
+        lock.acquire(tmp_path, ENV, "up", run_completed=never_asked)
+
+
+def test_a_pid_of_another_pid_namespace_is_not_judged_here(tmp_path, sleeper):
+    # Its pid names a process in another namespace (another container on this host): dead here proves nothing.
+    plant(tmp_path, holder_for(sleeper.pid, pid_namespace="pid:[1]"))
+    sleeper.kill()
+    sleeper.wait()
+    with pytest.raises(LockHeld, match=f"pid {sleeper.pid}"):
+        lock.acquire(tmp_path, ENV, "up", run_completed=never_asked)
+
+
+def test_the_record_names_the_machine_and_the_pid_namespace(tmp_path):
+    with lock.environment_lock(tmp_path, ENV, "up", run_completed=never_asked):
+        record = recorded(tmp_path)
+    assert record["pid_namespace"].startswith("pid:[") and "machine_id" in record
+
+
 def test_a_dead_session_leader_with_a_live_child_is_not_stale(tmp_path):
     # The run's leader is gone but its engine still runs (rule 6): the lock stays until that is gone too.
     leader = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!; exit 0"], stdout=subprocess.PIPE,
