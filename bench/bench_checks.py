@@ -36,11 +36,11 @@ def bench_checks(repeat: int) -> dict:
 
     from cryptography.fernet import Fernet
 
+    from checks.rls import run_rls_checks
+    from checks.webhook import run_webhook_checks
     from components.dynamic.tenant_config_row import TenantConfigRowProvider
-    from tenantctl.checks.rls import run_rls_checks
-    from tenantctl.checks.webhook import run_webhook_checks
-    from tenantctl.localpg import LocalPostgres
-    from tenantctl.receiver import WebhookReceiver
+    from services.localpg import LocalPostgres
+    from services.receiver import WebhookReceiver
 
     with LocalPostgres() as postgres:
         postgres.create_database("app")

@@ -1,7 +1,7 @@
 """Benchmark: `tenantctl plan` at 100 and 1,000 tenants, against the Pulumi SDK's own floor.
 
 Each measurement runs in a fresh interpreter that imports everything first and then times only the work:
-- plan: `tenantctl.plan.build_plan(ROOT, DIR, "dev")`, i.e. loading the tenant files and running the real
+- plan: `fleet.plan.build_plan(ROOT, DIR, "dev")`, i.e. loading the tenant files and running the real
   program (`__main__.py`) under the mock runtime. Time spent parsing tenant files is reported on its own.
 - floor: a minimal program registering the same resources under `pulumi.runtime.set_mocks`: for each
   tenant one ComponentResource with as many children of a trivial `pulumi.CustomResource` as the real plan
@@ -52,11 +52,11 @@ def _cpu_seconds() -> float:
 
 def worker_plan(tenants_dir: Path, dump_inputs: Path | None = None) -> dict:
     import components.tenant_stack  # noqa: F401 (import pulumi_aws/kubernetes/random before the clock starts)
-    import tenantctl.loader
-    from tenantctl.mock_runtime import unwrap_secrets
-    from tenantctl.plan import build_plan
+    import tenancy.loader
+    from fleet.mock_runtime import unwrap_secrets
+    from fleet.plan import build_plan
 
-    parse_file = tenantctl.loader.parse_tenant_file
+    parse_file = tenancy.loader.parse_tenant_file
     parsing = {"seconds": 0.0, "calls": 0}
 
     def timed_parse(*args, **kwargs):
@@ -67,7 +67,7 @@ def worker_plan(tenants_dir: Path, dump_inputs: Path | None = None) -> dict:
             parsing["seconds"] += time.perf_counter() - start
             parsing["calls"] += 1
 
-    tenantctl.loader.parse_tenant_file = timed_parse  # measurement only; sees every caller of the loader
+    tenancy.loader.parse_tenant_file = timed_parse  # measurement only; sees every caller of the loader
     baseline_rss, cpu = _rss_kib(), _cpu_seconds()
     start = time.perf_counter()
     plan = build_plan(ROOT, tenants_dir, "dev")
@@ -123,7 +123,7 @@ def worker_floor(spec: dict) -> dict:
             for t, count in enumerate(spec["children"])
         ]
     baseline_rss, cpu = _rss_kib(), _cpu_seconds()
-    # Same conditions as tenantctl.mock_runtime.run_program, which pauses the cyclic GC during a run:
+    # Same conditions as fleet.mock_runtime.run_program, which pauses the cyclic GC during a run:
     # the floor measures the SDK's registration cost, not how the harness tunes the collector.
     gc.disable()
     start = time.perf_counter()

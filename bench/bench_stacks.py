@@ -31,9 +31,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.generate import generate  # noqa: E402
-from tenantctl import aws_emulator  # noqa: E402
-from tenantctl.localpg import LocalPostgres  # noqa: E402
-from tenantctl.rehearse_command import _state_dir, run_rehearse  # noqa: E402
+from fleet.rehearse import _state_dir, run_rehearse  # noqa: E402
+from services import aws_emulator  # noqa: E402
+from services.localpg import LocalPostgres  # noqa: E402
 
 
 def _checkpoints(backend: Path, stack: str | None = None) -> int:

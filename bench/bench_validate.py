@@ -1,7 +1,7 @@
 """Benchmark: `tenantctl validate` over generated tenant files.
 
 Two measurements, each repeated in fresh processes:
-- in-process: `tenantctl.loader.load_tenants(tenants_dir=DIR)`, the function `tenantctl validate` and the
+- in-process: `tenancy.loader.load_tenants(tenants_dir=DIR)`, the function `tenantctl validate` and the
   Pulumi program both call, timed after the imports;
 - end to end: `python -m tenantctl validate --tenants-dir DIR` as a subprocess, wall time including
   interpreter start and imports. The same command over a single file gives the fixed cost of a run.
@@ -47,7 +47,7 @@ def run_worker(args: list[str]) -> dict:
 
 
 def worker_load(tenants_dir: Path) -> dict:
-    from tenantctl.loader import load_tenants
+    from tenancy.loader import load_tenants
 
     start = time.perf_counter()
     result = load_tenants(tenants_dir=tenants_dir)

@@ -1,6 +1,6 @@
 """Writes N valid tenant files, in the format `tenantctl new` writes, for the benchmarks.
 
-Files come from the same template as `tenantctl new` (`tenantctl.scaffold.TEMPLATE`), with unique slugs
+Files come from the same template as `tenantctl new` (`tenancy.scaffold.TEMPLATE`), with unique slugs
 (`bench-00001`, ...) and unique tenant ids. Ids are UUIDs derived from the slug (uuid5), so a given N
 always produces the same files and two runs benchmark the same input. Every `premium_every`-th tenant is
 premium (its own namespace, quota, network policies and RBAC); the rest are basic.
@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tenantctl.model import Tier  # noqa: E402
-from tenantctl.scaffold import PREMIUM_RESOURCES, TEMPLATE  # noqa: E402
+from tenancy.model import Tier  # noqa: E402
+from tenancy.scaffold import PREMIUM_RESOURCES, TEMPLATE  # noqa: E402
 
 # Fixed namespace so generated tenant ids are stable across runs but unlike any real tenant's.
 BENCH_NAMESPACE = uuid.UUID("6f1c5d0e-8a51-4c52-9a3e-2f6d7b1e0b51")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components import naming
-from tenantctl.model import Resources
+from tenancy.model import Resources
 
 # Per-container defaults for pods that do not declare their own requests/limits; they must fit
 # the smallest quota a premium tenant can have, so they stay modest.

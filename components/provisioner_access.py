@@ -15,7 +15,7 @@ import pulumi
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from tenantctl.app_schema import ENVIRONMENTS_TABLE, HISTORY_TABLES, PROVISIONER_ROLE, TENANT_CONFIGS
+from tenancy.app_schema import ENVIRONMENTS_TABLE, HISTORY_TABLES, PROVISIONER_ROLE, TENANT_CONFIGS
 
 PROVISIONER_ACCESS_TYPE = "tenant-onboarding:index:ProvisionerAccess"
 # (object_type, objects, privileges) in schema public; kept equal to db/app_schema.sql by a test.

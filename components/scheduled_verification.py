@@ -27,7 +27,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.settings import SettingsError
-from tenantctl import secret_files
+from tenancy import secret_files
 
 SCHEDULED_VERIFICATION_TYPE = "tenant-onboarding:index:ScheduledVerification"
 JOB_NAME = "tenant-verification"

@@ -172,7 +172,7 @@ def missing_secret_keys(config: pulumi.Config, names: list[str]) -> list[str]:
 
 def check_database_urls(config: pulumi.Config, keys: list[str]) -> None:
     """Every database URL of the stack, parsed and checked up front (SettingsError names them all, no password)."""
-    from tenantctl.database_url import DatabaseUrlError, parse_database_url
+    from tenancy.database_url import DatabaseUrlError, parse_database_url
 
     allow = config.get_bool("allowUnverifiedDatabaseTls") or False
     problems = []

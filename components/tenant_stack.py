@@ -48,7 +48,7 @@ from components.isolation_manifests import Manifest, render_premium_isolation
 from components.observability.dashboard import render_dashboard_configmap
 from components.observability.rules import render_prometheus_rule
 from components.settings import DatabaseSettings, TenantEnvironment
-from tenantctl.model import Tenant, Tier
+from tenancy.model import Tenant, Tier
 
 SIGNING_SECRET_LENGTH = 48
 KMS_DELETION_WINDOW_DAYS = 30
@@ -126,7 +126,7 @@ class TenantStack(pulumi.ComponentResource):
             description=f"Tenant {tenant.slug} ({tenant_id}) credentials",
             enable_key_rotation=True,
             deletion_window_in_days=KMS_DELETION_WINDOW_DAYS,
-            # `stack` and `tenant_id` find an interrupted create's key again (tenantctl.pending_operations).
+            # `stack` and `tenant_id` find an interrupted create's key again (fleet.pending_operations).
             tags={**tags, "stack": pulumi.get_stack()},
             opts=self._child(protect=guarded, **_adopting(settings.adopt.kms_key_id, "deletionWindowInDays")),
         )

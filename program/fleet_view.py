@@ -23,7 +23,7 @@ from components.settings import (
     read_run_checks,
 )
 from program.tenant import declare_tenant, tenant_outputs
-from tenantctl.model import Tenant
+from tenancy.model import Tenant
 
 
 def declare_fleet(tenants: list[Tenant], fleet: list[Tenant] | None = None) -> None:

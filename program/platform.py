@@ -32,7 +32,7 @@ from components.settings import (
     read_provider_settings,
 )
 from program import platform_outputs as names
-from tenantctl.model import SECRET_SET_COMMAND
+from tenancy.model import SECRET_SET_COMMAND
 
 SHARED_NAMESPACE_LABELS = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "ai-agents"}
 

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import pulumi
 
+from checks.host import resolved_non_public
+from checks.peers import peer_tenant_ids
 from components.providers import stack_providers
 from components.settings import (
     DatabaseSettings,
@@ -26,11 +28,9 @@ from components.settings import (
 )
 from components.tenant_stack import TenantStack, TenantStackArgs
 from program.platform_outputs import platform_reference_name, read_platform
-from tenantctl.checks.peers import peer_tenant_ids
-from tenantctl.host_checks import resolved_non_public
-from tenantctl.loader import TenantLoadError, require_tenants
-from tenantctl.model import SECRET_SET_COMMAND, Tenant
-from tenantctl.redaction import redact
+from tenancy.loader import TenantLoadError, require_tenants
+from tenancy.model import SECRET_SET_COMMAND, Tenant
+from tenancy.redaction import redact
 
 
 def main(env: str, slug: str) -> None:

@@ -1,1 +1,2 @@
-"""tenantctl: the operator CLI for tenant onboarding as code, and the library the Pulumi program shares."""
+"""tenantctl: the operator CLI, and only the CLI: one thin module per command group over the `fleet`,
+`checks`, `services` and `tenancy` packages. Nothing imports it."""

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from tenantctl.error_lines import one_line
+from fleet.error_lines import one_line
 
 _debug = False
 

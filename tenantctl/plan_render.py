@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.tree import Tree
 
-from tenantctl.mock_runtime import masked
+from fleet.mock_runtime import masked
 
 SUMMARY_KEYS = ("name", "metadata", "description", "kmsKeyId", "enableKeyRotation", "deletionWindowInDays",
                 "recoveryWindowInDays", "length", "keepers", "tenant_id", "webhook_url")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.s3server import DUMMY_CREDENTIALS, new_bucket, s3_server
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -44,3 +46,20 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_sep("-", "kill points covered")
         for scenario, count in sorted(covered.items()):
             terminalreporter.write_line(f"{scenario}: {count}")
+
+
+# An S3 backend's bucket on moto's server (tests/s3server.py), for the S3 lock and id tests.
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    with s3_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, monkeypatch):
+    """A fresh bucket, with dummy credentials in the environment as boto3 reads them."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in DUMMY_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    return new_bucket(s3_endpoint)

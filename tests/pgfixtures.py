@@ -23,10 +23,10 @@ import pytest
 from cryptography.fernet import Fernet
 from psycopg import sql
 
-from tenantctl import credentials
-from tenantctl.app_schema import APP_ROLE, HISTORY_TABLES, PROVISIONER_ROLE, TENANT_VARIABLE
-from tenantctl.localpg import LocalPostgres
-from tenantctl.receiver import WebhookReceiver
+from services.localpg import LocalPostgres
+from services.receiver import WebhookReceiver
+from tenancy import credentials
+from tenancy.app_schema import APP_ROLE, HISTORY_TABLES, PROVISIONER_ROLE, TENANT_VARIABLE
 
 TEMPLATE_DB = "app_template"
 # On a disk filesystem CREATE DATABASE costs ~0.3 s even with fsync off; in memory it costs ~10 ms.

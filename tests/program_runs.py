@@ -6,10 +6,10 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from fleet.mock_runtime import ProgramRun, Secret, run_program
+from fleet.plan import PLACEHOLDER_DATABASE_URL, plan_config
 from program import platform_outputs as names
-from tenantctl.loader import require_tenants
-from tenantctl.mock_runtime import ProgramRun, Secret, run_program
-from tenantctl.plan import PLACEHOLDER_DATABASE_URL, plan_config
+from tenancy.loader import require_tenants
 
 PLATFORM_OUTPUTS = {
     names.SHARED_NAMESPACE: "production",

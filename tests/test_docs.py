@@ -92,7 +92,7 @@ def test_runbook_resource_counts_are_the_engines(repo_root, tenants_dir, tmp_pat
 def test_the_readme_explains_every_status_column_and_marker(repo_root):
     from datetime import timedelta
 
-    from tenantctl.fleet_status import StatusReport, status_table
+    from fleet.status import StatusReport, status_table
 
     readme = " ".join((repo_root / "README.md").read_text().split())
     explained = readme[readme.index("### Fleet status at a glance"):readme.index("## What runs for real here")]

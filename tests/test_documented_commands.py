@@ -20,11 +20,11 @@ import psycopg
 import pytest
 from cryptography.fernet import Fernet
 
-from tenantctl import credentials
-from tenantctl.localpg import LocalPostgres
-from tenantctl.receiver import WebhookReceiver
+from services.localpg import LocalPostgres
+from services.receiver import WebhookReceiver
+from tenancy import credentials
 from tests.conftest import ROOT
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 DOCS = ["docs/onboarding-runbook.md", "docs/troubleshooting.md", "docs/handoff-guide.md"]
 APP_PASSWORD, PROVISIONER_PASSWORD = "app pass w0rd", "prov-pa$$word"  # noqa: S105 (test values)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tenantctl.mock_runtime import ProgramError, Secret
+from fleet.mock_runtime import ProgramError, Secret
 from tests.program_runs import run_stack, stack_config
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 TENANT_TYPE = "tenant-onboarding:index:TenantStack"
 
@@ -101,7 +101,7 @@ def test_engine_versions_match_the_python_sdk_pins(repo_root):
 
 
 def test_every_engine_process_is_told_not_to_download(repo_root):
-    from tenantctl.engine import engine_environment
+    from fleet.engine import engine_environment
 
     env = engine_environment(repo_root, {})
     assert env["PULUMI_SKIP_UPDATE_CHECK"] == "true"
@@ -135,7 +135,7 @@ def test_a_servicedesk_host_that_resolves_to_a_private_address_stops_the_program
 
 
 def test_a_host_that_does_not_resolve_here_is_not_an_error():
-    from tenantctl.host_checks import resolved_non_public
+    from checks.host import resolved_non_public
 
     assert resolved_non_public(["no-such-host.invalid"], budget=2) == {}
 

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from tenantctl.model import SLUG_PATTERN
-from tenantctl.plan import PROGRAM_PATHS
+from fleet.plan import PROGRAM_PATHS
+from tenancy.model import SLUG_PATTERN
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS_DIR = ROOT / ".github" / "workflows"
@@ -39,6 +39,10 @@ REQUIRED_PATHS = {
     "program/**",
     "components/**",
     "tenantctl/**",
+    "tenancy/**",
+    "checks/**",
+    "fleet/**",
+    "services/**",
     "policy/**",
     "__main__.py",
     "Pulumi.yaml",

@@ -6,7 +6,7 @@ from other tenants (a made-up one and up to a few real peers). A failure fails `
 report naming each failed check. It runs again whenever the tenant's row revision, webhook URL,
 application database URL or signing secret changes, or when the stack's `checksNonce` changes; a
 changed list of peers alone does not re-run it, so onboarding one tenant never re-checks the fleet.
-The checks themselves live in `tenantctl.checks`, shared with `tenantctl verify`.
+The checks themselves live in `checks`, shared with `tenantctl verify`.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ class OnboardingCheckArgs:
 
 def run_onboarding_checks(props: dict[str, Any]):
     """Run the selected checks and return the combined report (never raises for a failed check)."""
-    from tenantctl.checks.report import CheckReport
-    from tenantctl.checks.rls import run_rls_checks
-    from tenantctl.checks.webhook import run_webhook_checks
-    from tenantctl.signing_secrets import first_peer_secret
+    from checks.report import CheckReport
+    from checks.rls import run_rls_checks
+    from checks.webhook import run_webhook_checks
+    from tenancy.signing_secrets import first_peer_secret
 
     selected = props.get("checks") or list(ALL_CHECKS)
     peers = [str(peer) for peer in props.get("peer_tenant_ids") or []]
@@ -63,7 +63,7 @@ def run_onboarding_checks(props: dict[str, Any]):
 
 class OnboardingCheckProvider(ResourceProvider):
     def _run(self, props: dict[str, Any]) -> dict[str, Any]:
-        from tenantctl.checks.report import CheckFailed
+        from checks.report import CheckFailed
 
         report = run_onboarding_checks(props)
         if not report.ok:
@@ -74,7 +74,7 @@ class OnboardingCheckProvider(ResourceProvider):
         return outs
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        from tenantctl import credentials
+        from tenancy import credentials
 
         changed = [key for key in TRIGGERS if news.get(key) != olds.get(key)]
         old_fp, new_fp = olds.get("signing_secret_fingerprint"), None
@@ -101,7 +101,7 @@ class OnboardingCheckProvider(ResourceProvider):
 
 
 def _with_fingerprint(outs: dict[str, Any]) -> dict[str, Any]:
-    from tenantctl import credentials
+    from tenancy import credentials
 
     # Lets diff notice a rotated signing secret without keeping the secret in clear anywhere.
     outs["signing_secret_fingerprint"] = credentials.sign_body(outs["signing_secret"], b"onboarding-check-fingerprint")

@@ -83,7 +83,7 @@ def _is_unknown(value: Any) -> bool:
 
 
 def _fingerprints(props: dict) -> dict[str, str | None]:
-    from tenantctl import credentials
+    from tenancy import credentials
 
     key = props.get("fernet_key")
     fingerprints: dict[str, str | None] = {}
@@ -103,7 +103,7 @@ _SECRET_ASSIGNMENTS = ", ".join(f"{field}_encrypted = %s" for field in SECRET_FI
 
 
 def _encrypted(props: dict, field: str) -> str | None:
-    from tenantctl import credentials
+    from tenancy import credentials
 
     value = props.get(field)
     return None if value is None else credentials.encrypt(props["fernet_key"], value)
@@ -125,7 +125,7 @@ class TenantConfigRowProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         import uuid
 
-        from tenantctl import credentials
+        from tenancy import credentials
 
         failures = []
         tenant_id = news.get("tenant_id")
@@ -166,7 +166,7 @@ class TenantConfigRowProvider(ResourceProvider):
         return DiffResult(changes=bool(changed or replaces), replaces=replaces, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        from tenantctl import db
+        from tenancy import db
 
         fps = _fingerprints(props)
         tenant_id = str(props["tenant_id"])
@@ -206,7 +206,7 @@ class TenantConfigRowProvider(ResourceProvider):
         return CreateResult(row_id, _outputs(props, fps, adopted=existing is not None, owner_token=token))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        from tenantctl import db
+        from tenancy import db
 
         fps = _fingerprints(news)
         tenant_id = str(news["tenant_id"])
@@ -249,7 +249,7 @@ class TenantConfigRowProvider(ResourceProvider):
         return UpdateResult(_outputs(news, fps, adopted=adopted, owner_token=token))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        from tenantctl import credentials, db
+        from tenancy import credentials, db
 
         tenant_id = str(props["tenant_id"])
         with _transaction(props) as cursor:
@@ -279,7 +279,7 @@ class TenantConfigRowProvider(ResourceProvider):
         return ReadResult(str(row[0]), outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        from tenantctl import db, tenant_data
+        from tenancy import db, tenant_data
 
         tenant_id = str(props["tenant_id"])
         purge = bool(props.get("purge_on_delete"))
@@ -313,7 +313,7 @@ class TenantConfigRowProvider(ResourceProvider):
 
 def _claim_database(cursor, props: dict) -> None:
     """Before any write: the database is this environment's (claimed now if it is nobody's), else refuse."""
-    from tenantctl.environment_id import EnvironmentIdError, claim_database
+    from tenancy.environment_claim import EnvironmentIdError, claim_database
 
     if not props.get("environment_id"):
         return
@@ -362,7 +362,7 @@ class _transaction:
         self.props = props
 
     def __enter__(self):
-        from tenantctl import db
+        from tenancy import db
 
         try:
             self.connection = db.connect(self.props["database_url"])
@@ -382,7 +382,7 @@ class _transaction:
         finally:
             self.connection.close()
         if isinstance(exc, psycopg.Error):
-            from tenantctl.db import describe_dsn, first_line
+            from tenancy.db import describe_dsn, first_line
 
             raise TenantConfigRowError(
                 f"tenant_configs on {describe_dsn(self.props['database_url'])}: {first_line(exc)}"

@@ -22,7 +22,7 @@ from grafana_foundation_sdk.models import dashboard as model
 from components import naming
 from components.observability import metrics as m
 from components.observability import rules
-from tenantctl.model import Tenant, Tier
+from tenancy.model import Tenant, Tier
 
 DASHBOARD_LABEL = "grafana_dashboard"
 DASHBOARD_LABEL_VALUE = "1"

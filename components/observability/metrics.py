@@ -2,7 +2,7 @@
 
 One place for the names, so the alert rules (`rules.py`), the dashboard (`dashboard.py`), the
 documentation (`docs/observability.md`, checked against this module by tests/observability) and
-scheduled verification (`tenantctl/probe_metrics.py`, checked too) cannot drift apart.
+scheduled verification (`fleet/probe_metrics.py`, checked too) cannot drift apart.
 
 Every series carries `tenant_id`, and only with ids of the tenant registry: the application labels a
 request with its tenant only after it found the tenant's row, so the label's cardinality is the number of

@@ -21,7 +21,7 @@ import pulumi
 
 from components import naming
 from components.observability import metrics as m
-from tenantctl.model import Tenant, Tier
+from tenancy.model import Tenant, Tier
 
 PROMETHEUS_RULE_API_VERSION = "monitoring.coreos.com/v1"
 PROMETHEUS_RULE_KIND = "PrometheusRule"

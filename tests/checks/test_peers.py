@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tenantctl.checks.peers import peer_tenant_ids
+from checks.peers import peer_tenant_ids
 
 
 def test_peers_are_the_next_tenants_in_id_order_wrapping_around():

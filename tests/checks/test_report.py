@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 
-from tenantctl.checks import CheckFailed, CheckReport, CheckResult
+from checks import CheckFailed, CheckReport, CheckResult
 
 PASSING = CheckResult("rls_enabled_and_forced", True, "forced on all four tables")
 FAILING = CheckResult("canary_isolation", False, "another tenant's context sees this tenant's canary")

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from tenantctl.checks import rls
-from tenantctl.checks.rls import run_rls_checks
+from checks import rls
+from checks.rls import run_rls_checks
 
 LEAKY_CONFIG_POLICY = (
     "CREATE POLICY tenant_isolation ON tenant_configs"
@@ -193,7 +193,7 @@ def test_breakages_fail_verify_from_the_command_line(app_db, tenants_dir):
     import subprocess
     import sys
 
-    from tenantctl.loader import parse_tenant_file
+    from tenancy.loader import parse_tenant_file
     from tests.conftest import ROOT
 
     acme = parse_tenant_file(tenants_dir / "acme.yaml")[0]

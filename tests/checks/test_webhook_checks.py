@@ -15,7 +15,7 @@ from uuid import uuid4
 
 import pytest
 
-from tenantctl.checks.webhook import (
+from checks.webhook import (
     PEER_SECRET_REFUSED,
     SIGNATURE_HEADER,
     SIGNED_ACCEPTED,
@@ -23,7 +23,7 @@ from tenantctl.checks.webhook import (
     WRONG_SIGNATURE_REFUSED,
     run_webhook_checks,
 )
-from tenantctl.credentials import sign_body, signature_matches
+from tenancy.credentials import sign_body, signature_matches
 
 FAST = {"backoff": 0.01}
 WITHOUT_PEER = [SIGNED_ACCEPTED, UNSIGNED_REFUSED, WRONG_SIGNATURE_REFUSED]

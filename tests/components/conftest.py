@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tenantctl.plan import PLACEHOLDER_SECRET, build_plan
+from fleet.plan import PLACEHOLDER_SECRET, build_plan
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from components.provisioner_access import PROVISIONER_GRANTS
-from tenantctl.mock_runtime import Secret, run_program
-from tenantctl.plan import plan_config
+from fleet.mock_runtime import Secret, run_program
+from fleet.plan import plan_config
 
 GRANT = re.compile(r"GRANT\s+(.+?)\s+ON\s+(.+?)\s+TO\s+([^;]+);", re.S)
 

@@ -8,7 +8,7 @@ import pytest
 
 from components.scheduled_verification import SECRETS_MOUNT, VerificationSettings
 from components.settings import SettingsError
-from tenantctl.mock_runtime import Secret, masked
+from fleet.mock_runtime import Secret, masked
 from tests.program_runs import run_stack, stack_config
 
 DIGEST = "sha256:" + "ab" * 32
@@ -49,7 +49,7 @@ def test_egress_settings_that_would_open_the_policy_are_refused(change, message)
 
 
 def test_a_tag_only_image_stops_the_platform_program_before_any_resource(repo_root, tenants_dir):
-    from tenantctl.mock_runtime import ProgramError
+    from fleet.mock_runtime import ProgramError
 
     config, secret_keys = stack_config(repo_root, tenants_dir, **{**SCHEDULED, "verificationImage": "r.io/x/y:1"})
     with pytest.raises(ProgramError, match="pinned by digest"):

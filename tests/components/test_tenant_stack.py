@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 
 from components import naming
-from tenantctl.mock_runtime import SECRET_MASK, Secret, masked
+from fleet.mock_runtime import SECRET_MASK, Secret, masked
 
 PREMIUM_TYPES = sorted([
     "random:index/randomPassword:RandomPassword",
@@ -121,7 +121,7 @@ def test_every_child_is_parented_to_its_tenant_stack(example_plan):
 
 
 def test_resource_names_are_deterministic_across_runs(example_plan):
-    from tenantctl.plan import build_plan
+    from fleet.plan import build_plan
     from tests.conftest import ROOT
 
     again = build_plan(ROOT, ROOT / "tenants", "dev")
@@ -152,9 +152,9 @@ def test_kubernetes_names_are_dns_labels_within_63(plans_by_slug, slug):
 
 
 def test_longest_slug_keeps_names_within_63(tmp_path):
-    from tenantctl.plan import build_plan
+    from fleet.plan import build_plan
     from tests.conftest import ROOT
-    from tests.tenantctl.tenant_text import tenant_yaml
+    from tests.tenant_text import tenant_yaml
 
     slug = "a" * 40
     (tmp_path / f"{slug}.yaml").write_text(tenant_yaml(slug))
@@ -274,9 +274,9 @@ def test_onboarding_check_registers_after_row_secrets_and_namespace(example_plan
 
 
 def test_a_renamed_tenant_aliases_its_component_to_each_previous_slug(tmp_path):
-    from tenantctl.plan import build_plan
+    from fleet.plan import build_plan
     from tests.conftest import ROOT
-    from tests.tenantctl.tenant_text import tenant_yaml
+    from tests.tenant_text import tenant_yaml
 
     (tmp_path / "acme-corp.yaml").write_text(tenant_yaml("acme-corp", extra="previous_slugs: [acme, acme-old]\n"))
     plan = build_plan(ROOT, tmp_path, "dev")
@@ -296,9 +296,9 @@ def test_each_tenant_gets_two_real_peers_for_its_checks(example_plan):
 
 
 def test_a_tenant_with_its_own_llm_key_gets_it_as_a_secret_everywhere_the_api_key_goes(tmp_path):
-    from tenantctl.plan import build_plan
+    from fleet.plan import build_plan
     from tests.conftest import ROOT
-    from tests.tenantctl.tenant_text import tenant_yaml
+    from tests.tenant_text import tenant_yaml
 
     (tmp_path / "acme.yaml").write_text(tenant_yaml("acme", extra="llm:\n  api_key_secret: acme-llm-api-key\n"))
     (tmp_path / "globex.yaml").write_text(tenant_yaml("globex", tier="basic"))

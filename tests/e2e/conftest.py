@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tenantctl import aws_emulator, engine
-from tenantctl.rehearsal import STACK
-from tenantctl.rehearse_command import _state_dir, existing_stack, run_rehearse
+from fleet import engine
+from fleet.rehearsal import STACK
+from fleet.rehearse import _state_dir, existing_stack, run_rehearse
+from services import aws_emulator
 from tests.conftest import ROOT
 
 
@@ -54,7 +55,7 @@ class Rehearsal:
 @pytest.fixture
 def rehearsal(app_db, tenants_dir, tmp_path) -> Iterator[Rehearsal]:
     """A rehearsal environment on `app_db`, sharing its Fernet key so the checks can read the rows."""
-    from tenantctl.rehearsal import STATE_FILE, RehearsalState
+    from fleet.rehearsal import STATE_FILE, RehearsalState
 
     rehearsal = Rehearsal(app_db, tenants_dir, tmp_path / "state", app_db.provisioner_dsn)
     state = RehearsalState.load(rehearsal.state_dir / STATE_FILE)
@@ -73,7 +74,8 @@ def linked_project(tmp_path: Path, tenants_dir: Path) -> Path:
 
     project = tmp_path / "project"
     project.mkdir()
-    for name in ("__main__.py", "program", "components", "tenantctl", ".venv"):
+    for name in ("__main__.py", "program", "components", "tenantctl",
+                 "tenancy", "checks", "fleet", "services", ".venv"):
         (project / name).symlink_to(ROOT / name)
     shutil.copy(ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
     (project / "stacks").mkdir()

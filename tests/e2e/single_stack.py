@@ -18,10 +18,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from fleet import engine
+from fleet.rehearsal import STACK, STATE_FILE, LocalServices, RehearsalState, spec_maker
 from program.fleet_view import declare_fleet
-from tenantctl import aws_emulator, engine
-from tenantctl.receiver import WebhookReceiver
-from tenantctl.rehearsal import STACK, STATE_FILE, LocalServices, RehearsalState, spec_maker
+from services import aws_emulator
+from services.receiver import WebhookReceiver
 from tests.conftest import ROOT
 
 
@@ -70,9 +71,9 @@ def main(argv: list[str]) -> int:
     from pathlib import Path
     from types import SimpleNamespace
 
-    from tenantctl.loader import require_tenants
-    from tenantctl.migrate_stacks import migrate
-    from tenantctl.rehearse_command import _state_dir
+    from fleet.migrate_stacks import migrate
+    from fleet.rehearse import _state_dir
+    from tenancy.loader import require_tenants
 
     tenants_dir, state_base, database_url, app_dsn = argv
     rehearsal = SimpleNamespace(tenants_dir=Path(tenants_dir), database_url=database_url,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tenantctl.rehearsal import STACK
+from fleet.rehearsal import STACK
 from tests.e2e.test_status import cli_status
 
 

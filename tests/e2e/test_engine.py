@@ -9,16 +9,16 @@ import kubernetes_validate
 import pytest
 from ruamel.yaml import YAML
 
-from tenantctl import credentials
-from tenantctl.rehearsal import STACK
+from fleet.rehearsal import STACK
+from tenancy import credentials
 from tests.conftest import ROOT
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 POLICY_PACK = str(ROOT / "tests" / "standins" / "policy-pack")
 
 
 def _ids(tenants_dir: Path) -> dict[str, str]:
-    from tenantctl.loader import load_tenants
+    from tenancy.loader import load_tenants
 
     return {t.tenant.slug: str(t.tenant.tenant_id) for t in load_tenants(tenants_dir=tenants_dir).tenants}
 
@@ -181,8 +181,8 @@ def test_the_policy_pack_reports_a_violating_tenant(rehearsal):
 
 
 def test_secrets_never_appear_in_clear_in_the_exported_state_or_on_disk(rehearsal, tenants_dir, app_db):
-    from tenantctl.engine import export_state
-    from tenantctl.rehearsal import STATE_FILE, RehearsalState
+    from fleet.engine import export_state
+    from fleet.rehearsal import STATE_FILE, RehearsalState
 
     assert rehearsal.up().ok
     exported = json.dumps([export_state(rehearsal.stack(name)) for name in (STACK, f"{STACK}.acme", f"{STACK}.globex")])

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from tenantctl import aws_emulator
-from tenantctl.state_folder import rehearsal_records
+from fleet.state_folder import rehearsal_records
+from services import aws_emulator
 from tests.e2e.conftest import Rehearsal
 
 
@@ -22,7 +22,7 @@ def recorded_id(rehearsal: Rehearsal) -> str:
 
 def test_a_second_environment_on_the_same_database_is_refused_and_changes_no_row(rehearsal, app_db, tenants_dir,
                                                                                   tmp_path):
-    from tenantctl.rehearsal import STATE_FILE, RehearsalState
+    from fleet.rehearsal import STATE_FILE, RehearsalState
 
     assert rehearsal.up().ok
     first = recorded_id(rehearsal)

@@ -4,7 +4,7 @@ converge.
 The scenarios: a first `rehearse` of two tenants, an edit, a rename, an offboarding (`tenantctl destroy globex
 --rehearsal --yes`) and a migration from the single-stack layout (`migrate`, through tests/e2e/single_stack.py:
 `tenantctl migrate-stacks` has no `--rehearsal` yet). A kill point is a scenario, a stack, the n-th engine event of
-that stack's run in that process (the Automation API's event stream; tenantctl.stack_run.FAULT_ENV) or a delay
+that stack's run in that process (the Automation API's event stream; fleet.stack_run.FAULT_ENV) or a delay
 after the start, and the signal that tenantctl receives there. After the killed run and one re-run:
 - the re-run exits 0, and the run after it changes nothing, by the engine's own summary of that run (the digest
   skip and `--force` of rule 7 are not built yet: every `up` runs every stack, so the engine checks each one);
@@ -35,9 +35,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tenantctl import aws_emulator, engine
-from tenantctl.rehearsal import STACK, STATE_FILE, RehearsalState
-from tenantctl.stack_run import FAULT_ENV
+from fleet import engine
+from fleet.rehearsal import STACK, STATE_FILE, RehearsalState
+from fleet.stack_run import FAULT_ENV
+from services import aws_emulator
 from tests.conftest import ROOT
 
 SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT")
@@ -163,7 +164,7 @@ def _prepare(scenario: str, rehearsal, app_db, tenants_dir: Path) -> dict[str, s
     if scenario == "first-up":
         return dict(IDS)
     if scenario == "migration":
-        from tenantctl.loader import require_tenants
+        from tenancy.loader import require_tenants
         from tests.e2e.single_stack import single_stack_up
 
         single_stack_up(rehearsal, app_db, require_tenants(tenants_dir))
@@ -239,7 +240,7 @@ def test_a_killed_run_converges_with_one_rerun(rehearsal, app_db, tenants_dir, s
         globex = rehearsal.stack(f"{STACK}.globex")
         assert "tenant:offboarded-at" in globex.list_tags() and "offboarding" not in str(globex.get_all_config())
     if scenario == "migration":
-        from tenantctl.upgrade_guard import tenant_stacks_in
+        from fleet.upgrade_guard import tenant_stacks_in
 
         assert tenant_stacks_in(engine.export_state(rehearsal.stack(STACK))) == []
     state = RehearsalState.load(rehearsal.state_dir / STATE_FILE)

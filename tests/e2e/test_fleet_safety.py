@@ -10,13 +10,13 @@ import hashlib
 import uuid
 from pathlib import Path
 
-from tenantctl.rehearsal import STACK
-from tenantctl.rehearse_command import RehearseFailure, run_rehearse
-from tests.tenantctl.tenant_text import tenant_yaml
+from fleet.rehearsal import STACK
+from fleet.rehearse import RehearseFailure, run_rehearse
+from tests.tenant_text import tenant_yaml
 
 
 def _ids(tenants_dir: Path) -> dict[str, str]:
-    from tenantctl.loader import load_tenants
+    from tenancy.loader import load_tenants
 
     return {t.tenant.slug: str(t.tenant.tenant_id) for t in load_tenants(tenants_dir=tenants_dir).tenants}
 

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tenantctl.rehearsal import STACK
+from fleet.rehearsal import STACK
 from tests.conftest import ROOT
 
 

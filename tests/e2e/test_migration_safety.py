@@ -14,15 +14,15 @@ import uuid
 import pytest
 
 from components.naming import TENANT_STACK_TYPE
-from tenantctl import engine
-from tenantctl.engine import engine_environment
-from tenantctl.fleet import TAG_TENANT_ID
-from tenantctl.loader import require_tenants
-from tenantctl.migrate_stacks import migrate, replacing
-from tenantctl.rehearsal import STACK, STATE_FILE, RehearsalState, spec_maker
-from tenantctl.rehearse_command import RehearseFailure
-from tenantctl.stack_run import StackJob, run
-from tenantctl.upgrade_guard import tenant_stacks_in, unmigrated_tenants
+from fleet import engine
+from fleet.engine import engine_environment
+from fleet.migrate_stacks import migrate, replacing
+from fleet.rehearsal import STACK, STATE_FILE, RehearsalState, spec_maker
+from fleet.rehearse import RehearseFailure
+from fleet.rollout import TAG_TENANT_ID
+from fleet.stack_run import StackJob, run
+from fleet.upgrade_guard import tenant_stacks_in, unmigrated_tenants
+from tenancy.loader import require_tenants
 from tests.conftest import ROOT
 from tests.e2e.conftest import linked_project
 from tests.e2e.single_stack import services, single_stack_up

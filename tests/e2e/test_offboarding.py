@@ -8,8 +8,8 @@ import sys
 import boto3
 import pytest
 
-from tenantctl import aws_emulator
-from tenantctl.rehearsal import STACK
+from fleet.rehearsal import STACK
+from services import aws_emulator
 from tests.conftest import ROOT
 
 KMS_KEY, SM_SECRET, ROW = "aws:kms/key:Key", "aws:secretsmanager/secret:Secret", ":TenantConfigRow"
@@ -37,7 +37,7 @@ def test_a_plain_destroy_is_refused_by_the_engine_and_a_removal_offboards_throug
     the file gone, offboard_stack lifts the guards in the state and the destroy then goes through."""
     from pulumi.automation import errors
 
-    from tenantctl.offboard_stack import TAG_OFFBOARDED_AT, offboard_stack
+    from fleet.offboard_stack import TAG_OFFBOARDED_AT, offboard_stack
 
     assert rehearsal.up().ok
     stack = rehearsal.stack(f"{STACK}.acme")
@@ -67,8 +67,8 @@ def test_a_plain_destroy_is_refused_by_the_engine_and_a_removal_offboards_throug
 
 
 def _spec(rehearsal, slug: str):
-    from tenantctl import engine
-    from tenantctl.rehearsal import STATE_FILE, RehearsalState, rehearsal_backend
+    from fleet import engine
+    from fleet.rehearsal import STATE_FILE, RehearsalState, rehearsal_backend
 
     passphrase = RehearsalState.load(rehearsal.state_dir / STATE_FILE).environment["secrets"]["passphrase"]
     return engine.StackSpec(rehearsal_backend(ROOT, rehearsal.state_dir, passphrase), f"{STACK}.{slug}")

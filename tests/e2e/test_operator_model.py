@@ -36,15 +36,15 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tenantctl import aws_emulator
-from tenantctl.app_schema import APP_ROLE, PROVISIONER_ROLE, TENANT_VARIABLE
-from tenantctl.loader import require_tenants
-from tenantctl.migrate_stacks import migrate
-from tenantctl.rehearsal import STACK, STATE_FILE, RehearsalState, spec_maker
-from tenantctl.rehearse_command import RehearseFailure, _state_dir, existing_stack, run_rehearse
+from fleet.migrate_stacks import migrate
+from fleet.rehearsal import STACK, STATE_FILE, RehearsalState, spec_maker
+from fleet.rehearse import RehearseFailure, _state_dir, existing_stack, run_rehearse
+from services import aws_emulator
+from tenancy.app_schema import APP_ROLE, PROVISIONER_ROLE, TENANT_VARIABLE
+from tenancy.loader import require_tenants
 from tests.conftest import EXAMPLE_TENANTS, ROOT
 from tests.e2e.single_stack import services, single_stack_up
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 EXAMPLES = int(os.environ.get("TENANT_MODEL_EXAMPLES", "1"))
 STEPS = int(os.environ.get("TENANT_MODEL_STEPS", "4"))

@@ -6,8 +6,8 @@ import json
 
 import boto3
 
-from tenantctl import aws_emulator
-from tenantctl.rehearsal import STACK
+from fleet.rehearsal import STACK
+from services import aws_emulator
 
 
 def _leave_pending(rehearsal, stack_name: str, suffix: str) -> dict:

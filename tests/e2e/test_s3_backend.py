@@ -12,9 +12,9 @@ import sys
 import boto3
 import pytest
 
-from tenantctl import aws_emulator
-from tenantctl.engine import engine_environment, pulumi_binary
-from tenantctl.receiver import WebhookReceiver
+from fleet.engine import engine_environment, pulumi_binary
+from services import aws_emulator
+from services.receiver import WebhookReceiver
 from tests.conftest import ROOT
 from tests.e2e.conftest import linked_project
 from tests.s3server import DUMMY_CREDENTIALS

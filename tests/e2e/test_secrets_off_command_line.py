@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from components.naming import PROJECT
-from tenantctl import engine
-from tenantctl.loader import require_tenants
-from tenantctl.rehearsal import STACK, LocalServices, RehearsalState, spec_maker
+from fleet import engine
+from fleet.rehearsal import STACK, LocalServices, RehearsalState, spec_maker
+from tenancy.loader import require_tenants
 from tests.conftest import ROOT
 
 
@@ -74,7 +74,7 @@ def test_a_stack_opened_again_with_the_same_settings_writes_no_config(argv_log, 
 
 
 def test_migrate_stacks_copies_secrets_without_a_command_line_holding_one(argv_log, tmp_path):
-    from tenantctl.migrate_stacks import _copy_config
+    from fleet.migrate_stacks import _copy_config
 
     acme = next(t for t in require_tenants(ROOT / "tenants") if t.slug == "acme")
     [key] = acme.secret_names

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from components.naming import TENANT_STACK_TYPE
-from tenantctl import engine
-from tenantctl.fleet import run_fleet, select
-from tenantctl.loader import require_tenants
-from tenantctl.migrate_stacks import migrate, replacing
-from tenantctl.rehearsal import STACK, spec_maker
+from fleet import engine
+from fleet.migrate_stacks import migrate, replacing
+from fleet.rehearsal import STACK, spec_maker
+from fleet.rollout import run_fleet, select
+from tenancy.loader import require_tenants
 from tests.conftest import ROOT
 from tests.e2e.single_stack import services as _services
 from tests.e2e.single_stack import single_stack_up as _single_stack_up
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 
 def test_migration_moves_every_tenant_into_its_own_stack_without_creating_or_deleting(rehearsal, app_db):

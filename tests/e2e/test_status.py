@@ -7,11 +7,12 @@ import subprocess
 import sys
 from datetime import timedelta
 
-from tenantctl import fleet_status, tenant_data
-from tenantctl.loader import require_tenants
-from tenantctl.rehearse_command import rehearsal_sources
+from fleet import status as fleet_status
+from fleet.rehearse import rehearsal_sources
+from tenancy import tenant_data
+from tenancy.loader import require_tenants
 from tests.conftest import ROOT
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 
 def status(rehearsal, refresh: bool = False, max_unverified: timedelta = timedelta(days=7)):

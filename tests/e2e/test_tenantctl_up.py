@@ -14,12 +14,12 @@ import sys
 
 import pytest
 
-from tenantctl import aws_emulator
-from tenantctl.engine import engine_environment, pulumi_binary
-from tenantctl.receiver import WebhookReceiver
+from fleet.engine import engine_environment, pulumi_binary
+from services import aws_emulator
+from services.receiver import WebhookReceiver
 from tests.conftest import ROOT
 from tests.e2e.conftest import linked_project
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 PASSPHRASE = "tenantctl-up-test"  # noqa: S105 (a throwaway local passphrase)
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tenantctl.loader import require_tenants
-from tenantctl.model import Tenant
+from tenancy.loader import require_tenants
+from tenancy.model import Tenant
 from tests.conftest import EXAMPLE_TENANTS, ROOT
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 FLEET_NAMESPACE = uuid.UUID("3b0e8f0a-6c1d-4e55-9a43-0f4c1e2d7a90")
 # slug -> (tier, observability section of its file, or "")

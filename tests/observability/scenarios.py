@@ -14,7 +14,7 @@ from pathlib import Path
 
 from components.observability import metrics as m
 from components.observability import rules
-from tenantctl.model import Tenant, Tier
+from tenancy.model import Tenant, Tier
 
 PAGING_ALERTS = {"TenantWebhookSignatureFailures", "TenantErrorBudgetBurn1h", "TenantErrorBudgetBurn6h",
                  "TenantEnhancementQueueStalled", "TenantVerificationFailing"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from components.observability import rules
-from tenantctl.plan import build_plan
+from fleet.plan import build_plan
 from tests.conftest import ROOT
 from tests.observability import promtool, scenarios
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from components.observability import metrics as m
 from components.observability import rules
-from tenantctl.model import Tenant
+from tenancy.model import Tenant
 from tests.conftest import ROOT
 
 DOC = ROOT / "docs" / "observability.md"
@@ -49,9 +49,9 @@ def test_every_alert_is_documented_with_its_urgency_and_a_runbook_section():
 
 
 def test_scheduled_verification_prints_the_contracts_series():
-    from tenantctl.checks.report import CheckReport, CheckResult
-    from tenantctl.probe_metrics import exposition_text, registry_for
-    from tenantctl.verification import VerifyOutcome
+    from checks.report import CheckReport, CheckResult
+    from fleet.probe_metrics import exposition_text, registry_for
+    from fleet.verification import VerifyOutcome
 
     tenant = Tenant.model_validate({
         "tenant_id": str(uuid.uuid4()), "slug": "acme", "name": "Acme", "tier": "premium",
@@ -117,8 +117,8 @@ def test_out_of_range_values_are_refused_with_the_range(field, value, message):
 
 
 def test_tenantctl_validate_locates_a_bad_value_and_an_unknown_key(tmp_path):
-    from tenantctl.loader import parse_tenant_file
-    from tests.tenantctl.tenant_text import tenant_yaml
+    from tenancy.loader import parse_tenant_file
+    from tests.tenant_text import tenant_yaml
 
     path = tmp_path / "acme.yaml"
     path.write_text(tenant_yaml("acme", extra="observability:\n  slo_objective: 99.9\n  silent_after: 6\n"))
@@ -130,7 +130,7 @@ def test_tenantctl_validate_locates_a_bad_value_and_an_unknown_key(tmp_path):
 
 
 def test_the_json_schema_carries_the_ranges():
-    from tenantctl.model import tenant_json_schema
+    from tenancy.model import tenant_json_schema
 
     schema = tenant_json_schema()
     section = schema["$defs"]["Observability"]

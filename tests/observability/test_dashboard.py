@@ -14,7 +14,7 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from components import naming
 from components.observability import dashboard
-from tenantctl.model import Tier
+from tenancy.model import Tier
 from tests.observability.promql import UUID, scoping_problems
 
 CONFIGMAP_LIMIT = 1024 * 1024  # bytes of data a ConfigMap may hold

@@ -11,8 +11,8 @@ import re
 import pytest
 from ruamel.yaml import YAML
 
-from tenantctl.loader import require_tenants
-from tenantctl.plan import build_plan, write_manifests
+from fleet.plan import build_plan, write_manifests
+from tenancy.loader import require_tenants
 from tests.conftest import ROOT
 from tests.observability import promtool
 from tests.observability.promql import UUID, scoping_problems

@@ -7,7 +7,7 @@ import pytest
 
 from components.observability import metrics as m
 from components.observability import rules
-from tenantctl.model import Tenant, Tier
+from tenancy.model import Tenant, Tier
 from tests.observability import promtool
 from tests.observability.promql import scoping_problems, selectors
 

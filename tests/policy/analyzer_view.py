@@ -2,7 +2,7 @@
 
 The engine sends an analyzer each resource's properties over gRPC with secrets still in their wire
 envelope (`MarshalProperties(..., KeepSecrets: true, SkipInternalKeys: true)`). `to_wire` rebuilds that
-form from a `RegisteredResource` (whose secrets are `tenantctl.mock_runtime.Secret`), and the args are
+form from a `RegisteredResource` (whose secrets are `fleet.mock_runtime.Secret`), and the args are
 decoded from it exactly as the running pack decodes them: `deserialize_keeping_secrets`, then the
 analyzer's unknown-checking proxy. `analyze_request`/`analyze_stack_request` build the gRPC requests
 themselves, for tests that go through pulumi-policy's real analyzer servicer.
@@ -26,8 +26,8 @@ from pulumi_policy import (
 from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 from pulumi_policy.proxy import unknown_checking_proxy
 
+from fleet.mock_runtime import RegisteredResource, Secret
 from policy.tenant_policies import deserialize_keeping_secrets
-from tenantctl.mock_runtime import RegisteredResource, Secret
 
 
 def to_wire(value: Any) -> Any:

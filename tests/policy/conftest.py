@@ -9,9 +9,9 @@ import pulumi.runtime.config
 import pulumi_policy.policy as servicer_module
 import pytest
 
+from fleet.mock_runtime import RegisteredResource
+from fleet.plan import build_plan
 from policy import tenant_policies
-from tenantctl.mock_runtime import RegisteredResource
-from tenantctl.plan import build_plan
 from tests.conftest import ROOT
 
 

@@ -23,6 +23,7 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 from ruamel.yaml import YAML
 
 from components import naming
+from fleet import mock_runtime
 from policy import tenant_policies
 from policy.tenant_policies import (
     POLICIES,
@@ -35,7 +36,6 @@ from policy.tenant_policies import (
     restricted_pod_security,
     tenant_objects_in_tenant_namespace,
 )
-from tenantctl import mock_runtime
 from tests.conftest import ROOT
 from tests.policy.analyzer_view import (
     Violations,

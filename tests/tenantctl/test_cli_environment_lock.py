@@ -11,10 +11,10 @@ import subprocess
 import pytest
 from typer.testing import CliRunner
 
-from tenantctl import environment_lock as lock
+from fleet import environment_lock as lock
+from fleet.state_folder import file_backend_dir, project_records
 from tenantctl.cli import app
-from tenantctl.state_folder import file_backend_dir, project_records
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 runner = CliRunner()
 
@@ -170,8 +170,8 @@ def test_a_bad_s3_backend_url_is_refused_in_one_line(project, monkeypatch):
 
 
 def test_the_environment_id_of_an_s3_backend_is_made_once_in_its_bucket(project, s3_bucket, monkeypatch):
-    from tenantctl import engine
-    from tenantctl.fleet_command import project_environment_id
+    from fleet import engine
+    from fleet.project_runs import project_environment_id
 
     monkeypatch.setenv("PULUMI_BACKEND_URL", s3_bucket.url())
     assert project_environment_id(project, "prod", create=False) is None  # a preview makes none

@@ -19,9 +19,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tenantctl import environment_lock as lock
+from fleet import environment_lock as lock
 from tenantctl.cli import app
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 runner = CliRunner()
 SECRET = "s3cr3t-pw"  # noqa: S105 (a test value that must never be printed)

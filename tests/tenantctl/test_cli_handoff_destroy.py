@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tenantctl.cli import app
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 runner = CliRunner()
 
@@ -103,7 +103,7 @@ def test_destroy_without_the_tenant_file_unprotects_in_the_state_and_can_erase_h
 
 
 def _seed(app_db, project, history: bool):
-    from tenantctl.loader import parse_tenant_file
+    from tenancy.loader import parse_tenant_file
 
     tenant = parse_tenant_file(project / "tenants" / "acme.yaml")[0]
     app_db.add_tenant(tenant.tenant_id)
@@ -113,9 +113,9 @@ def _seed(app_db, project, history: bool):
 
 
 def recorded_offboarding(monkeypatch, status: str = "ok", error: str = ""):
-    """The offboarding worker replaced by a recorder: the engine steps are tests/tenantctl/test_offboard_stack.py's."""
-    from tenantctl import offboarding
-    from tenantctl.stack_run import StackOutcome
+    """The offboarding worker replaced by a recorder: the engine steps are tests/fleet/test_offboard_stack.py's."""
+    from fleet import offboarding
+    from fleet.stack_run import StackOutcome
 
     calls = []
 

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 from ruamel.yaml import YAML
 
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 
 def tenantctl(cwd, *args):
@@ -23,7 +23,8 @@ def project(tmp_path, repo_root):
     """A git repository holding a copy of the program and the example tenants."""
     for name in ("__main__.py", "Pulumi.yaml"):
         shutil.copy(repo_root / name, tmp_path / name)
-    for package in ("program", "components", "tenantctl", "tenants", "stacks"):
+    for package in ("program", "components", "tenantctl",
+                 "tenancy", "checks", "fleet", "services", "tenants", "stacks"):
         shutil.copytree(repo_root / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
     subprocess.run([*git, "init", "-q", "-b", "main"], cwd=tmp_path, check=True)
@@ -140,8 +141,8 @@ def test_json_is_json_even_on_errors(project):
 
 
 def test_plans_and_their_mock_ids_are_identical_from_run_to_run(project):
-    from tenantctl.mock_runtime import masked
-    from tenantctl.plan import build_plan
+    from fleet.mock_runtime import masked
+    from fleet.plan import build_plan
 
     first = tenantctl(project, "plan", "--json").stdout
     second = tenantctl(project, "plan", "--json").stdout

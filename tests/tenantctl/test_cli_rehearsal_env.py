@@ -11,10 +11,10 @@ import socket
 import pytest
 from typer.testing import CliRunner
 
+from fleet.rehearsal import STATE_FILE, RehearsalState
+from fleet.rehearse import _state_dir
 from tenantctl.cli import app
-from tenantctl.rehearsal import STATE_FILE, RehearsalState
-from tenantctl.rehearse_command import _state_dir
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tenantctl.cli import app
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 runner = CliRunner()
 

@@ -8,9 +8,9 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
+from services.receiver import WebhookReceiver
 from tenantctl.cli import app
-from tenantctl.receiver import WebhookReceiver
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 runner = CliRunner()
 
@@ -34,7 +34,7 @@ def args(app_db, tenants_dir, receiver, *extra):
 
 
 def _tenant_id(tenants_dir):
-    from tenantctl.loader import parse_tenant_file
+    from tenancy.loader import parse_tenant_file
 
     return str(parse_tenant_file(tenants_dir / "acme.yaml")[0].tenant_id)
 
@@ -79,7 +79,7 @@ def test_a_peer_in_the_registry_is_probed_with_its_real_secret(onboarded):
 
 
 def test_a_receiver_that_accepts_a_peers_secret_fails_verify(onboarded, monkeypatch):
-    from tenantctl import credentials
+    from tenancy import credentials
 
     app_db, tenants_dir, receiver = onboarded
     peer = _add_peer(app_db, tenants_dir)

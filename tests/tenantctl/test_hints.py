@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from tenantctl import rehearse_command
-from tenantctl.fleet import Selection, run_fleet
-from tenantctl.loader import require_tenants
-from tenantctl.rehearsal import STACK
-from tenantctl.scaffold import next_steps
+from fleet import rehearse as rehearse_command
+from fleet.rehearsal import STACK
+from fleet.rollout import Selection, run_fleet
+from tenancy.loader import require_tenants
+from tenancy.scaffold import next_steps
 from tests.conftest import ROOT
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tenantctl import aws_emulator
+from services import aws_emulator
 from tenantctl.cli import app
 from tests.e2e.conftest import real_engine, rehearsal  # noqa: F401 (fixtures)
 
@@ -25,7 +25,7 @@ def rows(app_db):
 
 
 def tenant_ids(tenants_dir: Path) -> dict[str, str]:
-    from tenantctl.loader import load_tenants
+    from tenancy.loader import load_tenants
 
     return {t.tenant.slug: str(t.tenant.tenant_id) for t in load_tenants(tenants_dir=tenants_dir).tenants}
 
@@ -90,7 +90,7 @@ def test_state_file_and_rendered_manifests_are_private(rehearsal):  # noqa: F811
 
 def test_destroy_removes_everything_and_stops_the_emulator(rehearsal, app_db):  # noqa: F811
     assert rehearsal.up().ok
-    from tenantctl.rehearse_command import run_rehearse
+    from fleet.rehearse import run_rehearse
 
     result = run_rehearse(rehearsal.tenants_dir, rehearsal.database_url, app_db.app_dsn, True,
                           state_base=rehearsal.state_base)
@@ -145,7 +145,7 @@ def test_a_taken_emulator_port_is_a_clear_error(tmp_path):
 def test_two_rehearsals_on_one_state_folder_cannot_collide(rehearsal):  # noqa: F811
     import fcntl
 
-    from tenantctl.rehearse_command import RehearseFailure
+    from fleet.rehearse import RehearseFailure
 
     rehearsal.state_dir.mkdir(parents=True, exist_ok=True)
     with (rehearsal.state_dir / ".lock").open("w") as held:
@@ -157,7 +157,7 @@ def test_two_rehearsals_on_one_state_folder_cannot_collide(rehearsal):  # noqa: 
 def test_a_database_that_is_not_utf8_is_refused_up_front(local_pg, tenants_dir, tmp_path):
     from psycopg import sql
 
-    from tenantctl.rehearse_command import RehearseFailure, run_rehearse
+    from fleet.rehearse import RehearseFailure, run_rehearse
 
     name = f"ascii_{tmp_path.name[-8:]}".replace("-", "_")
     with __import__("psycopg").connect(local_pg.dsn(), autocommit=True) as conn:
@@ -173,7 +173,7 @@ def test_a_database_that_is_not_utf8_is_refused_up_front(local_pg, tenants_dir, 
 def test_a_taken_receiver_port_moves_the_receiver_and_reruns_the_checks(rehearsal):  # noqa: F811
     import socket
 
-    from tenantctl.rehearsal import STATE_FILE, RehearsalState
+    from fleet.rehearsal import STATE_FILE, RehearsalState
 
     assert rehearsal.up().ok
     port = RehearsalState.load(rehearsal.state_dir / STATE_FILE).environment["receiver_port"]

@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from components.naming import PROJECT
-from tenantctl import engine, refresh_guard
-from tenantctl import environment_lock as lock
+from fleet import engine, refresh_guard
+from fleet import environment_lock as lock
 from tenantctl.cli import app
-from tests.tenantctl.tenant_text import tenant_yaml
+from tests.tenant_text import tenant_yaml
 
 runner = CliRunner()
 

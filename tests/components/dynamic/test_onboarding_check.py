@@ -6,7 +6,7 @@ import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
 from components.dynamic.onboarding_check import OnboardingCheckProvider
-from tenantctl.receiver import WebhookReceiver
+from services.receiver import WebhookReceiver
 from tests.components.dynamic.provider_host import ProviderHostError
 
 URN = "urn:pulumi:dev::tenant-onboarding::tenant-onboarding:index:TenantStack$pulumi-python:dynamic:Resource::t-check"

@@ -9,7 +9,7 @@ import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
 from components.dynamic.tenant_config_row import TenantConfigRowProvider
-from tenantctl import credentials
+from tenancy import credentials
 from tests.components.dynamic.provider_host import ProviderHostError
 
 URN = "urn:pulumi:dev::tenant-onboarding::tenant-onboarding:index:TenantStack$pulumi-python:dynamic:Resource::t-row"

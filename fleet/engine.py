@@ -1,0 +1,337 @@
+"""The real Pulumi engine, driven through the Automation API (`pulumi.automation`).
+
+The program is `__main__.py`, exactly as `pulumi up` runs it. It runs as the Automation API's inline
+program (the SDK's own language server, which the CLI reaches with `--client`) rather than through
+the `pulumi-language-python` plugin, because that plugin's Go module is not served where this project
+is built; the program's code, its config and the engine's steps are the same either way.
+
+Nothing is downloaded at run time: every engine process gets PULUMI_SKIP_UPDATE_CHECK and
+PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION, and finds its plugins next to the CLI in `.venv/bin`.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components.naming import PROJECT
+
+NO_DOWNLOADS = {"PULUMI_SKIP_UPDATE_CHECK": "true", "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true"}
+SETUP_HINT = "run `make setup`, which builds it into .venv/bin from Go modules (or install Pulumi)"
+
+
+class EngineError(Exception):
+    """The engine is missing or a run failed; the message says what to do, never a secret."""
+
+
+def pulumi_binary(project_root: Path) -> Path:
+    """The CLI `make setup` built into .venv/bin, else a `pulumi` on PATH; EngineError when neither exists."""
+    built = project_root / ".venv" / "bin" / "pulumi"
+    if built.is_file() and os.access(built, os.X_OK):
+        return built
+    found = shutil.which("pulumi")
+    if found:
+        return Path(found)
+    raise EngineError(f"the Pulumi CLI is not installed: {SETUP_HINT}")
+
+
+def engine_version(project_root: Path) -> str:
+    binary = pulumi_binary(project_root)
+    result = subprocess.run([str(binary), "version"], capture_output=True, text=True, timeout=60,
+                            env=engine_environment(project_root, {}))
+    if result.returncode != 0:
+        raise EngineError(f"{binary} version failed: {result.stderr.strip()[-300:]}")
+    return result.stdout.strip()
+
+
+def engine_environment(project_root: Path, extra: dict[str, str]) -> dict[str, str]:
+    """What every engine process gets: no downloads, the venv's plugins and Python, the project importable
+    by the dynamic provider host (it unpickles the providers by module name)."""
+    venv_bin = project_root / ".venv" / "bin"
+    python = venv_bin / "python" if (venv_bin / "python").exists() else Path(sys.executable)
+    # `make setup` registers the plugins it built in the venv's own Pulumi home; a normal install keeps its own.
+    home = project_root / ".venv" / "pulumi-home"
+    return {
+        **os.environ,
+        **({"PULUMI_HOME": str(home)} if home.is_dir() and "PULUMI_HOME" not in os.environ else {}),
+        **NO_DOWNLOADS,
+        # Plugins load as installed, at the versions the SDKs ask for, never whatever is first on PATH.
+        "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
+        "PATH": f"{pulumi_binary(project_root).parent}{os.pathsep}{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PULUMI_PYTHON_CMD": str(python),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(project_root), os.environ.get("PYTHONPATH")])),
+        **extra,
+    }
+
+
+def program(project_root: Path) -> Callable[[], None]:
+    """`__main__.py` as the inline program: the same file `pulumi up` runs, in the project root."""
+
+    def run() -> None:
+        if str(project_root) not in sys.path:
+            sys.path.insert(0, str(project_root))
+        runpy.run_path(str(project_root / "__main__.py"), run_name="__main__")
+
+    return run
+
+
+@dataclass
+class Backend:
+    """Where an environment's stacks live and how their secrets are encrypted.
+
+    `backend_dir` set: a local `file://` backend with a work folder of its own (the rehearsal, the
+    benchmarks), stack config set by the caller, the passphrase provider. Unset: the project itself,
+    as `pulumi` runs it there: its Pulumi.yaml and `stacks/` files, the backend `pulumi login` chose,
+    and for a stack created here the secrets provider of the environment's platform stack file."""
+
+    project_root: Path
+    backend_dir: Path | None = None
+    work_dir: Path | None = None
+    passphrase: str | None = None
+    secrets_provider: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def local(self) -> bool:
+        return self.backend_dir is not None
+
+
+@dataclass
+class StackSpec:
+    """One stack of a backend, with the config the caller sets on it (`secrets` stored encrypted)."""
+
+    backend: Backend
+    name: str
+    config: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def workspace_options(backend: Backend):
+    from pulumi import automation as auto
+
+    extra = dict(backend.env)
+    if backend.passphrase is not None:
+        extra["PULUMI_CONFIG_PASSPHRASE"] = backend.passphrase
+    env = engine_environment(backend.project_root, extra)
+    binary = pulumi_binary(backend.project_root)
+    command = auto.PulumiCommand(root=str(binary.parent.parent), skip_version_check=True)
+    if not backend.local:
+        return auto.LocalWorkspaceOptions(work_dir=str(backend.project_root), pulumi_home=env.get("PULUMI_HOME"),
+                                          env_vars=env, pulumi_command=command,
+                                          secrets_provider=backend.secrets_provider)
+    backend.backend_dir.mkdir(parents=True, exist_ok=True)
+    backend.work_dir.mkdir(parents=True, exist_ok=True)
+    _write_project_file(backend.work_dir, backend.backend_dir)
+    return auto.LocalWorkspaceOptions(work_dir=str(backend.work_dir), pulumi_home=env.get("PULUMI_HOME"), env_vars=env,
+                                      pulumi_command=command, secrets_provider="passphrase")
+
+
+def _write_project_file(work_dir: Path, backend_dir: Path) -> None:
+    """The local workspace's Pulumi.yaml, replaced in one step: stacks running at once in other processes read
+    it while another writes it (the Automation API's own save truncates the file first)."""
+    import json
+    import tempfile
+
+    text = f"name: {PROJECT}\nruntime: python\nbackend:\n  url: {json.dumps(backend_dir.as_uri())}\n"
+    path = work_dir / "Pulumi.yaml"
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return
+    with tempfile.NamedTemporaryFile("w", dir=work_dir, prefix=".Pulumi.yaml.", delete=False,
+                                     encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(handle.name, path)
+
+
+def open_stack(spec: StackSpec, create: bool = True):
+    """Select the stack, or create it (with its tags) when `create`; then set the caller's config."""
+    from pulumi import automation as auto
+    from pulumi.automation.errors import StackNotFoundError
+
+    options = workspace_options(spec.backend)
+    run = program(spec.backend.project_root)
+    try:
+        stack = auto.select_stack(stack_name=spec.name, project_name=PROJECT, program=run, opts=options)
+    except StackNotFoundError:
+        if not create:
+            raise
+        stack = auto.create_stack(stack_name=spec.name, project_name=PROJECT, program=run, opts=options)
+        for key, value in spec.tags.items():
+            stack.set_tag(key, value)
+    values = {f"{PROJECT}:{k}" if ":" not in k else k: auto.ConfigValue(value=v) for k, v in spec.config.items()}
+    secrets = {f"{PROJECT}:{k}": v for k, v in spec.secrets.items()}
+    if secrets:
+        # One read (its plaintext on stdout, not argv) instead of a write per value: a stack opened again with
+        # the same settings, as every run of the rehearsal does, then costs one CLI call, as set_all_config did.
+        current = stack.get_all_config()
+        values = {k: v for k, v in values.items()
+                  if k not in current or (current[k].value, current[k].secret) != (v.value, False)}
+        secrets = {k: v for k, v in secrets.items()
+                   if k not in current or (current[k].value, current[k].secret) != (v, True)}
+    if values:
+        stack.set_all_config(values)
+    for key, value in secrets.items():
+        set_secret_config(stack, key, value)
+    return stack
+
+
+def set_secret_config(stack, key: str, value: str) -> None:
+    """`pulumi config set --secret` with the value on stdin. The Automation API's set_config and set_all_config
+    put the plaintext in argv, which any user of the machine can read (ps, /proc/<pid>/cmdline); the CLI reads
+    the value from stdin when none is given (`--raw` keeps it byte for byte)."""
+    workspace = stack.workspace
+    command = [workspace.pulumi_command.command, "--non-interactive", "config", "set", key, "--secret", "--raw",
+               "--stack", stack.name]
+    done = subprocess.run(command, input=value, cwd=workspace.work_dir, env={**os.environ, **workspace.env_vars},
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise EngineError(f"pulumi config set --secret {key} failed: {lines[-1] if lines else done.returncode}")
+
+
+def existing_stacks(backend: Backend, names: list[str]) -> list[str]:
+    """Which of these stacks exist, asked one by one: listing every stack reads every stack's checkpoint on a
+    self-managed backend, which a one-tenant change must not pay for. Changes nothing (not even the selection)."""
+    options = workspace_options(backend)
+    binary = str(pulumi_binary(backend.project_root))
+    found = []
+    for name in dict.fromkeys(names):
+        result = subprocess.run([binary, "stack", "output", "--json", "--stack", name], cwd=options.work_dir,
+                                env=dict(options.env_vars), capture_output=True, text=True, timeout=120)
+        if result.returncode == 0:
+            found.append(name)
+        elif "no stack named" not in result.stderr and "not found" not in result.stderr:
+            raise EngineError(f"cannot tell whether stack {name} exists: {result.stderr.strip()[-300:]}")
+    return sorted(found)
+
+
+def list_stacks(backend: Backend) -> list[str]:
+    """The project's stacks on the backend (their short names). On a file backend they are read from its
+    folder: `pulumi stack ls` parses every checkpoint, so one corrupt checkpoint would fail the whole fleet
+    (and listing by name is cheaper); that stack fails alone when it runs."""
+    from pulumi import automation as auto
+    from pulumi.automation.errors import CommandError
+
+    folder = file_backend_dir(backend)
+    if folder is not None:
+        stacks = folder / ".pulumi" / "stacks" / PROJECT
+        names = {p.name.removesuffix(".gz").removesuffix(".json") for p in stacks.glob("*.json*")
+                 if p.name.endswith((".json", ".json.gz"))} if stacks.is_dir() else set()
+        return sorted(names)
+    workspace = auto.LocalWorkspace(**vars(workspace_options(backend)))
+    try:
+        return sorted(summary.name.rsplit("/", 1)[-1] for summary in workspace.list_stacks())
+    except CommandError as exc:
+        raise EngineError(f"cannot list the stacks of this backend: {str(exc).strip().splitlines()[-1]}") from None
+
+
+def runs_dir(backend: Backend) -> Path:
+    """Where a run records the sessions of its engine processes (services.run_sessions): the rehearsal's state
+    folder, else this user's local state (never a backend folder another host may share)."""
+    if backend.work_dir is not None:
+        return backend.work_dir.parent / "runs"
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "tenantctl" / "runs"
+
+
+def file_backend_dir(backend: Backend) -> Path | None:
+    """The folder of a `file://` backend: the rehearsal's own, or the project's (PULUMI_BACKEND_URL, its
+    Pulumi.yaml's `backend.url`, or the login), read as fleet.state_folder reads it. None for any other."""
+    from fleet import state_folder
+
+    if backend.backend_dir is not None:
+        return backend.backend_dir
+    url = backend.env.get("PULUMI_BACKEND_URL") or state_folder.backend_url(backend.project_root)
+    return state_folder.file_backend_dir(url, backend.project_root)
+
+
+def checkpoint_problem(backend: Backend, stack: str) -> str | None:
+    """On a file backend, why the stack's checkpoint cannot be read (naming the backup the backend keeps, if
+    any); None when it parses or is not on a file backend."""
+    import json
+
+    folder = file_backend_dir(backend)
+    if folder is None:
+        return None
+    path = folder / ".pulumi" / "stacks" / PROJECT / f"{stack}.json"
+    if not path.is_file():
+        return None
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        backup = path.with_name(path.name + ".bak")
+        restore = (f"; the backend keeps the previous checkpoint at {backup}: check it, then, with no run going, "
+                   f"`cp {backup} {path}` and `tenantctl up` (it redoes what the lost save held)"
+                   ) if backup.is_file() else "; the backend keeps no backup of it: restore the folder from a backup"
+        return f"the checkpoint of stack {stack} is unreadable ({path}: {type(exc).__name__}){restore}"
+    return None
+
+
+@dataclass
+class EngineEvents:
+    """What the engine said about each resource during one operation, from its event stream."""
+
+    ops: dict[str, str] = field(default_factory=dict)  # urn -> op of the final step
+    errors: dict[str, list[str]] = field(default_factory=dict)  # urn -> error diagnostics
+    general_errors: list[str] = field(default_factory=list)
+    fault: Callable[[Any], None] | None = None  # the crash tests' kill point (fleet.stack_run.FAULT_ENV)
+
+    def __call__(self, event: Any) -> None:
+        if self.fault is not None:
+            self.fault(event)
+        if event.res_outputs_event is not None:
+            self.ops[event.res_outputs_event.metadata.urn] = event.res_outputs_event.metadata.op.value
+        elif event.resource_pre_event is not None and event.resource_pre_event.metadata.urn not in self.ops:
+            self.ops[event.resource_pre_event.metadata.urn] = event.resource_pre_event.metadata.op.value
+        elif event.res_op_failed_event is not None:
+            self.ops[event.res_op_failed_event.metadata.urn] = "failed"
+        elif event.diagnostic_event is not None and event.diagnostic_event.severity == "error":
+            message = event.diagnostic_event.message.strip()
+            urn = event.diagnostic_event.urn
+            if urn:
+                self.errors.setdefault(urn, []).append(message)
+            else:
+                self.general_errors.append(message)
+
+
+def resource_name(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+def resource_type(urn: str) -> str:
+    return urn.split("::")[2].split("$")[-1]
+
+
+def export_state(stack) -> dict:
+    """`pulumi stack export` as a reviewer or backup job sees it: secrets stay ciphertext.
+
+    (The Automation API's own `export_stack` passes --show-secrets.)
+    """
+    import json
+
+    workspace = stack.workspace
+    result = workspace.pulumi_command.run(["stack", "export", "--stack", stack.name], workspace.work_dir,
+                                          workspace.env_vars)
+    return json.loads(result.stdout)
+
+
+def import_state(stack, deployment: dict) -> None:
+    """`pulumi stack import` of an exported deployment (`export_state`'s, secrets still ciphertext), from a file
+    only this user can read. The engine clears pending operations on import."""
+    import json
+    import tempfile
+
+    workspace = stack.workspace
+    with tempfile.TemporaryDirectory(prefix="tenantctl-state-") as folder:
+        path = Path(folder) / "state.json"
+        path.write_text(json.dumps(deployment), encoding="utf-8")
+        path.chmod(0o600)
+        workspace.pulumi_command.run(["stack", "import", "--file", str(path), "--stack", stack.name],
+                                     workspace.work_dir, workspace.env_vars)

@@ -1,0 +1,187 @@
+"""What an interrupted run left in a stack's checkpoint as pending operations, resolved before the next `up`.
+
+The engine records an operation before it asks the provider, and clears it when the provider answers. A
+run killed in between leaves the operation pending, and the engine then forgets it: an interrupted create
+of an object with a name of its own (a secret, an alias) fails for ever after on the name, and one with a
+generated id (the KMS key) is created a second time. So, before `up` (rule 2: a preview only reports):
+
+- a pending create is looked for in the cloud: by name (secret, alias), or by the tenant_id tag written at
+  create time (KMS key). Found, it is adopted into the state with its id; absent, the pending create is
+  cleared and the run creates it. A key that cannot be told apart (two candidates) is tagged
+  `tenant:unadopted` and reported, never deleted (rule 4);
+- every other pending create is of an object the run redoes idempotently (a row the provider adopts,
+  a random value, a rendered manifest, a secret version), and is cleared;
+- an interrupted update or delete is cleared and so resumed: the next `up` compares the program with the
+  state, which still holds the resource as it was before the interruption.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from components.naming import PROJECT
+from fleet import engine
+
+KEY, ALIAS, SECRET = "aws:kms/key:Key", "aws:kms/alias:Alias", "aws:secretsmanager/secret:Secret"
+UNADOPTED_TAG = "tenant:unadopted"
+
+
+@dataclass
+class Found:
+    id: str
+    outputs: dict[str, Any]
+
+
+@dataclass
+class Unadoptable:
+    ids: list[str]
+
+
+Lookup = Callable[[dict], "Found | Unadoptable | None"]
+
+
+def pending(deployment: dict) -> list[dict]:
+    return list(deployment.get("pending_operations") or [])
+
+
+def describe(operation: dict) -> str:
+    resource = operation.get("resource") or {}
+    return f"{operation.get('type', '?')} {engine.resource_name(resource.get('urn', '::?'))} ({resource.get('type')})"
+
+
+def resolve(deployment: dict, lookup: Lookup) -> tuple[dict, list[str], list[str]]:
+    """The deployment with its pending operations resolved, the notes, and the URNs adopted (to refresh)."""
+    resources = list(deployment.get("resources") or [])
+    known_ids = {r.get("id") for r in resources if r.get("id")}
+    notes, adopted = [], []
+    for operation in pending(deployment):
+        resource = dict(operation.get("resource") or {})
+        name = engine.resource_name(resource.get("urn", "::?"))
+        if operation.get("type") != "creating":
+            notes.append(f"{describe(operation)} was interrupted: cleared, and this run finishes it")
+            continue
+        found = lookup(resource)
+        if isinstance(found, Unadoptable):
+            notes.append(f"an interrupted create of {name} left {len(found.ids)} objects that cannot be told apart "
+                         f"({', '.join(found.ids)}): tagged {UNADOPTED_TAG} and left for an operator; this run "
+                         "creates a new one")
+            continue
+        if found is None or found.id in known_ids:
+            notes.append(f"an interrupted create of {name} had made nothing: cleared, and this run creates it")
+            continue
+        resource.update(id=found.id, outputs={**(resource.get("inputs") or {}), **found.outputs})
+        resource.setdefault("custom", True)
+        resources.append(resource)
+        known_ids.add(found.id)
+        adopted.append(resource["urn"])
+        notes.append(f"adopted {name} ({resource.get('type')}, id {found.id}), which an interrupted create had made")
+    return {**deployment, "resources": resources, "pending_operations": []}, notes, adopted
+
+
+def recover(stack, spec: engine.StackSpec, apply: bool) -> list[str]:
+    """Resolve the stack's pending operations (only report them unless `apply`). The notes say what happened."""
+    deployment_doc = engine.export_state(stack)
+    deployment = deployment_doc.get("deployment") or {}
+    operations = pending(deployment)
+    if not operations:
+        return []
+    if not apply:
+        return [f"{describe(op)} was left pending by an interrupted run; `up` resolves it" for op in operations]
+    lookup = cloud_lookup(stack, deployment)
+    resolved, notes, adopted = resolve(deployment, lookup)
+    engine.import_state(stack, {**deployment_doc, "deployment": resolved})
+    if adopted:
+        stack.refresh(target=adopted, color="never", on_output=lambda _line: None)
+    return notes
+
+
+def cloud_lookup(stack, deployment: dict) -> Lookup:
+    """Finds a pending create's object in AWS, with the stack's own provider settings."""
+    config = {key: value.value for key, value in stack.get_all_config().items() if not value.secret}
+    region = config.get("aws:region") or "us-east-1"
+    endpoint = config.get(f"{PROJECT}:awsEndpoint")
+    in_state = {r.get("id") for r in deployment.get("resources") or []}
+
+    def client(service: str):
+        import boto3
+
+        if endpoint:  # a local emulator, with the placeholders the program's own provider uses
+            from components.providers import LOCAL_AWS_ACCESS_KEY, LOCAL_AWS_SECRET_KEY
+
+            return boto3.client(service, region_name=region, endpoint_url=endpoint,
+                                aws_access_key_id=LOCAL_AWS_ACCESS_KEY, aws_secret_access_key=LOCAL_AWS_SECRET_KEY)
+        return boto3.client(service, region_name=region)
+
+    def lookup(resource: dict) -> Found | Unadoptable | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        kind, inputs = resource.get("type"), resource.get("inputs") or {}
+        try:
+            if kind == SECRET:
+                return _secret(client("secretsmanager"), inputs)
+            if kind == ALIAS:
+                return _alias(client("kms"), inputs)
+            if kind == KEY:
+                return _key(client("kms"), inputs, in_state)
+        except (BotoCoreError, ClientError) as exc:
+            raise engine.EngineError(f"cannot look for {engine.resource_name(resource['urn'])}, whose create was "
+                                     f"interrupted, in AWS: {exc}; nothing was changed") from None
+        return None
+
+    return lookup
+
+
+def _secret(sm, inputs: dict) -> Found | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        described = sm.describe_secret(SecretId=inputs.get("name", ""))
+    except ClientError:
+        return None
+    if described.get("DeletedDate"):
+        return None
+    return Found(described["ARN"], {"arn": described["ARN"]})
+
+
+def _alias(kms, inputs: dict) -> Found | None:
+    name = inputs.get("name")
+    for page in kms.get_paginator("list_aliases").paginate():
+        for alias in page["Aliases"]:
+            if alias["AliasName"] == name and alias.get("TargetKeyId"):
+                key_arn = kms.describe_key(KeyId=alias["TargetKeyId"])["KeyMetadata"]["Arn"]
+                return Found(name, {"arn": alias["AliasArn"], "targetKeyArn": key_arn})
+    return None
+
+
+def _key(kms, inputs: dict, in_state: set) -> Found | Unadoptable | None:
+    """The key the interrupted create made: tagged with this tenant's id and this stack, live, and not in the
+    state. Two such keys cannot be told apart: both are tagged for an operator, and neither is adopted."""
+    wanted = _tag_map(inputs.get("tags"))
+    tenant_id, stack = wanted.get("tenant_id"), wanted.get("stack")
+    if not tenant_id or not stack:
+        return None
+    candidates = []
+    for page in kms.get_paginator("list_keys").paginate():
+        for key in page["Keys"]:
+            if key["KeyId"] in in_state:
+                continue
+            meta = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
+            if meta["KeyState"] == "PendingDeletion":
+                continue
+            tags = {t["TagKey"]: t["TagValue"] for t in kms.list_resource_tags(KeyId=key["KeyId"]).get("Tags", [])}
+            if tags.get("tenant_id") == tenant_id and tags.get("stack") == stack and UNADOPTED_TAG not in tags:
+                candidates.append(meta)
+    if len(candidates) == 1:
+        meta = candidates[0]
+        return Found(meta["KeyId"], {"arn": meta["Arn"], "keyId": meta["KeyId"]})
+    for meta in candidates:
+        kms.tag_resource(KeyId=meta["KeyId"], Tags=[{"TagKey": UNADOPTED_TAG, "TagValue": "true"}])
+    return Unadoptable([m["KeyId"] for m in candidates]) if candidates else None
+
+
+def _tag_map(tags: Any) -> dict[str, str]:
+    if isinstance(tags, dict):
+        return {str(k): str(v) for k, v in tags.items()}
+    return {}

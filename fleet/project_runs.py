@@ -1,0 +1,147 @@
+"""`tenantctl preview|up|migrate-stacks` against a real environment: the project as `pulumi` runs it.
+
+Stacks are the project's (`stacks/Pulumi.<stack>.yaml`), on the backend `pulumi login` chose (or
+PULUMI_BACKEND_URL). A tenant stack that does not exist yet is created with the secrets provider of
+its environment's platform stack file and tagged with the tenant's slug, tier and id; its secrets
+are set the usual way (`pulumi config set --secret ... --stack <env>.<slug>`), never by this command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.table import Table
+
+from components.naming import split_stack_name
+from fleet import change_counts, engine, upgrade_guard
+from fleet.error_lines import one_line
+from fleet.plan import changed_since
+from fleet.removals import removed_since
+from fleet.rollout import (
+    DEFAULT_MAX_REMOVALS,
+    FleetResult,
+    Selection,
+    candidate_stacks,
+    run_fleet,
+    select,
+    tenant_tags,
+)
+from fleet.stack_files import StackFileError, read_stack_file
+from fleet.stack_identity import read_identities
+from tenancy.model import Tenant
+
+
+def project_backend(root: Path, env: str) -> engine.Backend:
+    try:
+        platform = read_stack_file(root, env)
+    except StackFileError:
+        return engine.Backend(project_root=root)
+    return engine.Backend(project_root=root, secrets_provider=platform.secrets_provider)
+
+
+def project_specs(backend: engine.Backend,
+                  environment_id: str | None = None) -> Callable[[str, Tenant | None], engine.StackSpec]:
+    def spec(stack: str, tenant: Tenant | None) -> engine.StackSpec:
+        if tenant is None and environment_id and split_stack_name(stack)[1] is None:
+            # The platform stack carries the environment's id to its tenant rows (fleet rule 1); `pulumi config
+            # set` keeps it in its stack file, so commit it: a plain `pulumi up` of the stack then checks it too.
+            return engine.StackSpec(backend, stack, config={"environmentId": environment_id})
+        return engine.StackSpec(backend, stack, tags=tenant_tags(tenant) if tenant else {})
+
+    return spec
+
+
+def project_environment_id(root: Path, env: str, create: bool) -> str | None:
+    """The id recorded beside the state of a `file://` or `s3://` backend (made on the first `up`). Any other
+    backend keeps none: a preview goes on without one, and making one there is refused (docs/operations.md)."""
+    from fleet.environment_id import EnvironmentIdError, recorded_id
+    from fleet.state_folder import UnsupportedBackend, project_store
+
+    try:
+        return recorded_id(project_store(root), env, create=create)
+    except UnsupportedBackend as exc:
+        if create:
+            raise engine.EngineError(f"environment {env}: {exc}") from None
+        return None
+    except EnvironmentIdError as exc:
+        raise engine.EngineError(str(exc)) from None
+
+
+def fleet_selection(root: Path, tenants_dir: Path, env: str, tenants: list[Tenant], backend: engine.Backend,
+                    only: set[str] | None, since: str | None,
+                    max_removals: int = DEFAULT_MAX_REMOVALS) -> tuple[Selection, list[str]]:
+    """The run's selection; SelectionRefused (nothing has run) above the removal bound or on an identity clash.
+    Removals come only from the git range `since`..HEAD."""
+    changes = changed_since(root, tenants_dir, since) if since else None
+    removed_ids = removed_since(root, tenants_dir, since, tenants) if since else {}
+    candidates = candidate_stacks(env, tenants, only, changes, removed_ids)
+    stacks = engine.list_stacks(backend) if candidates is None else engine.existing_stacks(backend, candidates)
+    identities = read_identities(backend, [name for name in stacks if split_stack_name(name)[0] == env
+                                           and split_stack_name(name)[1]])
+    return select(env, tenants, stacks, only, changes, identities, removed_ids, max_removals), stacks
+
+
+def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[Tenant], only: set[str] | None,
+        since: str | None, concurrency: int, say: Callable[[str], None],
+        policy_packs: list[str] | None = None, max_removals: int = DEFAULT_MAX_REMOVALS) -> FleetResult:
+    backend = project_backend(root, env)
+    upgrade_guard.refuse_unmigrated(engine.StackSpec(backend, env), operation)  # before any stack runs
+    selection, stacks = fleet_selection(root, tenants_dir, env, tenants, backend, only, since, max_removals)
+    if selection.missing:
+        raise engine.EngineError(f"--only names no tenant file or stack of {env}: {', '.join(selection.missing)}")
+    # A preview never creates a stack (the preview role may not write state); `up` creates a new tenant's.
+    # Only `up` sets it: after the first one the stack file holds it, which is what a preview reads.
+    environment = project_environment_id(root, env, create=True) if operation == "up" else None
+    return run_fleet(selection, operation, project_specs(backend, environment), concurrency, say,
+                     platform_applied=env in stacks,
+                     policy_packs=[str(Path(p).resolve()) for p in policy_packs or []],
+                     create_stacks=operation == "up")
+
+
+def summary_table(result: FleetResult) -> Table:
+    title = f"{result.operation} of environment {result.env}: " + ("ok" if result.ok else "FAILED")
+    if result.stopped_after_wave is not None:
+        title += f" (stopped after wave {result.stopped_after_wave})"
+    table = Table(title=title)
+    for column in ("stack", "status", *change_counts.COLUMNS, "checks", "seconds"):
+        table.add_column(column)
+    blank = [""] * len(change_counts.COLUMNS)
+    for outcome in result.outcomes:
+        checks = (outcome.outputs.get("tenant") or {}).get("checks") or {}
+        verdict = ("ok" if all(checks.values()) else "FAILED") if checks else "-"
+        status = outcome.status + (" (removed)" if outcome.removed and outcome.ok else "")
+        table.add_row(outcome.stack, status, *change_counts.terminal_cells(outcome.counts()), verdict,
+                      f"{outcome.seconds:.1f}")
+        for note in outcome.recovered:
+            table.add_row("", "recovered", *blank, note[:200], "")
+        for error in outcome.errors:
+            table.add_row("", "", *blank, one_line(error, 200), "")
+    for slug in result.orphans:
+        table.add_row(f"{result.env}.{slug}", "orphan", *blank, "no tenant file: left alone", "")
+    for old, new in result.renames:
+        table.add_row(f"{result.env}.{new}", f"renamed from {result.env}.{old}" if result.operation == "up"
+                      else f"up renames it from {result.env}.{old}", *blank, "", "")
+    return table
+
+
+def markdown_summary(result: FleetResult) -> str:
+    """The run as one Markdown comment (a pull request's combined preview): a row per stack, errors below.
+    A replacement or deletion carries a warning marker: that is what a reviewer must not miss."""
+    verdict = "ok" if result.ok else "FAILED"
+    lines = [f"### `tenantctl {result.operation} --env {result.env}`: {verdict}", "",
+             "| stack | status | " + " | ".join(change_counts.COLUMNS) + " |",
+             "|---|---|" + "---:|" * len(change_counts.COLUMNS)]
+    for outcome in result.outcomes:
+        lines.append(f"| `{outcome.stack}` | {outcome.status} | "
+                     + " | ".join(change_counts.markdown_cells(outcome.counts())) + " |")
+    failures = [(o.stack, e) for o in result.outcomes for e in o.errors]
+    failures += [(f"{result.env}.{slug}", "orphan: no tenant file, and no git range removed it; left alone")
+                 for slug in result.orphans]
+    if failures:
+        lines += ["", "<details><summary>errors</summary>", ""]
+        lines += [f"- `{stack}`: {one_line(error)}" for stack, error in failures]
+        lines += ["", "</details>"]
+    if not result.outcomes:
+        lines.append("| (no stack affected) |" + " |" * (1 + len(change_counts.COLUMNS)))
+    return "\n".join(lines) + "\n"

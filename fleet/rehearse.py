@@ -1,0 +1,444 @@
+"""Orchestrates `tenantctl rehearse`: the local services, one engine operation, and the summary."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import shutil
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from rich.table import Table
+
+from components.naming import split_stack_name
+from fleet import change_counts, engine, environment_lock, upgrade_guard
+from fleet.environment_id import EnvironmentIdError, recorded_id
+from fleet.error_lines import one_line
+from fleet.rehearsal import (
+    STACK,
+    STATE_FILE,
+    LocalServices,
+    RehearsalResult,
+    RehearsalState,
+    rehearsal_backend,
+    spec_maker,
+    tenant_outcome,
+)
+from fleet.rollout import FleetResult, SelectionRefused, candidate_stacks, run_fleet, select
+from fleet.stack_files import find_project_root
+from fleet.stack_identity import read_identities
+from fleet.stack_run import StackJob, process_pool, run_in_process
+from fleet.state_folder import rehearsal_records
+from services import aws_emulator
+from services.localpg import LocalPostgres, LocalPostgresError
+from services.receiver import WebhookReceiver
+from tenancy import app_schema, db, tenant_data
+from tenancy.environment_claim import release_database
+from tenancy.loader import TenantLoadError, require_tenants
+
+DATABASE = "app"
+REHEARSAL_DIR = ".rehearsal"
+REHEARSAL_CONCURRENCY = 2
+APPLY_HINT = "tenantctl rehearse"  # the rehearsal's `up`
+
+
+class RehearseFailure(Exception):
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or []
+
+
+def _state_dir(base: Path, database_url: str | None) -> Path:
+    if database_url is None:
+        return base / "embedded"
+    digest = hashlib.sha256(db.describe_dsn(database_url).encode()).hexdigest()[:12]
+    return base / f"external-{digest}"
+
+
+def run_rehearse(
+    tenants_dir: Path,
+    database_url: str | None,
+    app_database_url: str | None,
+    destroy_all: bool,
+    progress: Callable[[str], None] | None = None,
+    state_base: Path | None = None,
+    preview: bool = False,
+    only: set[str] | None = None,
+) -> RehearsalResult:
+    say = progress or (lambda _line: None)
+    root = find_project_root(tenants_dir.resolve().parent)
+    try:
+        tenants = require_tenants(tenants_dir, allow_none=destroy_all)
+    except TenantLoadError as exc:
+        if not destroy_all:
+            raise RehearseFailure(f"{len(exc.problems)} error(s) in tenant files",
+                                  [str(p) for p in exc.problems]) from None
+        tenants = []
+    try:
+        version = engine.engine_version(root)
+    except engine.EngineError as exc:
+        raise RehearseFailure(str(exc)) from None
+    state_dir = _state_dir(state_base or root / REHEARSAL_DIR, database_url)
+    interrupted = "interrupted: run `tenantctl rehearse` again to finish (the engine saved what it did), or " \
+                  "`tenantctl rehearse --destroy`"
+    operation = "destroy" if destroy_all else "preview" if preview else "up"
+    with _exclusive(state_dir), _environment_locked(state_dir, operation, say), _remembering_interrupts() as seen:
+        try:
+            result = _rehearse(root, tenants_dir, tenants, version, state_dir, database_url, app_database_url,
+                               destroy_all, preview, say, only)
+        except KeyboardInterrupt:
+            # The engine saved what it did; the local services were stopped on the way out.
+            raise RehearseFailure(interrupted) from None
+        if seen.is_set():  # a library caught the KeyboardInterrupt on its way up: Ctrl-C still means stop
+            raise RehearseFailure(interrupted)
+        return result
+
+
+@contextlib.contextmanager
+def _remembering_interrupts() -> Iterator[threading.Event]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is also remembered, so a run that was interrupted never
+    reports success even if some code on the way swallowed the exception."""
+    seen = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def handler(signum, frame):
+        seen.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _exclusive(state_dir: Path) -> Iterator[None]:
+    """One rehearsal per state folder at a time: two would share one stack, database and emulator. (A preview
+    too: it starts the same local services. The kernel drops the flock with its process, so it is never stale.)"""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = environment_lock.lock_status(rehearsal_records(state_dir), STACK)
+            raise RehearseFailure(f"another rehearsal is running on {state_dir}"
+                                  f"{' (' + holder + ')' if holder else ''}; wait for it to finish") from None
+        yield
+
+
+@contextlib.contextmanager
+def _environment_locked(state_dir: Path, operation: str, say: Callable[[str], None]) -> Iterator[None]:
+    """The environment lock of the rehearsal (rule 5), beside its state: `up` and `destroy` take it, so the
+    record names who holds the environment; a preview only reports it (rule 2)."""
+    records = rehearsal_records(state_dir)
+    if operation == "preview":
+        held = environment_lock.lock_status(records, STACK)
+        if held:
+            say(held)
+        yield
+        return
+    # Never the database URL itself in a message: it may hold a password.
+    url = "" if state_dir.name == "embedded" else " --database-url <the rehearsal's database URL>"
+    hint = f"tenantctl unlock --rehearsal --state-dir {state_dir.parent}{url} --force"
+    try:
+        with environment_lock.environment_lock(records, STACK, f"rehearse {operation}", say=say, unlock_hint=hint):
+            yield
+    except environment_lock.LockError as exc:
+        raise RehearseFailure(str(exc)) from None
+
+
+def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: Path, database_url: str | None,
+              app_database_url: str | None, destroy_all: bool, preview: bool,
+              say: Callable[[str], None], only: set[str] | None = None) -> RehearsalResult:
+    state = RehearsalState.load(state_dir / STATE_FILE)
+    postgres = None
+    operation = "destroy" if destroy_all else "preview" if preview else "up"
+    try:
+        if database_url is None:
+            postgres = LocalPostgres(root=state_dir / "postgres", port=state.environment.get("postgres_port"))
+            say("starting a local PostgreSQL for the rehearsal")
+            postgres.start()
+            state.environment["postgres_port"] = postgres.port
+            if not _database_exists(postgres):
+                postgres.create_database(DATABASE)
+            database_url = postgres.dsn(user="tenant_provisioner", dbname=DATABASE)
+            schema_url = postgres.dsn(dbname=DATABASE)
+        else:
+            schema_url = database_url
+        _require_utf8(schema_url)
+        if app_schema.ensure_schema(schema_url):
+            say("loaded db/app_schema.sql")
+        app_url = app_database_url or db.with_user(database_url, app_schema.APP_ROLE)
+        aws = aws_emulator.ensure_running(state_dir)
+        say(f"AWS emulator (moto) on {aws.endpoint}")
+        fernet_key = state.secret("fernetKey", _new_fernet_key)
+        with _receiver(app_url, fernet_key, state.environment.get("receiver_port", 0), say) as receiver:
+            state.environment["receiver_port"] = int(receiver.base_url.rsplit(":", 1)[1])
+            services = LocalServices(database_url, app_url, receiver.base_url, aws.endpoint)
+            state.save()
+            result = _operate(root, tenants_dir, state, state_dir, services, operation, tenants, aws.fresh,
+                              version, say, only)
+        state.save()
+    except (LocalPostgresError, db.DatabaseError, aws_emulator.AwsEmulatorError, engine.EngineError) as exc:
+        raise RehearseFailure(str(exc)) from None
+    finally:
+        if postgres is not None:
+            postgres.stop()
+    if destroy_all and result.ok:
+        environment = recorded_id(rehearsal_records(state_dir), STACK)
+        if postgres is None and environment:  # an external database outlives the rehearsal: give up its claim
+            release_database(database_url, environment)
+        aws_emulator.stop(state_dir)
+        if postgres is not None:
+            postgres.destroy()
+        shutil.rmtree(state_dir, ignore_errors=True)
+    return result
+
+
+def stop_services(state_base: Path) -> list[str]:
+    """`tenantctl rehearse --stop`: every service a state folder under `state_base` owns (its AWS emulator, a
+    PostgreSQL left by a killed run), stopped if it is still the process that was recorded."""
+    stopped = []
+    folders = sorted(p for p in state_base.iterdir() if p.is_dir()) if state_base.is_dir() else []
+    for state_dir in folders:
+        if (state_dir / aws_emulator.RECORD).is_file() and aws_emulator.stop(state_dir):
+            stopped.append(f"{state_dir.name}: the AWS emulator is not running")
+        try:
+            if LocalPostgres.stop_recorded(state_dir / "postgres"):
+                stopped.append(f"{state_dir.name}: stopped the PostgreSQL a killed run left")
+        except LocalPostgresError as exc:
+            raise RehearseFailure(str(exc)) from None
+    return stopped
+
+
+def _receiver(app_url: str, fernet_key: str, port: int, say: Callable[[str], None]) -> WebhookReceiver:
+    """The receiver on its earlier port (the stack's webhook URLs name it), or on a new one if that is taken."""
+    try:
+        return WebhookReceiver(app_url, fernet_key, port=port).start()
+    except OSError as exc:
+        if not port or exc.errno != errno.EADDRINUSE:
+            raise RehearseFailure(f"the webhook receiver cannot listen: {exc.strerror}") from None
+        say(f"port {port} is taken: the webhook receiver moves, and the checks run again against the new URL")
+        return WebhookReceiver(app_url, fernet_key, port=0).start()
+
+
+def _require_utf8(dsn: str) -> None:
+    with db.connect(dsn, autocommit=True) as connection:
+        encoding = connection.execute("SHOW server_encoding").fetchone()[0]
+    if isinstance(encoding, bytes):  # psycopg hands out bytes where the client encoding is SQL_ASCII
+        encoding = encoding.decode("ascii", "replace")
+    if encoding.upper() not in ("UTF8", "UTF-8"):
+        raise RehearseFailure(f"{db.describe_dsn(dsn)} uses the {encoding} encoding; tenant names and preferences "
+                              "need UTF8 (createdb -E UTF8 -T template0)")
+
+
+def _recorded_rehearsal(tenants_dir: Path, database_url: str | None,
+                        state_base: Path | None) -> tuple[Path, Path, RehearsalState]:
+    """The project, state folder and state a previous rehearsal left; EngineError when there is none."""
+    root = find_project_root(tenants_dir.resolve().parent)
+    state_dir = _state_dir(state_base or root / REHEARSAL_DIR, database_url)
+    state = RehearsalState.load(state_dir / STATE_FILE)
+    if "passphrase" not in state.environment.get("secrets", {}):
+        raise engine.EngineError(f"no rehearsal in {state_dir}: run `tenantctl rehearse` first")
+    return root, state_dir, state
+
+
+def existing_stack(tenants_dir: Path, database_url: str | None, state_base: Path | None = None,
+                   stack: str = STACK):
+    """A rehearsal stack as the last run left it, with its stored config, for refresh, export or a destroy;
+    no local service is started. EngineError when there is none."""
+    root, state_dir, state = _recorded_rehearsal(tenants_dir, database_url, state_base)
+    backend = rehearsal_backend(root, state_dir, state.environment["secrets"]["passphrase"])
+    return engine.open_stack(engine.StackSpec(backend, stack), create=False)
+
+
+def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Path, services: LocalServices,
+             operation: str, tenants, aws_fresh: bool, version: str, say: Callable[[str], None],
+             only: set[str] | None = None) -> RehearsalResult:
+    try:  # made on the first `up` only: a preview records nothing (rule 2)
+        environment = recorded_id(rehearsal_records(state_dir), STACK, create=operation == "up")
+    except EnvironmentIdError as exc:
+        raise RehearseFailure(str(exc)) from None
+    spec_for = spec_maker(root, tenants_dir, state, state_dir, services, environment)
+    backend = spec_for(STACK, None).backend
+    upgrade_guard.refuse_unmigrated(engine.StackSpec(backend, STACK), operation)  # before any stack runs
+    candidates = candidate_stacks(STACK, tenants, only, None) if operation != "destroy" else None
+    stacks = engine.list_stacks(backend) if candidates is None else engine.existing_stacks(backend, candidates)
+    tenant_stacks = [name for name in stacks if split_stack_name(name)[0] == STACK and split_stack_name(name)[1]]
+    if aws_fresh and operation != "preview" and tenant_stacks:
+        # moto keeps nothing across restarts: let the engine see the AWS objects are gone before it plans.
+        # (Only those: rendered Kubernetes objects have no cluster to be read back from.)
+        say("the AWS emulator was restarted: refreshing its objects first")
+        with process_pool(REHEARSAL_CONCURRENCY) as pool:
+            for future in [run_in_process(pool, StackJob(spec_for(name, None), "refresh", refresh_types="aws:"))
+                           for name in tenant_stacks]:
+                future.result()
+    if only is not None:
+        unknown = sorted(only - {t.slug for t in tenants} - {split_stack_name(n)[1] for n in tenant_stacks})
+        if unknown:
+            raise RehearseFailure(f"--only names no tenant file or stack: {', '.join(unknown)}")
+    if operation == "destroy":
+        fleet = destroy_environment(STACK, tenant_stacks, STACK in stacks, spec_for)
+        return rehearsal_result(fleet, version)
+    try:
+        # The rehearsal has no git range: a stack without a file is always an orphan, never a removal.
+        selection = select(STACK, tenants, stacks, only, identities=read_identities(backend, tenant_stacks))
+    except SelectionRefused as exc:
+        raise RehearseFailure(f"refused before anything ran: {len(exc.problems)} problem(s)", exc.problems) from None
+    # Every tenant the database holds rows for is counted, declared or not: a loss is a loss.
+    counted = known_tenant_ids(services.database_url, [str(t.tenant_id) for t in tenants])
+    before = tenant_row_counts(services.database_url, counted) if operation == "up" else {}
+    say(f"pulumi {operation} of {len(tenants)} tenant(s), one stack each, on {version}")
+    fleet = run_fleet(selection, operation, spec_for, concurrency=REHEARSAL_CONCURRENCY, say=say,
+                      platform_applied=STACK in stacks, apply_hint=APPLY_HINT)
+    result = rehearsal_result(fleet, version)
+    if operation == "up":
+        after = tenant_row_counts(services.database_url, counted)
+        result.rows_lost = sum(max(0, before[t] - after[t]) for t in counted)
+        say(f"{result.rows_lost} row(s) lost of the {sum(before.values())} that {len(counted)} tenant(s) had before")
+    return result
+
+
+def destroy_environment(env: str, tenant_stacks: list[str], platform: bool, spec_for) -> FleetResult:
+    """Every tenant stack offboarded (its guards lifted: rule 4) and removed with its history, then the platform
+    stack (only if every tenant went). The guards are lifted in the state, not by running the program: everything
+    goes, so nothing of a tenant file needs reading, and a broken one cannot stop the teardown."""
+    result = FleetResult(env, "destroy", None, [], [])
+    with process_pool(REHEARSAL_CONCURRENCY) as pool:
+        futures = [run_in_process(pool, StackJob(spec_for(name, None), "offboard", erase_history=True,
+                                                 tenant_file=False))
+                   for name in tenant_stacks]
+        result.removed = [future.result() for future in futures]
+        if platform and all(o.ok for o in result.removed):
+            result.platform = run_in_process(pool, StackJob(spec_for(env, None), "destroy", remove_stack=True)).result()
+    return result
+
+
+def rehearsal_result(fleet: FleetResult, version: str) -> RehearsalResult:
+    tenants = [tenant_outcome(o.slug, o) for o in fleet.tenants]
+    errors = [f"{o.stack}: {e}" for o in [*([fleet.platform] if fleet.platform else []), *fleet.removed]
+              for e in o.errors if not o.ok]
+    summary: dict[str, int] = {}
+    for outcome in fleet.outcomes:
+        for op, count in outcome.summary.items():
+            summary[op] = summary.get(op, 0) + count
+    return RehearsalResult(
+        engine=version, operation=fleet.operation, tenants=tenants,
+        changes=sum(o.changes for o in fleet.outcomes),
+        removed_tenants=sorted(o.slug for o in fleet.removed if o.ok and o.tenant_deleted),
+        errors=errors + fleet.notes + orphan_notes(fleet), summary=summary,
+    )
+
+
+def known_tenant_ids(database_url: str, declared: list[str]) -> list[str]:
+    """The declared tenants and every tenant that has a tenant_configs row."""
+    with db.connect(database_url) as connection:
+        rows = connection.execute("SELECT tenant_id::text FROM tenant_configs").fetchall()
+    return sorted(set(declared) | {row[0] for row in rows})
+
+
+def orphan_notes(fleet: FleetResult) -> list[str]:
+    return [f"{fleet.env}.{slug}: orphan: no tenant file, and nothing removed it by name; left alone (restore its "
+            "file, or offboard it by name)" for slug in fleet.orphans]
+
+
+def tenant_row_counts(database_url: str, tenant_ids: list[str]) -> dict[str, int]:
+    """Each tenant's tenant_configs row plus history rows, read inside its own RLS context."""
+    counts = {}
+    with db.connect(database_url) as connection, connection.cursor() as cursor:
+        for tenant_id in tenant_ids:
+            history = tenant_data.history_counts(cursor, tenant_id)
+            cursor.execute("SELECT count(*) FROM tenant_configs WHERE tenant_id = %s", (tenant_id,))
+            counts[tenant_id] = cursor.fetchone()[0] + sum(history.values())
+    return counts
+
+
+def _new_fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+def _database_exists(postgres: LocalPostgres) -> bool:
+    with db.connect(postgres.dsn(), autocommit=True) as connection:
+        return connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is not None
+
+
+def summary_table(result: RehearsalResult) -> Table:
+    title = f"Rehearsal ({result.operation}, {result.engine}): {result.changes} change(s)"
+    if result.operation == "up":
+        title += f", {result.rows_lost} row(s) lost"
+    table = Table(title=title)
+    for column in ("tenant", "status", *change_counts.COLUMNS, "checks"):
+        table.add_column(column)
+    blank = [""] * len(change_counts.COLUMNS)
+    for outcome in result.tenants:
+        table.add_row(outcome.slug, outcome.status, *change_counts.terminal_cells(outcome.counts),
+                      _checks_cell(outcome))
+        for note in outcome.recovered:
+            table.add_row("", "recovered", *blank, note)
+        for error in outcome.errors:  # a skipped tenant's reason too
+            table.add_row("", "", *blank, one_line(error))
+    for slug in result.removed_tenants:
+        table.add_row(slug, "deleted", *blank, "-")
+    for error in result.errors:
+        table.add_row("(error)", "failed", *blank, one_line(error) if error else "")
+    return table
+
+
+def _checks_cell(outcome) -> str:
+    """The checks' verdicts, and when they ran; "not run" when no check ran (a failed stack exports none)."""
+    if not outcome.checks or (not outcome.checked_now and not outcome.checked_at):
+        return "not run" + (" (the stack failed)" if outcome.status == "failed" else "")
+    checks = ", ".join(f"{n} {'ok' if ok else 'FAILED'}" for n, ok in outcome.checks.items())
+    return checks if outcome.checked_now else f"{checks} (checked {outcome.checked_at})"
+
+
+@contextlib.contextmanager
+def rehearsal_sources(tenants_dir: Path, database_url: str | None,
+                      state_base: Path | None = None) -> Iterator[tuple[Callable, list[str], str]]:
+    """The rehearsal environment as `tenantctl status` reads it: its stack specs, its stacks, and a database URL
+    (the embedded PostgreSQL is started for the while, and stopped again)."""
+    root, state_dir, state = _recorded_rehearsal(tenants_dir, database_url, state_base)
+    spec_for = spec_maker(root, tenants_dir, state, state_dir, None)
+    stacks = engine.list_stacks(spec_for(STACK, None).backend)
+    if database_url is not None:
+        yield spec_for, stacks, database_url
+        return
+    postgres = LocalPostgres(root=state_dir / "postgres", port=state.environment.get("postgres_port"))
+    try:
+        postgres.start()
+        yield spec_for, stacks, postgres.dsn(user="tenant_provisioner", dbname=DATABASE)
+    except LocalPostgresError as exc:
+        raise RehearseFailure(str(exc)) from None
+    finally:
+        postgres.stop()
+
+
+@contextlib.contextmanager
+def rehearsal_stack(tenants_dir: Path, database_url: str | None, state_base: Path | None,
+                    stack: str) -> Iterator[engine.StackSpec]:
+    """One rehearsal stack's spec for a command that changes it (`tenantctl destroy --rehearsal`), with the
+    services its resources live in: the embedded PostgreSQL for the while, and the AWS emulator, kept running
+    (rule 6). A restarted emulator holds nothing, so the stack's AWS objects are refreshed first."""
+    from fleet.stack_run import run
+
+    _, state_dir, _ = _recorded_rehearsal(tenants_dir, database_url, state_base)
+    with rehearsal_sources(tenants_dir, database_url, state_base) as (spec_for, _stacks, _url):
+        try:
+            aws = aws_emulator.ensure_running(state_dir)
+        except aws_emulator.AwsEmulatorError as exc:
+            raise RehearseFailure(str(exc)) from None
+        spec = spec_for(stack, None)
+        if aws.fresh:
+            refreshed = run(StackJob(spec, "refresh", refresh_types="aws:", create=False))
+            if not refreshed.ok:
+                raise RehearseFailure(f"{stack}: {refreshed.errors[0]}")
+        yield spec

@@ -1,0 +1,275 @@
+"""`tenantctl preview|up|migrate-stacks|unlock|status`: an environment's stacks, run, migrated, unlocked and
+reported."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tenantctl.app import (
+    AllowUnverifiedTls,
+    EnvName,
+    Only,
+    TenantsDir,
+    Wait,
+    WaitTimeout,
+    _lock_store,
+    app,
+    checked_url,
+    emit_json,
+    environment_locked,
+    err,
+    fail,
+    out,
+    report_lock,
+)
+
+ChangedSince = Annotated[str | None, typer.Option(
+    "--changed-since", help="Only stacks a change since this git ref affects (shared code: all).")]
+
+Concurrency = Annotated[int, typer.Option(
+    "--concurrency", min=1, max=32, help="Stacks run at once (each tenant creates one KMS key: AWS allows 5/s).")]
+
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+PolicyPacks = Annotated[list[Path] | None, typer.Option("--policy-pack", help="Run every stack with this policy pack.")]
+
+
+def _fleet(operation: str, env: str, tenants_dir: Path, only: list[str] | None, changed_since: str | None,
+           concurrency: int, as_json: bool, policy_packs: list[Path] | None, markdown: Path | None = None,
+           max_removals: int = 1) -> None:
+    from fleet import engine
+    from fleet import project_runs as fleet_command
+    from fleet.plan import PlanError
+    from fleet.rollout import FleetError
+    from fleet.stack_files import find_project_root
+    from tenancy.identity_changes import GitRefError
+    from tenancy.loader import TenantLoadError, require_tenants
+
+    try:
+        tenants = require_tenants(tenants_dir, allow_none=operation == "preview")
+    except TenantLoadError as exc:
+        raise fail(f"{len(exc.problems)} error(s) in tenant files", as_json=as_json,
+                   details=[str(p) for p in exc.problems]) from None
+    root = find_project_root(tenants_dir.resolve().parent)
+    say = (lambda _line: None) if as_json else (lambda line: err.print(line, markup=False))
+    try:
+        result = fleet_command.run(root, tenants_dir, env, operation, tenants, set(only) if only else None,
+                                   changed_since, concurrency, say, [str(p) for p in policy_packs or []],
+                                   max_removals=max_removals)
+    except FleetError as exc:
+        problems = getattr(exc, "problems", [str(exc)])
+        raise fail(f"refused before anything ran: {len(problems)} problem(s)", as_json=as_json,
+                   details=problems) from None
+    except (engine.EngineError, PlanError, GitRefError) as exc:
+        raise fail(str(exc), as_json=as_json) from None
+    if markdown is not None:
+        markdown.write_text(fleet_command.markdown_summary(result), encoding="utf-8")
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        out.print(fleet_command.summary_table(result))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+Markdown = Annotated[Path | None, typer.Option("--markdown", help="Also write the summary as Markdown here.")]
+
+MaxRemovals = Annotated[int, typer.Option(
+    "--max-removals", min=0,
+    help="Refuse the run, before anything runs, when removals and orphans together exceed this.")]
+
+
+@app.command()
+def preview(
+    env: EnvName = "prod",
+    tenants_dir: TenantsDir = Path("tenants"),
+    only: Only = None,
+    changed_since: ChangedSince = None,
+    concurrency: Concurrency = 4,
+    as_json: AsJson = False,
+    policy_packs: PolicyPacks = None,
+    markdown: Markdown = None,
+    max_removals: MaxRemovals = 1,
+) -> None:
+    """`pulumi preview` of the environment's affected stacks, in parallel, with one summary. Writes nothing to the
+    backend: renames, removals and orphans are reported as what `up` would do."""
+    report_lock(env, tenants_dir)
+    _fleet("preview", env, tenants_dir, only, changed_since, concurrency, as_json, policy_packs, markdown, max_removals)
+
+
+@app.command()
+def up(
+    env: EnvName = "prod",
+    tenants_dir: TenantsDir = Path("tenants"),
+    only: Only = None,
+    changed_since: ChangedSince = None,
+    concurrency: Concurrency = 4,
+    as_json: AsJson = False,
+    policy_packs: PolicyPacks = None,
+    markdown: Markdown = None,
+    max_removals: MaxRemovals = 1,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 900,
+) -> None:
+    """`pulumi up` of the platform stack, then the affected tenant stacks in waves (canaries first). A tenant whose
+    tenant_id left every file in the --changed-since range is offboarded (its stack kept as a tombstone); a stack
+    without a file is an orphan, left alone. Exit 1 when any stack failed or an orphan exists."""
+    with environment_locked(env, tenants_dir, "up", wait, wait_timeout, as_json):
+        _fleet("up", env, tenants_dir, only, changed_since, concurrency, as_json, policy_packs, markdown, max_removals)
+
+
+@app.command("migrate-stacks")
+def migrate_stacks(
+    env: EnvName = "prod",
+    tenants_dir: TenantsDir = Path("tenants"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would move; change nothing.")] = False,
+    as_json: AsJson = False,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 900,
+) -> None:
+    """Move each tenant of the single <env> stack into its own stack <env>.<slug> (`pulumi state move`), then
+    preview every moved stack: a correct migration shows no create, delete or replace."""
+    from fleet import engine
+    from fleet import project_runs as fleet_command
+    from fleet.migrate_stacks import MigrationError, migrate
+    from fleet.stack_files import find_project_root
+    from tenancy.loader import TenantLoadError, require_tenants
+
+    try:
+        tenants = require_tenants(tenants_dir)
+    except TenantLoadError as exc:
+        raise fail(f"{len(exc.problems)} error(s) in tenant files", as_json=as_json,
+                   details=[str(p) for p in exc.problems]) from None
+    root = find_project_root(tenants_dir.resolve().parent)
+    backend = fleet_command.project_backend(root, env)
+    say = (lambda _line: None) if as_json else (lambda line: err.print(line, markup=False))
+    if dry_run:
+        report_lock(env, tenants_dir)
+    with contextlib.nullcontext() if dry_run else environment_locked(env, tenants_dir, "migrate-stacks", wait,
+                                                                      wait_timeout, as_json):
+        try:
+            result = migrate(env, tenants, fleet_command.project_specs(backend), dry_run, say)
+        except (MigrationError, engine.EngineError) as exc:
+            raise fail(str(exc), as_json=as_json) from None
+    if as_json:
+        emit_json(result.as_dict())
+    for error in result.errors:
+        err.print(f"error: {error}", markup=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def unlock(
+    env: EnvName = "prod",
+    tenants_dir: TenantsDir = Path("tenants"),
+    force: Annotated[bool, typer.Option(
+        "--force", help="Remove the lock even if its holder may be alive: only once every process of it is gone.")
+    ] = False,
+    rehearsal: Annotated[bool, typer.Option("--rehearsal", help="The rehearsal environment instead.")] = False,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="With --rehearsal: the database it rehearses on (it picks the state folder).")] = None,
+) -> None:
+    """Remove the environment lock: a provably stale one, or with --force any one."""
+    from fleet import environment_lock
+    from fleet.rehearsal import STACK
+    from fleet.rehearse import REHEARSAL_DIR, _state_dir
+    from fleet.stack_files import find_project_root
+    from fleet.state_folder import UnsupportedBackend, rehearsal_records
+
+    if rehearsal:
+        root = find_project_root(tenants_dir.resolve().parent)
+        env, records = STACK, rehearsal_records(_state_dir(state_dir or root / REHEARSAL_DIR, database_url))
+    else:
+        try:
+            records = _lock_store(tenants_dir)
+        except UnsupportedBackend as exc:
+            raise fail(f"environment {env}: {exc}") from None
+    try:
+        out.print(environment_lock.unlock(records, env, force), markup=False)
+    except environment_lock.LockError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def status(
+    env: EnvName = "prod",
+    tenants_dir: TenantsDir = Path("tenants"),
+    refresh: Annotated[bool, typer.Option("--refresh", help="Also preview a refresh of every stack: drift.")] = False,
+    as_json: AsJson = False,
+    concurrency: Concurrency = 4,
+    max_unverified_hours: Annotated[float, typer.Option(
+        "--max-unverified-hours", min=0, help="A tenant last verified longer ago fails the status.")] = 168,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", envvar="TENANT_DATABASE_URL", help="Provisioner URL: shows each tenant_configs row.")] = None,
+    rehearsal: Annotated[bool, typer.Option("--rehearsal", help="The rehearsal environment instead.")] = False,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")] = None,
+    allow_unverified_tls: AllowUnverifiedTls = False,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="With --refresh: wait for a run that holds the environment or a stack (up to "
+                       "--wait-timeout) instead of refusing.")] = False,
+    wait_timeout: WaitTimeout = 900,
+) -> None:
+    """Every tenant as desired (its file), applied (its stack), ready, verified and drifted; orphans both ways.
+    Exit 1 when a tenant failed, is pending, unverified for too long or drifted, or a stack has no file.
+    With --refresh it refuses (or, with --wait, waits) while a run such as `up` holds the environment or a stack."""
+    import contextlib
+    from datetime import timedelta
+
+    from fleet import engine, refresh_guard
+    from fleet import project_runs as fleet_command
+    from fleet import status as fleet_status
+    from fleet.rehearse import RehearseFailure, rehearsal_sources
+    from fleet.stack_files import find_project_root
+    from fleet.state_folder import UnsupportedBackend, rehearsal_records
+    from tenancy import tenant_data
+    from tenancy.db import DatabaseError
+    from tenancy.loader import TenantLoadError, require_tenants
+
+    try:
+        tenants = require_tenants(tenants_dir, allow_none=True)
+    except TenantLoadError as exc:
+        raise fail(f"{len(exc.problems)} error(s) in tenant files", as_json=as_json,
+                   details=[str(p) for p in exc.problems]) from None
+    url = checked_url(database_url, "--database-url", allow_unverified_tls, as_json)
+    try:
+        with contextlib.ExitStack() as stack:
+            if rehearsal:
+                spec_for, stacks, url = stack.enter_context(rehearsal_sources(tenants_dir, url, state_dir))
+                env = "rehearsal"
+            else:
+                backend = fleet_command.project_backend(find_project_root(tenants_dir.resolve().parent), env)
+                spec_for, stacks = fleet_command.project_specs(backend), engine.list_stacks(backend)
+            if refresh:
+                specs = [spec_for(name, None) for name in stacks]
+                try:
+                    records = (rehearsal_records(spec_for(env, None).backend.work_dir.parent) if rehearsal
+                               else _lock_store(tenants_dir))
+                except UnsupportedBackend:
+                    records = None  # no environment lock there to wait for; the stacks' engine locks still count
+                refresh_guard.wait_until_unlocked(
+                    lambda: refresh_guard.holder_in_the_way(records, env, specs), wait=wait, wait_timeout=wait_timeout,
+                    say=(lambda _line: None) if as_json else (lambda line: err.print(line, markup=False)))
+            rows = (lambda ids: tenant_data.row_update_times(url, ids)) if url else None
+            report = fleet_status.collect(env, tenants, tenants_dir, stacks, spec_for, refresh=refresh,
+                                          concurrency=concurrency, rows=rows,
+                                          max_unverified=timedelta(hours=max_unverified_hours))
+    except (engine.EngineError, RehearseFailure, DatabaseError) as exc:
+        raise fail(str(exc), as_json=as_json) from None
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        out.print(fleet_status.status_table(report))
+        for line in fleet_status.orphan_lines(report):
+            out.print(line, markup=False)
+        for tenant in report.failing:
+            err.print(f"{tenant.tenant}: {'; '.join(tenant.problems)}", markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
