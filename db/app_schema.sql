@@ -1,6 +1,6 @@
 -- The application's database contract, as this project relies on it: the tenant tables, their
 -- row-level security, the set_tenant_context() helper, the role that owns them and the two roles
--- that work inside them. What holds once this file has run (tests/db/test_app_schema.py checks each):
+-- that work inside them. What holds once this file has run (tests/tenancy/test_app_schema.py checks each):
 --   * every tenant table is owned by app_owner, a NOLOGIN role that is neither superuser nor BYPASSRLS;
 --     with FORCE ROW LEVEL SECURITY the owner is bound by the policies too, so nothing the owner runs
 --     (set_tenant_context, a view, a SECURITY DEFINER function) can read past them;
@@ -13,7 +13,7 @@
 --     a row only while it still owns it (a rename, an alias or another stack may have adopted it).
 --
 -- In production the application's migrations own all of this; this file is for local clusters
--- and tests (tenantctl.app_schema.ensure_schema loads it). It is safe to re-run: objects are
+-- and tests (tenancy.app_schema.ensure_schema loads it). It is safe to re-run: objects are
 -- created only when missing, security settings and grants are re-asserted, nothing is dropped.
 -- Load it in one transaction, e.g.
 --   psql --single-transaction -v ON_ERROR_STOP=1 -f db/app_schema.sql "$DATABASE_URL"
@@ -98,7 +98,7 @@ CREATE TABLE IF NOT EXISTS system_inventory (
 CREATE INDEX IF NOT EXISTS system_inventory_tenant_id_idx ON system_inventory (tenant_id);
 
 -- Which environment provisions this database (fleet rule 1): one row at most. The first environment that
--- writes a tenant row claims it; another environment's writes are refused (tenantctl/environment_id.py).
+-- writes a tenant row claims it; another environment's writes are refused (fleet/environment_id.py).
 CREATE TABLE IF NOT EXISTS tenantctl_environments (
     environment_id uuid PRIMARY KEY,
     name text NOT NULL,
