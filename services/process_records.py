@@ -50,10 +50,11 @@ def is_running(record: ProcessRecord) -> bool:
     return record.boot_id == boot_id() and start_ticks(record.pid) == record.started_ticks
 
 
-def stop(record: ProcessRecord, group: bool = False, wait_s: float = STOP_WAIT_S) -> bool:
+def stop(record: ProcessRecord, group: bool = False, wait_s: float = STOP_WAIT_S,
+         signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> bool:
     """Stop the recorded process (and its process group when `group`) if it is still the recorded one:
-    SIGINT, SIGTERM, then SIGKILL, each with a bounded wait. True when it is gone."""
-    for sig in STOP_SIGNALS:
+    each of `signals` in turn (SIGINT, SIGTERM, then SIGKILL), each with a bounded wait. True when it is gone."""
+    for sig in signals:
         if not is_running(record):
             return True
         try:
