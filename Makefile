@@ -1,5 +1,5 @@
-# `make setup` builds .venv from requirements.txt (and the project, for .venv/bin/tenantctl) and the Pulumi engine
-# into .venv/bin (engine/build.sh);
+# `make setup` builds .venv from requirements.txt (and the project, for .venv/bin/tenantctl), the Pulumi engine
+# into .venv/bin (engine/build.sh) and the local Kubernetes control plane beside it (engine/build_kube.sh);
 # `make test` runs the whole suite.
 PYTHON ?= python3
 VENV := .venv
@@ -23,9 +23,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 # The CLI and the plugins that can be built from Go modules; the AWS stand-in only where no real
-# pulumi-resource-aws is installed (see README: what runs for real).
+# pulumi-resource-aws is installed (see README: what runs for real); etcd, kube-apiserver and
+# kube-controller-manager for services/kube_apiserver.py, also where a Pulumi CLI is installed.
 engine: $(VENV)/.installed
 	engine/build.sh $(VENV)/bin
+	engine/build_kube.sh $(VENV)/bin
 	@if [ -x $(VENV)/bin/pulumi ] && ! ls $(AWS_PLUGIN_DIR)/pulumi-resource-aws >/dev/null 2>&1 \
 	    && ! ls $$HOME/.pulumi/plugins/resource-aws-v* >/dev/null 2>&1; then \
 	  mkdir -p $(AWS_PLUGIN_DIR) && ln -sf $(CURDIR)/tests/standins/bin/pulumi-resource-aws $(AWS_PLUGIN_DIR)/; \
