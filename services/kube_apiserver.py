@@ -269,10 +269,19 @@ class LocalKubeApiServer:
             for child in children:
                 child.poll()
             if root == self._kept_root and all(gone):  # else the record stays, for stop_recorded()
-                (root / PROCESS_RECORD).unlink(missing_ok=True)
+                self._drop_record_if_ours(root, records)
         finally:
             if root != self._kept_root:
                 shutil.rmtree(root, ignore_errors=True)
+
+    @staticmethod
+    def _drop_record_if_ours(root: Path, records: dict[str, process_records.ProcessRecord]) -> None:
+        """Another start on the same root (after this one's run was taken for dead) records its own processes
+        there: that record is not ours to drop."""
+        path = root / PROCESS_RECORD
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text()) == {name: record.as_dict() for name, record in records.items()}:
+                path.unlink()
 
     def destroy(self) -> None:
         """Stop, and delete the kept `root` too (its certificates and etcd data)."""

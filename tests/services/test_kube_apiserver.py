@@ -237,14 +237,18 @@ def test_a_dry_run_stores_nothing(kube, acme):
 
 # The service itself --------------------------------------------------------------------------------------------
 
-def test_a_restart_serves_the_same_objects_from_etcd_and_leaves_no_old_process(kube, acme):
-    before = kube.pids
-    kube.stop()
-    assert not any(process_records.start_ticks(pid) for pid in before.values())
-    kube.start()
-    assert set(kube.pids.values()).isdisjoint(before.values())
+def test_a_later_start_on_the_same_root_ends_what_a_dead_run_left_and_serves_its_objects(kube, acme, initech):
+    left = kube.pids  # as if the run that started them had been killed: only their record is left
+    with LocalKubeApiServer(root=kube.root) as successor:
+        assert not any(process_records.start_ticks(pid) for pid in left.values())
+        assert set(successor.pids.values()).isdisjoint(left.values())
+        assert successor.get(acme[0]).ok
+        assert isolation_violations(successor, "acme", "initech") == []
+        assert json.loads((kube.root / PROCESS_RECORD).read_text()).keys() == successor.pids.keys()
+    assert not (kube.root / PROCESS_RECORD).exists()
+    kube.stop()  # nothing of its own is left to stop, and the successor's record was never its to drop
+    kube.start()  # a plain restart, on the same etcd data, for the tests after this one
     assert kube.get(acme[0]).ok
-    assert isolation_violations(kube, "acme", "initech") == []
 
 
 def test_the_kubeconfig_reaches_the_server(kube):
