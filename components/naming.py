@@ -4,6 +4,7 @@ from __future__ import annotations
 
 PROJECT = "tenant-onboarding"
 TENANT_STACK_TYPE = f"{PROJECT}:index:TenantStack"
+REHEARSAL_ENV = "rehearsal"  # the rehearsal environment: platform stack `rehearsal`, tenant stacks `rehearsal.<slug>`
 LABEL_PREFIX = "tenants.ai-agents.io"
 
 
