@@ -14,7 +14,7 @@ import pulumi
 
 from checks.host import resolved_non_public
 from checks.peers import peer_tenant_ids
-from components.naming import REHEARSAL_ENV
+from components.naming import environment_option
 from components.providers import stack_providers
 from components.settings import (
     DatabaseSettings,
@@ -46,10 +46,9 @@ def main(env: str, slug: str) -> None:
     tenants = _load(tenants_dir)
     tenant = next((t for t in tenants if t.slug == slug), None)
     if tenant is None:
-        option = "--rehearsal" if env == REHEARSAL_ENV else f"--env {env}"
         raise pulumi.RunError(
             f"stack {pulumi.get_stack()} is tenant {slug!r}, but {tenants_dir}/ has no tenant file for it: restore "
-            f"the file, or offboard the tenant by name (`tenantctl destroy {slug} {option} --yes`)"
+            f"the file, or offboard the tenant by name (`tenantctl destroy {slug} {environment_option(env)} --yes`)"
         )
     host = urlsplit(tenant.servicedesk.url).hostname
     unsafe = resolved_non_public([host])
