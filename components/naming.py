@@ -4,6 +4,7 @@ from __future__ import annotations
 
 PROJECT = "tenant-onboarding"
 TENANT_STACK_TYPE = f"{PROJECT}:index:TenantStack"
+REHEARSAL_ENV = "rehearsal"  # the rehearsal environment: platform stack `rehearsal`, tenant stacks `rehearsal.<slug>`
 LABEL_PREFIX = "tenants.ai-agents.io"
 
 
@@ -107,3 +108,9 @@ def observability_labels(slug: str, tenant_id: str, tier: str) -> dict[str, str]
         f"{LABEL_PREFIX}/observed-tenant-id": tenant_id,
         f"{LABEL_PREFIX}/observed-tier": tier,
     }
+
+
+def environment_option(env: str) -> str:
+    """How a tenantctl command names the environment `env` in a hint: `--env prod`, or `--rehearsal` (a stack
+    `rehearsal` of the project's backend is not the rehearsal: fleet rule 1)."""
+    return "--rehearsal" if env == REHEARSAL_ENV else f"--env {env}"

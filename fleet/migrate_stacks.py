@@ -201,7 +201,9 @@ def _destination(backend: engine.Backend, name: str) -> Destination:
 
 
 def migrate(env: str, tenants: list[Tenant], spec_for: Callable[[str, Tenant | None], engine.StackSpec],
-            dry_run: bool, say: Callable[[str], None] = lambda _line: None) -> MigrationResult:
+            dry_run: bool, say: Callable[[str], None] = lambda _line: None,
+            command: str | None = None) -> MigrationResult:
+    """`command` is how an operator runs this migration again (default `tenantctl migrate-stacks --env <env>`)."""
     source_spec = spec_for(env, None)
     backend = source_spec.backend
     from pulumi.automation import errors as auto_errors
@@ -241,8 +243,8 @@ def migrate(env: str, tenants: list[Tenant], spec_for: Callable[[str, Tenant | N
     left = tenant_stacks_in(engine.export_state(source))
     if left:
         result.errors.append(f"{env} still holds the TenantStack of {', '.join(left)}: its platform program is not "
-                             f"applied (it would delete them); fix the above and run `tenantctl migrate-stacks "
-                             f"--env {env}` again")
+                             f"applied (it would delete them); fix the above and run "
+                             f"`{command or f'tenantctl migrate-stacks --env {env}'}` again")
         return result
     # A previous run may have moved every tenant and stopped before this: the platform is applied every time.
     tenant_stacks = sorted({m.dest for m in done} | {tenant_stack_name(env, t.slug) for t in tenants

@@ -1,14 +1,18 @@
-"""`tenantctl preview|up|migrate-stacks` against a real environment: the project as `pulumi` runs it.
+"""`tenantctl preview|up|migrate-stacks`: the run, wherever the environment is (`FleetEnvironment`).
 
-Stacks are the project's (`stacks/Pulumi.<stack>.yaml`), on the backend `pulumi login` chose (or
-PULUMI_BACKEND_URL). A tenant stack that does not exist yet is created with the secrets provider of
-its environment's platform stack file and tagged with the tenant's slug, tier and id; its secrets
-are set the usual way (`pulumi config set --secret ... --stack <env>.<slug>`), never by this command.
+A project environment (`--env E`) is the project as `pulumi` runs it: stacks are the project's
+(`stacks/Pulumi.<stack>.yaml`), on the backend `pulumi login` chose (or PULUMI_BACKEND_URL). A tenant
+stack that does not exist yet is created with the secrets provider of its environment's platform
+stack file and tagged with the tenant's slug, tier and id; its secrets are set the usual way
+(`pulumi config set --secret ... --stack <env>.<slug>`), never by this command. The rehearsal
+(`--rehearsal`) is an environment like any other (fleet rule 1): `fleet.rehearse.rehearsal_environment`
+gives its backend and specs, and the run is the same one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
@@ -22,6 +26,7 @@ from fleet.rollout import (
     DEFAULT_MAX_REMOVALS,
     FleetResult,
     Selection,
+    SpecFor,
     candidate_stacks,
     run_fleet,
     select,
@@ -68,6 +73,34 @@ def project_environment_id(root: Path, env: str, create: bool) -> str | None:
         raise engine.EngineError(str(exc)) from None
 
 
+@dataclass(frozen=True)
+class FleetEnvironment:
+    """Where a fleet run acts. The selection, the waves and the locks' rules are the same everywhere; what
+    differs between a project environment and the rehearsal is here."""
+
+    name: str
+    backend: engine.Backend
+    specs: Callable[[str | None], SpecFor]  # each stack's spec, given the environment's id
+    environment_id: Callable[[bool], str | None]  # the recorded id; made (`True`) by the first `up`
+    option: str  # how a command names the environment: `--env prod`, `--rehearsal`
+    # The rehearsal's preview creates a new tenant's stack on its own local backend, as `rehearse --preview`
+    # does (its keys are generated, never set by hand); a project's preview never creates one (rule 2).
+    create_on_preview: bool = False
+
+    def command(self, name: str) -> str:
+        """A command of this environment, as a hint names it: `tenantctl up --env prod`."""
+        return f"tenantctl {name} {self.option}"
+
+
+def project_environment(root: Path, env: str) -> FleetEnvironment:
+    """The project's environment `env`: its stacks on the project's backend. Only `up` sets the id on the
+    platform stack; after the first one the stack file holds it, which is what a preview reads."""
+    backend = project_backend(root, env)
+    return FleetEnvironment(env, backend, lambda environment: project_specs(backend, environment),
+                            lambda create: project_environment_id(root, env, create=True) if create else None,
+                            f"--env {env}")
+
+
 def fleet_selection(root: Path, tenants_dir: Path, env: str, tenants: list[Tenant], backend: engine.Backend,
                     only: set[str] | None, since: str | None,
                     max_removals: int = DEFAULT_MAX_REMOVALS) -> tuple[Selection, list[str]]:
@@ -84,19 +117,22 @@ def fleet_selection(root: Path, tenants_dir: Path, env: str, tenants: list[Tenan
 
 def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[Tenant], only: set[str] | None,
         since: str | None, concurrency: int, say: Callable[[str], None],
-        policy_packs: list[str] | None = None, max_removals: int = DEFAULT_MAX_REMOVALS) -> FleetResult:
-    backend = project_backend(root, env)
-    upgrade_guard.refuse_unmigrated(engine.StackSpec(backend, env), operation)  # before any stack runs
+        policy_packs: list[str] | None = None, max_removals: int = DEFAULT_MAX_REMOVALS,
+        target: FleetEnvironment | None = None) -> FleetResult:
+    """`operation` (preview or up) of the environment `target` (default: the project's environment `env`)."""
+    target = target or project_environment(root, env)
+    env, backend = target.name, target.backend
+    # Before any stack runs.
+    upgrade_guard.refuse_unmigrated(engine.StackSpec(backend, env), operation, target.command("migrate-stacks"))
     selection, stacks = fleet_selection(root, tenants_dir, env, tenants, backend, only, since, max_removals)
     if selection.missing:
         raise engine.EngineError(f"--only names no tenant file or stack of {env}: {', '.join(selection.missing)}")
     # A preview never creates a stack (the preview role may not write state); `up` creates a new tenant's.
-    # Only `up` sets it: after the first one the stack file holds it, which is what a preview reads.
-    environment = project_environment_id(root, env, create=True) if operation == "up" else None
-    return run_fleet(selection, operation, project_specs(backend, environment), concurrency, say,
+    environment = target.environment_id(operation == "up")
+    return run_fleet(selection, operation, target.specs(environment), concurrency, say,
                      platform_applied=env in stacks,
                      policy_packs=[str(Path(p).resolve()) for p in policy_packs or []],
-                     create_stacks=operation == "up")
+                     create_stacks=operation == "up" or target.create_on_preview, apply_hint=target.command("up"))
 
 
 def summary_table(result: FleetResult) -> Table:
@@ -125,11 +161,12 @@ def summary_table(result: FleetResult) -> Table:
     return table
 
 
-def markdown_summary(result: FleetResult) -> str:
+def markdown_summary(result: FleetResult, option: str | None = None) -> str:
     """The run as one Markdown comment (a pull request's combined preview): a row per stack, errors below.
-    A replacement or deletion carries a warning marker: that is what a reviewer must not miss."""
+    A replacement or deletion carries a warning marker: that is what a reviewer must not miss. `option` names the
+    environment in the title (default `--env <env>`)."""
     verdict = "ok" if result.ok else "FAILED"
-    lines = [f"### `tenantctl {result.operation} --env {result.env}`: {verdict}", "",
+    lines = [f"### `tenantctl {result.operation} {option or f'--env {result.env}'}`: {verdict}", "",
              "| stack | status | " + " | ".join(change_counts.COLUMNS) + " |",
              "|---|---|" + "---:|" * len(change_counts.COLUMNS)]
     for outcome in result.outcomes:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.naming import PROJECT
+from components.naming import PROJECT, REHEARSAL_ENV
 from fleet import engine
 from fleet.rollout import tenant_tags
 from fleet.stack_files import StackFileError, read_stack_file
@@ -26,7 +26,7 @@ from fleet.stack_run import NO_CHANGE_OPS, StackOutcome
 from tenancy.model import Tenant
 
 # The rehearsal environment: platform stack `rehearsal`, tenant stacks `rehearsal.<slug>`.
-STACK = "rehearsal"
+STACK = REHEARSAL_ENV
 STATE_FILE = "state.json"
 SOURCE_STACK = "dev"  # the platform stack's plain config (namespaces) comes from stacks/Pulumi.dev.yaml
 # (environmentId too: the rehearsal is an environment of its own, never dev's.)

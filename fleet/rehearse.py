@@ -6,10 +6,13 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import shlex
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
@@ -18,6 +21,7 @@ from components.naming import split_stack_name
 from fleet import change_counts, engine, environment_lock, upgrade_guard
 from fleet.environment_id import EnvironmentIdError, recorded_id
 from fleet.error_lines import one_line
+from fleet.project_runs import FleetEnvironment
 from fleet.rehearsal import (
     STACK,
     STATE_FILE,
@@ -59,6 +63,18 @@ def _state_dir(base: Path, database_url: str | None) -> Path:
     return base / f"external-{digest}"
 
 
+def rehearsal_option(root: Path, state_dir: Path) -> str:
+    """How a command names the rehearsal of `state_dir` in a hint: `--rehearsal`, with `--state-dir` unless it is
+    the default folder and `--database-url` for an external database (never the URL itself: it may hold a
+    password)."""
+    words = ["--rehearsal"]
+    if state_dir.parent.resolve() != (root / REHEARSAL_DIR).resolve():
+        words.append(f"--state-dir {shlex.quote(str(state_dir.parent))}")
+    if state_dir.name != "embedded":
+        words.append("--database-url <the rehearsal's database URL>")
+    return " ".join(words)
+
+
 def run_rehearse(
     tenants_dir: Path,
     database_url: str | None,
@@ -86,7 +102,11 @@ def run_rehearse(
     interrupted = "interrupted: run `tenantctl rehearse` again to finish (the engine saved what it did), or " \
                   "`tenantctl rehearse --destroy`"
     operation = "destroy" if destroy_all else "preview" if preview else "up"
-    with _exclusive(state_dir), _environment_locked(state_dir, operation, say), _remembering_interrupts() as seen:
+    hint = f"tenantctl unlock {rehearsal_option(root, state_dir)} --force"
+    with (_exclusive(state_dir),
+          _environment_locked(state_dir, f"rehearse {operation}", say, read_only=operation == "preview",
+                              unlock_hint=hint),
+          _remembering_interrupts() as seen):
         try:
             result = _rehearse(root, tenants_dir, tenants, version, state_dir, database_url, app_database_url,
                                destroy_all, preview, say, only)
@@ -119,47 +139,62 @@ def _remembering_interrupts() -> Iterator[threading.Event]:
 
 
 @contextlib.contextmanager
-def _exclusive(state_dir: Path) -> Iterator[None]:
+def _exclusive(state_dir: Path, wait: bool = False, wait_timeout: float = 0.0) -> Iterator[None]:
     """One rehearsal per state folder at a time: two would share one stack, database and emulator. (A preview
-    too: it starts the same local services. The kernel drops the flock with its process, so it is never stale.)"""
+    too: it starts the same local services. The kernel drops the flock with its process, so it is never stale.)
+    With `wait`, a held folder is waited for, up to `wait_timeout` seconds."""
     state_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_timeout
     with (state_dir / ".lock").open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = environment_lock.lock_status(rehearsal_records(state_dir), STACK)
-            raise RehearseFailure(f"another rehearsal is running on {state_dir}"
-                                  f"{' (' + holder + ')' if holder else ''}; wait for it to finish") from None
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if wait and time.monotonic() < deadline:
+                    time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+                    continue
+                holder = environment_lock.lock_status(rehearsal_records(state_dir), STACK)
+                raise RehearseFailure(f"another rehearsal is running on {state_dir}"
+                                      f"{' (' + holder + ')' if holder else ''}; wait for it to finish") from None
         yield
 
 
 @contextlib.contextmanager
-def _environment_locked(state_dir: Path, operation: str, say: Callable[[str], None]) -> Iterator[None]:
-    """The environment lock of the rehearsal (rule 5), beside its state: `up` and `destroy` take it, so the
-    record names who holds the environment; a preview only reports it (rule 2)."""
+def _environment_locked(state_dir: Path, label: str, say: Callable[[str], None], *, read_only: bool,
+                        unlock_hint: str, wait: bool = False, wait_timeout: float = 900.0) -> Iterator[None]:
+    """The environment lock of the rehearsal (rule 5), beside its state: a run that changes it takes it, so the
+    record names who holds the environment (`label`); a read-only run only reports it (rule 2)."""
     records = rehearsal_records(state_dir)
-    if operation == "preview":
+    if read_only:
         held = environment_lock.lock_status(records, STACK)
         if held:
             say(held)
         yield
         return
-    # Never the database URL itself in a message: it may hold a password.
-    url = "" if state_dir.name == "embedded" else " --database-url <the rehearsal's database URL>"
-    hint = f"tenantctl unlock --rehearsal --state-dir {state_dir.parent}{url} --force"
     try:
-        with environment_lock.environment_lock(records, STACK, f"rehearse {operation}", say=say, unlock_hint=hint):
+        with environment_lock.environment_lock(records, STACK, label, say=say, unlock_hint=unlock_hint, wait=wait,
+                                               wait_timeout=wait_timeout):
             yield
     except environment_lock.LockError as exc:
         raise RehearseFailure(str(exc)) from None
 
 
-def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: Path, database_url: str | None,
-              app_database_url: str | None, destroy_all: bool, preview: bool,
-              say: Callable[[str], None], only: set[str] | None = None) -> RehearsalResult:
-    state = RehearsalState.load(state_dir / STATE_FILE)
+@dataclass(frozen=True)
+class RunningServices:
+    services: LocalServices
+    aws_fresh: bool  # the AWS emulator was (re)started: the objects the stacks' state names are gone
+    postgres: LocalPostgres | None  # the embedded PostgreSQL (stopped on the way out); None: a given database
+
+
+@contextlib.contextmanager
+def _local_services(root: Path, state_dir: Path, state: RehearsalState, database_url: str | None,
+                    app_database_url: str | None, say: Callable[[str], None]) -> Iterator[RunningServices]:
+    """What the rehearsal's stacks talk to, for the while: its PostgreSQL (the embedded one started, and stopped
+    again; a given database as it is) with the application's schema, the AWS emulator the state folder keeps
+    running (started and kept when none runs: rule 6), and the receiver on its recorded port. A service that
+    cannot start (or a database error on the way) is a RehearseFailure."""
     postgres = None
-    operation = "destroy" if destroy_all else "preview" if preview else "up"
     try:
         if database_url is None:
             postgres = LocalPostgres(root=state_dir / "postgres", port=state.environment.get("postgres_port"))
@@ -181,23 +216,36 @@ def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: P
         fernet_key = state.secret("fernetKey", _new_fernet_key)
         with _receiver(app_url, fernet_key, state.environment.get("receiver_port", 0), say) as receiver:
             state.environment["receiver_port"] = int(receiver.base_url.rsplit(":", 1)[1])
-            services = LocalServices(database_url, app_url, receiver.base_url, aws.endpoint)
             state.save()
-            result = _operate(root, tenants_dir, state, state_dir, services, operation, tenants, aws.fresh,
-                              version, say, only)
+            yield RunningServices(LocalServices(database_url, app_url, receiver.base_url, aws.endpoint), aws.fresh,
+                                  postgres)
         state.save()
-    except (LocalPostgresError, db.DatabaseError, aws_emulator.AwsEmulatorError, engine.EngineError) as exc:
+    except (LocalPostgresError, db.DatabaseError, aws_emulator.AwsEmulatorError) as exc:
         raise RehearseFailure(str(exc)) from None
     finally:
         if postgres is not None:
             postgres.stop()
+
+
+def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: Path, database_url: str | None,
+              app_database_url: str | None, destroy_all: bool, preview: bool,
+              say: Callable[[str], None], only: set[str] | None = None) -> RehearsalResult:
+    state = RehearsalState.load(state_dir / STATE_FILE)
+    operation = "destroy" if destroy_all else "preview" if preview else "up"
+    try:
+        with _local_services(root, state_dir, state, database_url, app_database_url, say) as running:
+            result = _operate(root, tenants_dir, state, state_dir, running.services, operation, tenants,
+                              running.aws_fresh, version, say, only)
+    except engine.EngineError as exc:
+        raise RehearseFailure(str(exc)) from None
     if destroy_all and result.ok:
         environment = recorded_id(rehearsal_records(state_dir), STACK)
-        if postgres is None and environment:  # an external database outlives the rehearsal: give up its claim
-            release_database(database_url, environment)
+        # An external database outlives the rehearsal: give up its claim.
+        if running.postgres is None and environment:
+            release_database(running.services.database_url, environment)
         aws_emulator.stop(state_dir)
-        if postgres is not None:
-            postgres.destroy()
+        if running.postgres is not None:
+            running.postgres.destroy()
         shutil.rmtree(state_dir, ignore_errors=True)
     return result
 
@@ -268,18 +316,14 @@ def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Pa
         raise RehearseFailure(str(exc)) from None
     spec_for = spec_maker(root, tenants_dir, state, state_dir, services, environment)
     backend = spec_for(STACK, None).backend
-    upgrade_guard.refuse_unmigrated(engine.StackSpec(backend, STACK), operation)  # before any stack runs
+    # Before any stack runs.
+    upgrade_guard.refuse_unmigrated(engine.StackSpec(backend, STACK), operation,
+                                    f"tenantctl migrate-stacks {rehearsal_option(root, state_dir)}")
     candidates = candidate_stacks(STACK, tenants, only, None) if operation != "destroy" else None
     stacks = engine.list_stacks(backend) if candidates is None else engine.existing_stacks(backend, candidates)
-    tenant_stacks = [name for name in stacks if split_stack_name(name)[0] == STACK and split_stack_name(name)[1]]
-    if aws_fresh and operation != "preview" and tenant_stacks:
-        # moto keeps nothing across restarts: let the engine see the AWS objects are gone before it plans.
-        # (Only those: rendered Kubernetes objects have no cluster to be read back from.)
-        say("the AWS emulator was restarted: refreshing its objects first")
-        with process_pool(REHEARSAL_CONCURRENCY) as pool:
-            for future in [run_in_process(pool, StackJob(spec_for(name, None), "refresh", refresh_types="aws:"))
-                           for name in tenant_stacks]:
-                future.result()
+    tenant_stacks = _tenant_stacks(stacks)
+    if aws_fresh and operation != "preview":
+        _refresh_aws_objects(spec_for, tenant_stacks, say)
     if only is not None:
         unknown = sorted(only - {t.slug for t in tenants} - {split_stack_name(n)[1] for n in tenant_stacks})
         if unknown:
@@ -304,6 +348,22 @@ def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Pa
         result.rows_lost = sum(max(0, before[t] - after[t]) for t in counted)
         say(f"{result.rows_lost} row(s) lost of the {sum(before.values())} that {len(counted)} tenant(s) had before")
     return result
+
+
+def _tenant_stacks(stacks: list[str]) -> list[str]:
+    return [name for name in stacks if split_stack_name(name)[0] == STACK and split_stack_name(name)[1]]
+
+
+def _refresh_aws_objects(spec_for, tenant_stacks: list[str], say: Callable[[str], None]) -> None:
+    """moto keeps nothing across restarts: let the engine see the AWS objects are gone before it plans. (Only
+    those: rendered Kubernetes objects have no cluster to be read back from.)"""
+    if not tenant_stacks:
+        return
+    say("the AWS emulator was restarted: refreshing its objects first")
+    with process_pool(REHEARSAL_CONCURRENCY) as pool:
+        for future in [run_in_process(pool, StackJob(spec_for(name, None), "refresh", refresh_types="aws:"))
+                       for name in tenant_stacks]:
+            future.result()
 
 
 def destroy_environment(env: str, tenant_stacks: list[str], platform: bool, spec_for) -> FleetResult:
@@ -420,6 +480,50 @@ def rehearsal_sources(tenants_dir: Path, database_url: str | None,
         raise RehearseFailure(str(exc)) from None
     finally:
         postgres.stop()
+
+
+@contextlib.contextmanager
+def rehearsal_environment(tenants_dir: Path, database_url: str | None, state_base: Path | None, operation: str,
+                          say: Callable[[str], None], *, read_only: bool = False, services: bool = True,
+                          wait: bool = False, wait_timeout: float = 900.0) -> Iterator[FleetEnvironment]:
+    """The rehearsal as an environment like any other (fleet rule 1), for `tenantctl preview|up|migrate-stacks
+    --rehearsal` (`operation`), held for the while: the state a rehearsal left (EngineError when there is none),
+    its state folder kept from another rehearsal's run, its environment lock taken (a `read_only` run only
+    reports a held one: rule 2), and, with `services`, what its stacks talk to, as `tenantctl rehearse` starts
+    it (`_local_services`: the AWS emulator kept running is used, what does not run is started, and all but the
+    emulator stopped again; a restarted emulator has its objects refreshed before a run that changes anything).
+    The run itself is `fleet.project_runs.run` or `migrate`, with the same selection, waves and summary as on a
+    project environment."""
+    root, state_dir, _state = _recorded_rehearsal(tenants_dir, database_url, state_base)
+    option = rehearsal_option(root, state_dir)
+    with (_exclusive(state_dir, wait, wait_timeout),
+          _environment_locked(state_dir, f"{operation} --rehearsal", say, read_only=read_only,
+                              unlock_hint=f"tenantctl unlock {option} --force", wait=wait,
+                              wait_timeout=wait_timeout)):
+        state = RehearsalState.load(state_dir / STATE_FILE)  # as the last run left it, now that none runs
+        records = rehearsal_records(state_dir)
+
+        def environment_id(create: bool) -> str | None:
+            try:
+                return recorded_id(records, STACK, create=create)
+            except EnvironmentIdError as exc:
+                raise engine.EngineError(str(exc)) from None
+
+        def fleet_environment(running: LocalServices | None) -> FleetEnvironment:
+            def specs(env_id: str | None):
+                return spec_maker(root, tenants_dir, state, state_dir, running, env_id)
+
+            return FleetEnvironment(STACK, specs(None)(STACK, None).backend, specs, environment_id, option,
+                                    create_on_preview=True)
+
+        if not services:
+            yield fleet_environment(None)
+            return
+        with _local_services(root, state_dir, state, database_url, None, say) as running:
+            target = fleet_environment(running.services)
+            if running.aws_fresh and not read_only:
+                _refresh_aws_objects(target.specs(None), _tenant_stacks(engine.list_stacks(target.backend)), say)
+            yield target
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from components.naming import PROJECT, split_stack_name, tenant_stack_name
+from components.naming import PROJECT, environment_option, split_stack_name, tenant_stack_name
 from fleet import engine
 from fleet.stack_identity import TAG_OFFBOARDED_AT
 from fleet.stack_run import LAST_ERROR_TAG, NO_CHANGE_OPS, process_pool
@@ -195,7 +195,7 @@ def _status(tenant: Tenant, facts: StackFacts | None, commit: str | None, row_up
     status = TenantStatus(tenant.slug, tenant.tier.value, tenant_stack_name(env, tenant.slug), desired, None,
                           "pending", "unverified", None, NOT_CHECKED, None, None, row_updated_at)
     if facts is None or not facts.exists:
-        status.problems.append("no stack yet: `tenantctl up` creates it")
+        status.problems.append(f"no stack yet: `tenantctl up {environment_option(env)}` creates it")
         return status
     status.applied, status.drift, status.last_error = facts.applied_digest, facts.drift, facts.last_error
     status.age = _age(facts.last_update, now)
@@ -287,9 +287,11 @@ def status_table(report: StatusReport):
 
 
 def orphan_lines(report: StatusReport) -> list[str]:
+    option = environment_option(report.env)
     lines = [f"stack without a tenant file: {tenant_stack_name(report.env, s)} (an orphan: left alone; restore its "
-             "file, or offboard it with `tenantctl destroy`)" for s in report.stacks_without_file]
+             f"file, or offboard it with `tenantctl destroy {s} {option}`)" for s in report.stacks_without_file]
     lines += [f"offboarded: {tenant_stack_name(report.env, s)} at {when} (its stack kept with its history)"
               for s, when in sorted(report.offboarded.items())]
-    lines += [f"tenant file without a stack: {s} (`tenantctl up` creates it)" for s in report.files_without_stack]
+    lines += [f"tenant file without a stack: {s} (`tenantctl up {option}` creates it)"
+              for s in report.files_without_stack]
     return lines

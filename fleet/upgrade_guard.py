@@ -12,7 +12,8 @@ state before it registers resources, and deletions are planned by the engine fro
 did *not* register, so the platform program cannot tell that it is about to delete tenants.
 `protect` does not help either: it is set by the program that declares a resource, and the old
 program never set it. A plain `pulumi up --stack <env>` on an unmigrated environment is therefore
-still dangerous: it deletes every tenant. Run `tenantctl migrate-stacks --env <env>` first.
+still dangerous: it deletes every tenant. Run `tenantctl migrate-stacks --env <env>` first (the rehearsal:
+`tenantctl migrate-stacks --rehearsal`).
 """
 
 from __future__ import annotations
@@ -45,17 +46,19 @@ def unmigrated_tenants(spec: engine.StackSpec) -> list[str]:
                                  f"{str(exc).strip().splitlines()[-1]}") from None
 
 
-def refusal(env: str, operation: str, tenants: list[str]) -> str:
+def refusal(env: str, operation: str, tenants: list[str], migrate_command: str | None = None) -> str:
+    """The one-line refusal; `migrate_command` migrates this environment (default `tenantctl migrate-stacks --env
+    <env>`; the rehearsal's is `tenantctl migrate-stacks --rehearsal`)."""
     return (f"stack {env} still holds {len(tenants)} tenant(s) of the single-stack layout ({', '.join(tenants)}): "
             f"the platform program would delete them ({operation} refused); "
-            f"run `tenantctl migrate-stacks --env {env}` first")
+            f"run `{migrate_command or f'tenantctl migrate-stacks --env {env}'}` first")
 
 
-def refuse_unmigrated(spec: engine.StackSpec, operation: str) -> None:
-    """EngineError naming the tenants when `operation` (up or preview; a destroy is not guarded) would run the
-    platform program on a stack that still holds tenants."""
+def refuse_unmigrated(spec: engine.StackSpec, operation: str, migrate_command: str | None = None) -> None:
+    """EngineError naming the tenants, and `migrate_command`, when `operation` (up or preview; a destroy is not
+    guarded) would run the platform program on a stack that still holds tenants."""
     if operation not in GUARDED_OPERATIONS:
         return
     tenants = unmigrated_tenants(spec)
     if tenants:
-        raise engine.EngineError(refusal(spec.name, operation, tenants))
+        raise engine.EngineError(refusal(spec.name, operation, tenants, migrate_command))

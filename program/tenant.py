@@ -14,6 +14,7 @@ import pulumi
 
 from checks.host import resolved_non_public
 from checks.peers import peer_tenant_ids
+from components.naming import environment_option
 from components.providers import stack_providers
 from components.settings import (
     DatabaseSettings,
@@ -46,8 +47,8 @@ def main(env: str, slug: str) -> None:
     tenant = next((t for t in tenants if t.slug == slug), None)
     if tenant is None:
         raise pulumi.RunError(
-            f"stack {pulumi.get_stack()} is tenant {slug!r}, but {tenants_dir}/ has no tenant file for it; "
-            f"`tenantctl up --env {env}` destroys the stack of a removed tenant file"
+            f"stack {pulumi.get_stack()} is tenant {slug!r}, but {tenants_dir}/ has no tenant file for it: restore "
+            f"the file, or offboard the tenant by name (`tenantctl destroy {slug} {environment_option(env)} --yes`)"
         )
     host = urlsplit(tenant.servicedesk.url).hostname
     unsafe = resolved_non_public([host])

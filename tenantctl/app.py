@@ -153,3 +153,12 @@ EnvName = Annotated[str, typer.Option("--env", help="Environment: platform stack
 
 Only = Annotated[list[str] | None, typer.Option("--only", help="Only this tenant's stack (repeatable).")]
 
+# The rehearsal as an environment (fleet rule 1): the options every command that acts on one takes.
+Rehearsal = Annotated[bool, typer.Option(
+    "--rehearsal", help="The rehearsal environment instead: its local backend and services.")]
+
+StateDir = Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")]
+
+RehearsalDatabaseUrl = Annotated[str | None, typer.Option(
+    "--database-url", help="With --rehearsal: the database it rehearses on (it picks the state folder).")]
+

@@ -4,6 +4,8 @@ reported."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +15,9 @@ from tenantctl.app import (
     AllowUnverifiedTls,
     EnvName,
     Only,
+    Rehearsal,
+    RehearsalDatabaseUrl,
+    StateDir,
     TenantsDir,
     Wait,
     WaitTimeout,
@@ -39,36 +44,88 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON."
 PolicyPacks = Annotated[list[Path] | None, typer.Option("--policy-pack", help="Run every stack with this policy pack.")]
 
 
-def _fleet(operation: str, env: str, tenants_dir: Path, only: list[str] | None, changed_since: str | None,
-           concurrency: int, as_json: bool, policy_packs: list[Path] | None, markdown: Path | None = None,
+@dataclass(frozen=True)
+class Where:
+    """The environment a command names: `--env E`, or `--rehearsal [--state-dir DIR] [--database-url URL]`."""
+
+    env: str
+    tenants_dir: Path
+    rehearsal: bool = False
+    state_dir: Path | None = None
+    database_url: str | None = None
+    wait: bool = False
+    wait_timeout: float = 900
+
+
+@contextlib.contextmanager
+def _environment(where: Where, operation: str, say: Callable[[str], None], as_json: bool, *, read_only: bool,
+                 services: bool = True) -> Iterator:
+    """The environment the run acts on (fleet.project_runs.FleetEnvironment), held for it: its lock taken by a
+    run that changes it, or only reported by a read-only one (rules 2 and 5). The rehearsal's is
+    fleet.rehearse.rehearsal_environment, with its services up for the while."""
+    from fleet import project_runs
+    from fleet.rehearse import rehearsal_environment
+    from fleet.stack_files import find_project_root
+
+    if where.rehearsal:
+        url = checked_url(where.database_url, "--database-url", False, as_json)
+        with rehearsal_environment(where.tenants_dir, url, where.state_dir, operation, say, read_only=read_only,
+                                   services=services, wait=where.wait, wait_timeout=where.wait_timeout) as target:
+            yield target
+        return
+    given = [name for name, value in (("--state-dir", where.state_dir), ("--database-url", where.database_url))
+             if value is not None]
+    if given:
+        raise fail(f"{' and '.join(given)} only go with --rehearsal", as_json=as_json)
+    root = find_project_root(where.tenants_dir.resolve().parent)
+    if read_only:
+        report_lock(where.env, where.tenants_dir)
+        yield project_runs.project_environment(root, where.env)
+        return
+    with environment_locked(where.env, where.tenants_dir, operation, where.wait, where.wait_timeout, as_json):
+        yield project_runs.project_environment(root, where.env)
+
+
+def _fleet(operation: str, where: Where, only: list[str] | None, changed_since: str | None, concurrency: int,
+           as_json: bool, policy_packs: list[Path] | None, markdown: Path | None = None,
            max_removals: int = 1) -> None:
     from fleet import engine
     from fleet import project_runs as fleet_command
     from fleet.plan import PlanError
+    from fleet.rehearse import RehearseFailure
     from fleet.rollout import FleetError
     from fleet.stack_files import find_project_root
     from tenancy.identity_changes import GitRefError
     from tenancy.loader import TenantLoadError, require_tenants
 
-    try:
-        tenants = require_tenants(tenants_dir, allow_none=operation == "preview")
-    except TenantLoadError as exc:
-        raise fail(f"{len(exc.problems)} error(s) in tenant files", as_json=as_json,
-                   details=[str(p) for p in exc.problems]) from None
+    tenants_dir = where.tenants_dir
+
+    def load_tenants():
+        try:
+            return require_tenants(tenants_dir, allow_none=operation == "preview")
+        except TenantLoadError as exc:
+            raise fail(f"{len(exc.problems)} error(s) in tenant files", as_json=as_json,
+                       details=[str(p) for p in exc.problems]) from None
+
+    # The rehearsal's files are read before its services start; an environment's lock is taken (or a held one
+    # reported) before anything else.
+    tenants = load_tenants() if where.rehearsal else None
     root = find_project_root(tenants_dir.resolve().parent)
     say = (lambda _line: None) if as_json else (lambda line: err.print(line, markup=False))
     try:
-        result = fleet_command.run(root, tenants_dir, env, operation, tenants, set(only) if only else None,
-                                   changed_since, concurrency, say, [str(p) for p in policy_packs or []],
-                                   max_removals=max_removals)
+        with _environment(where, operation, say, as_json, read_only=operation == "preview") as target:
+            tenants = tenants if tenants is not None else load_tenants()
+            result = fleet_command.run(root, tenants_dir, target.name, operation, tenants,
+                                       set(only) if only else None, changed_since, concurrency, say,
+                                       [str(p) for p in policy_packs or []], max_removals=max_removals, target=target)
     except FleetError as exc:
         problems = getattr(exc, "problems", [str(exc)])
         raise fail(f"refused before anything ran: {len(problems)} problem(s)", as_json=as_json,
                    details=problems) from None
-    except (engine.EngineError, PlanError, GitRefError) as exc:
-        raise fail(str(exc), as_json=as_json) from None
+    except (engine.EngineError, PlanError, GitRefError, RehearseFailure) as exc:
+        raise fail(str(exc), as_json=as_json, details=getattr(exc, "details", None)) from None
     if markdown is not None:
-        markdown.write_text(fleet_command.markdown_summary(result), encoding="utf-8")
+        markdown.write_text(fleet_command.markdown_summary(result, target.option), encoding="utf-8")
     if as_json:
         emit_json(result.as_dict())
     else:
@@ -95,11 +152,15 @@ def preview(
     policy_packs: PolicyPacks = None,
     markdown: Markdown = None,
     max_removals: MaxRemovals = 1,
+    rehearsal: Rehearsal = False,
+    state_dir: StateDir = None,
+    database_url: RehearsalDatabaseUrl = None,
 ) -> None:
     """`pulumi preview` of the environment's affected stacks, in parallel, with one summary. Writes nothing to the
-    backend: renames, removals and orphans are reported as what `up` would do."""
-    report_lock(env, tenants_dir)
-    _fleet("preview", env, tenants_dir, only, changed_since, concurrency, as_json, policy_packs, markdown, max_removals)
+    backend: renames, removals and orphans are reported as what `up` would do. With --rehearsal: the rehearsal's
+    stacks, against its services."""
+    _fleet("preview", Where(env, tenants_dir, rehearsal, state_dir, database_url), only, changed_since, concurrency,
+           as_json, policy_packs, markdown, max_removals)
 
 
 @app.command()
@@ -115,12 +176,16 @@ def up(
     max_removals: MaxRemovals = 1,
     wait: Wait = False,
     wait_timeout: WaitTimeout = 900,
+    rehearsal: Rehearsal = False,
+    state_dir: StateDir = None,
+    database_url: RehearsalDatabaseUrl = None,
 ) -> None:
     """`pulumi up` of the platform stack, then the affected tenant stacks in waves (canaries first). A tenant whose
     tenant_id left every file in the --changed-since range is offboarded (its stack kept as a tombstone); a stack
-    without a file is an orphan, left alone. Exit 1 when any stack failed or an orphan exists."""
-    with environment_locked(env, tenants_dir, "up", wait, wait_timeout, as_json):
-        _fleet("up", env, tenants_dir, only, changed_since, concurrency, as_json, policy_packs, markdown, max_removals)
+    without a file is an orphan, left alone. Exit 1 when any stack failed or an orphan exists. With --rehearsal:
+    the rehearsal's stacks, against its services."""
+    _fleet("up", Where(env, tenants_dir, rehearsal, state_dir, database_url, wait, wait_timeout), only, changed_since,
+           concurrency, as_json, policy_packs, markdown, max_removals)
 
 
 @app.command("migrate-stacks")
@@ -131,13 +196,16 @@ def migrate_stacks(
     as_json: AsJson = False,
     wait: Wait = False,
     wait_timeout: WaitTimeout = 900,
+    rehearsal: Rehearsal = False,
+    state_dir: StateDir = None,
+    database_url: RehearsalDatabaseUrl = None,
 ) -> None:
     """Move each tenant of the single <env> stack into its own stack <env>.<slug> (`pulumi state move`), then
-    preview every moved stack: a correct migration shows no create, delete or replace."""
+    preview every moved stack: a correct migration shows no create, delete or replace. With --rehearsal: a
+    rehearsal made by an earlier release."""
     from fleet import engine
-    from fleet import project_runs as fleet_command
     from fleet.migrate_stacks import MigrationError, migrate
-    from fleet.stack_files import find_project_root
+    from fleet.rehearse import RehearseFailure
     from tenancy.loader import TenantLoadError, require_tenants
 
     try:
@@ -145,17 +213,15 @@ def migrate_stacks(
     except TenantLoadError as exc:
         raise fail(f"{len(exc.problems)} error(s) in tenant files", as_json=as_json,
                    details=[str(p) for p in exc.problems]) from None
-    root = find_project_root(tenants_dir.resolve().parent)
-    backend = fleet_command.project_backend(root, env)
     say = (lambda _line: None) if as_json else (lambda line: err.print(line, markup=False))
-    if dry_run:
-        report_lock(env, tenants_dir)
-    with contextlib.nullcontext() if dry_run else environment_locked(env, tenants_dir, "migrate-stacks", wait,
-                                                                      wait_timeout, as_json):
-        try:
-            result = migrate(env, tenants, fleet_command.project_specs(backend), dry_run, say)
-        except (MigrationError, engine.EngineError) as exc:
-            raise fail(str(exc), as_json=as_json) from None
+    where = Where(env, tenants_dir, rehearsal, state_dir, database_url, wait, wait_timeout)
+    try:
+        # A dry run reads the state only: no service, and no lock (it reports a held one).
+        with _environment(where, "migrate-stacks", say, as_json, read_only=dry_run, services=not dry_run) as target:
+            result = migrate(target.name, tenants, target.specs(None), dry_run, say,
+                             command=target.command("migrate-stacks"))
+    except (MigrationError, engine.EngineError, RehearseFailure) as exc:
+        raise fail(str(exc), as_json=as_json) from None
     if as_json:
         emit_json(result.as_dict())
     for error in result.errors:
@@ -171,10 +237,9 @@ def unlock(
     force: Annotated[bool, typer.Option(
         "--force", help="Remove the lock even if its holder may be alive: only once every process of it is gone.")
     ] = False,
-    rehearsal: Annotated[bool, typer.Option("--rehearsal", help="The rehearsal environment instead.")] = False,
-    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")] = None,
-    database_url: Annotated[str | None, typer.Option(
-        "--database-url", help="With --rehearsal: the database it rehearses on (it picks the state folder).")] = None,
+    rehearsal: Rehearsal = False,
+    state_dir: StateDir = None,
+    database_url: RehearsalDatabaseUrl = None,
 ) -> None:
     """Remove the environment lock: a provably stale one, or with --force any one."""
     from fleet import environment_lock

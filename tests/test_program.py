@@ -57,11 +57,14 @@ def test_missing_secret_config_names_the_command(repo_root, tenants_dir):
     assert command in str(info.value)
 
 
-def test_a_tenant_stack_without_its_tenant_file_says_how_it_goes_away(repo_root, tenants_dir):
+@pytest.mark.parametrize(("env", "option"), [("dev", "--env dev"), ("rehearsal", "--rehearsal")])
+def test_a_tenant_stack_without_its_tenant_file_says_how_it_goes_away(repo_root, tenants_dir, env, option):
+    """Only by name (fleet rule 3: an orphan is never destroyed), with the command of its own environment."""
     config, secret_keys = stack_config(repo_root, tenants_dir)
     with pytest.raises(ProgramError) as info:
-        run_stack(repo_root, "dev.initech", config, secret_keys)
-    assert "has no tenant file for it" in str(info.value) and "tenantctl up --env dev" in str(info.value)
+        run_stack(repo_root, f"{env}.initech", config, secret_keys)
+    assert "has no tenant file for it" in str(info.value)
+    assert f"`tenantctl destroy initech {option} --yes`" in str(info.value)
 
 
 def test_insecure_webhook_base_url_is_refused(repo_root, tenants_dir):

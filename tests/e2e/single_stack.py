@@ -64,7 +64,8 @@ def single_stack_up(rehearsal, app_db, tenants) -> dict[str, int]:
 def main(argv: list[str]) -> int:
     """`tenantctl migrate-stacks` of a single-stack rehearsal, as a process the crash tests can kill:
     `python -m tests.e2e.single_stack TENANTS_DIR STATE_BASE DATABASE_URL APP_DATABASE_URL` with the Fernet key
-    in TENANT_FERNET_KEY. (`tenantctl migrate-stacks` has no `--rehearsal` yet: this runs the same `migrate`.)
+    in TENANT_FERNET_KEY. (The same `migrate` as `tenantctl migrate-stacks --rehearsal`, with the services the
+    test started: the crash tests kill it at points they choose.)
     Prints the result as JSON; exit 0 when the migration is complete and clean."""
     import json
     import os

@@ -49,3 +49,14 @@ def test_the_refusal_names_the_tenants_and_the_command_on_one_line(monkeypatch):
 def test_only_up_and_preview_are_guarded(monkeypatch, operation):
     monkeypatch.setattr(upgrade_guard, "unmigrated_tenants", lambda spec: pytest.fail("read the state"))
     upgrade_guard.refuse_unmigrated(engine.StackSpec(engine.Backend(project_root=Path(".")), "prod"), operation)
+
+
+def test_the_refusal_names_the_rehearsals_own_migrate_command(monkeypatch):
+    """The rehearsal is migrated with `tenantctl migrate-stacks --rehearsal`: `--env rehearsal` would name a stack of
+    the project's backend instead (fleet rule 1)."""
+    monkeypatch.setattr(upgrade_guard, "unmigrated_tenants", lambda spec: ["acme"])
+    spec = engine.StackSpec(engine.Backend(project_root=Path(".")), "rehearsal")
+    with pytest.raises(engine.EngineError) as refused:
+        upgrade_guard.refuse_unmigrated(spec, "up", "tenantctl migrate-stacks --rehearsal")
+    assert "run `tenantctl migrate-stacks --rehearsal` first" in str(refused.value)
+    assert "--env" not in str(refused.value)

@@ -5,55 +5,25 @@ external database: no engine run is needed."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-
-import pytest
 from typer.testing import CliRunner
 
-from fleet.rehearsal import STATE_FILE, RehearsalState
-from fleet.rehearse import _state_dir
 from tenantctl.cli import app
-from tests.tenant_text import tenant_yaml
+from tests.rehearsal_state import port_is_free, rehearsed  # noqa: F401 (a fixture)
 
 runner = CliRunner()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def rehearsed(app_db, tmp_path, repo_root):
-    """A rehearsal's state on app_db (as `rehearse --database-url` leaves it), and its tenant acme."""
-    tenant = app_db.add_tenant()
-    (tmp_path / "tenants").mkdir()
-    (tmp_path / "tenants" / "acme.yaml").write_text(tenant_yaml("acme", tenant_id=str(tenant.tenant_id)))
-    shutil.copy(repo_root / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    shutil.copytree(repo_root / "stacks", tmp_path / "stacks")
-    state = RehearsalState(_state_dir(tmp_path / "state", app_db.provisioner_dsn) / STATE_FILE)
-    state.environment.update(receiver_port=_free_port(),
-                             secrets={"passphrase": "rehearsal-passphrase", "fernetKey": app_db.fernet_key})
-    state.save()
-    return tmp_path, state.environment["receiver_port"]
-
-
-def test_verify_rehearsal_checks_a_tenant_against_the_rehearsals_services(app_db, rehearsed):
+def test_verify_rehearsal_checks_a_tenant_against_the_rehearsals_services(app_db, rehearsed):  # noqa: F811
     project, port = rehearsed
     result = runner.invoke(app, ["verify", "acme", "--rehearsal", "--state-dir", str(project / "state"),
                                  "--database-url", app_db.provisioner_dsn, "--app-database-url", app_db.app_dsn,
                                  "--tenants-dir", str(project / "tenants")])
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "all 10 checks passed" in result.stdout
-    with socket.socket() as sock:  # the receiver it started is stopped again (its closed connections may linger)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        sock.listen()
+    assert port_is_free(port)  # the receiver it started is stopped again
 
 
-def test_handoff_rehearsal_names_the_rehearsal_stack_and_receiver(app_db, rehearsed):
+def test_handoff_rehearsal_names_the_rehearsal_stack_and_receiver(app_db, rehearsed):  # noqa: F811
     project, port = rehearsed
     result = runner.invoke(app, ["handoff", "acme", "--rehearsal", "--state-dir", str(project / "state"),
                                  "--database-url", app_db.provisioner_dsn, "--tenants-dir", str(project / "tenants")])
@@ -63,7 +33,7 @@ def test_handoff_rehearsal_names_the_rehearsal_stack_and_receiver(app_db, rehear
     assert "`tenantctl handoff acme --rehearsal --reveal`" in result.stdout
 
 
-def test_handoff_rehearsal_reveal_without_the_aws_emulator_says_how_to_get_it_back(app_db, rehearsed):
+def test_handoff_rehearsal_reveal_without_the_aws_emulator_says_how_to_get_it_back(app_db, rehearsed):  # noqa: F811
     project, _port = rehearsed
     result = runner.invoke(app, ["handoff", "acme", "--rehearsal", "--reveal", "--state-dir", str(project / "state"),
                                  "--database-url", app_db.provisioner_dsn, "--tenants-dir", str(project / "tenants")])
