@@ -528,14 +528,21 @@ def rehearsal_environment(tenants_dir: Path, database_url: str | None, state_bas
 
 @contextlib.contextmanager
 def rehearsal_stack(tenants_dir: Path, database_url: str | None, state_base: Path | None,
-                    stack: str) -> Iterator[engine.StackSpec]:
-    """One rehearsal stack's spec for a command that changes it (`tenantctl destroy --rehearsal`), with the
-    services its resources live in: the embedded PostgreSQL for the while, and the AWS emulator, kept running
-    (rule 6). A restarted emulator holds nothing, so the stack's AWS objects are refreshed first."""
+                    stack: str, operation: str, say: Callable[[str], None] = lambda _line: None, *,
+                    wait: bool = False, wait_timeout: float = 900.0) -> Iterator[engine.StackSpec]:
+    """One rehearsal stack's spec for a command that changes it (`tenantctl destroy|restore --rehearsal`), held
+    as any run that changes the rehearsal is: its state folder kept from another rehearsal's run and its
+    environment lock taken (rule 5), with the services its resources live in: the embedded PostgreSQL for the
+    while, and the AWS emulator, kept running (rule 6). A restarted emulator holds nothing, so the stack's AWS
+    objects are refreshed first."""
     from fleet.stack_run import run
 
-    _, state_dir, _ = _recorded_rehearsal(tenants_dir, database_url, state_base)
-    with rehearsal_sources(tenants_dir, database_url, state_base) as (spec_for, _stacks, _url):
+    root, state_dir, _ = _recorded_rehearsal(tenants_dir, database_url, state_base)
+    with (_exclusive(state_dir, wait, wait_timeout),
+          _environment_locked(state_dir, f"{operation} --rehearsal", say, read_only=False,
+                              unlock_hint=f"tenantctl unlock {rehearsal_option(root, state_dir)} --force",
+                              wait=wait, wait_timeout=wait_timeout),
+          rehearsal_sources(tenants_dir, database_url, state_base) as (spec_for, _stacks, _url)):
         try:
             aws = aws_emulator.ensure_running(state_dir)
         except aws_emulator.AwsEmulatorError as exc:

@@ -105,17 +105,15 @@ def destroy(
         for command in planned_commands(env, slug, purge_data, tenant is not None, premium, erase_history):
             out.print(shlex.join(command), markup=False)
         return
-    # The rehearsal's runs are kept apart by its state folder's own lock; an environment's by its lock (rule 5).
-    with contextlib.nullcontext() if rehearsal else environment_locked(env, tenants_dir, f"destroy {slug}", wait,
-                                                                        wait_timeout):
-        _offboard(env, slug, tenants_dir, url if rehearsal else None, state_dir, rehearsal, purge_data,
-                  erase_history, tenant is not None)
+    _offboard(env, slug, tenants_dir, url if rehearsal else None, state_dir, rehearsal, purge_data,
+              erase_history, tenant is not None, wait, wait_timeout)
 
 
 @contextlib.contextmanager
 def _tenant_stack(env: str, slug: str, tenants_dir: Path, database_url: str | None, state_dir: Path | None,
-                  rehearsal: bool) -> Iterator:
-    """A tenant's stack spec: the rehearsal's (its services started for the while), or the environment's."""
+                  rehearsal: bool, operation: str, wait: bool = False, wait_timeout: float = 900) -> Iterator:
+    """A tenant's stack spec, held with its environment's lock for a command that changes it (rule 5): the
+    rehearsal's (its services started for the while), or the environment's."""
     from components.naming import tenant_stack_name
     from fleet import engine
     from fleet import project_runs as fleet_command
@@ -124,21 +122,25 @@ def _tenant_stack(env: str, slug: str, tenants_dir: Path, database_url: str | No
 
     name = tenant_stack_name(env, slug)
     if rehearsal:
-        with rehearsal_stack(tenants_dir, database_url, state_dir, name) as spec:
+        with rehearsal_stack(tenants_dir, database_url, state_dir, name, f"{operation} {slug}",
+                             lambda line: err.print(line, markup=False), wait=wait, wait_timeout=wait_timeout) as spec:
             yield spec
     else:
-        yield engine.StackSpec(fleet_command.project_backend(find_project_root(tenants_dir.resolve().parent), env),
-                               name)
+        with environment_locked(env, tenants_dir, f"{operation} {slug}", wait, wait_timeout):
+            yield engine.StackSpec(
+                fleet_command.project_backend(find_project_root(tenants_dir.resolve().parent), env), name)
 
 
 def _offboard(env: str, slug: str, tenants_dir: Path, database_url: str | None, state_dir: Path | None,
-              rehearsal: bool, purge: bool, erase_history: bool, tenant_file: bool) -> None:
+              rehearsal: bool, purge: bool, erase_history: bool, tenant_file: bool, wait: bool,
+              wait_timeout: float) -> None:
     from fleet import engine
     from fleet.offboarding import OffboardingError, offboard
     from fleet.rehearse import RehearseFailure
 
     try:
-        with _tenant_stack(env, slug, tenants_dir, database_url, state_dir, rehearsal) as spec:
+        with _tenant_stack(env, slug, tenants_dir, database_url, state_dir, rehearsal, "destroy", wait,
+                           wait_timeout) as spec:
             offboard(spec, purge, erase_history, tenant_file, lambda line: err.print(line, markup=False))
     except (OffboardingError, RehearseFailure, engine.EngineError) as exc:
         raise fail(str(exc)) from None
@@ -171,7 +173,7 @@ def restore(
     env = "rehearsal" if rehearsal else env
     name = tenant_stack_name(env, slug)
     try:
-        with _tenant_stack(env, slug, tenants_dir, database_url, state_dir, rehearsal) as spec:
+        with _tenant_stack(env, slug, tenants_dir, database_url, state_dir, rehearsal, "restore") as spec:
             restored = restore_stack(spec)
     except (RestoreError, RehearseFailure, engine.EngineError) as exc:
         raise fail(str(exc)) from None

@@ -71,6 +71,12 @@ def test_destroy_yes_refuses_a_held_lock(project, held):
     assert result.exit_code == 1 and "environment dev is locked" in result.stderr
 
 
+def test_restore_refuses_a_held_lock(project, held):
+    """restore changes the tenant's stack (its adopt config) and its cloud objects: it takes the lock too."""
+    result = runner.invoke(app, ["restore", "acme", "--env", "dev", "--tenants-dir", str(project / "tenants")])
+    assert result.exit_code == 1 and "environment dev is locked" in result.stderr
+
+
 def test_preview_reports_a_held_lock_and_leaves_it(project, held):
     (project / "tenants" / "broken.yaml").write_text("slug: [")  # stops the run before the engine
     path = lock.lock_path(project / "backend" / ".tenantctl", "dev")

@@ -68,16 +68,19 @@ def test_without_a_rehearsal_they_say_how_to_make_one(command, tenants_dir, tmp_
     assert len(lines) == 1 and "no rehearsal in" in lines[0] and "run `tenantctl rehearse` first" in lines[0]
 
 
-@pytest.mark.parametrize("command", ["up", "migrate-stacks"])
+@pytest.mark.parametrize("command", [["up"], ["migrate-stacks"], ["destroy", "acme", "--yes"], ["restore", "acme"]])
 def test_a_held_rehearsal_lock_refuses_the_run_before_anything_starts(command, rehearsed, held, app_db):  # noqa: F811
+    """Every command that changes the rehearsal takes its environment lock (rule 5), offboarding included."""
     project, port = rehearsed
     child, _path = held
-    result = runner.invoke(app, [command, *_where(project, app_db)])
+    result = runner.invoke(app, [*command, *_where(project, app_db)])
 
     assert result.exit_code == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"pid {child.pid}" in lines[0], result.stderr
-    assert f"tenantctl unlock --rehearsal --state-dir {project / 'state'}" in lines[0]
+    # destroy first says what offboarding keeps; the refusal is the one error line, and the last
+    errors = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"pid {child.pid}" in errors[0], result.stderr
+    assert result.stderr.strip().splitlines()[-1] == errors[0]
+    assert f"tenantctl unlock --rehearsal --state-dir {project / 'state'}" in errors[0]
     assert app_db.provisioner_dsn not in result.stderr
     state_dir = _state_dir(project / "state", app_db.provisioner_dsn)
     assert not (state_dir / aws_emulator.RECORD).exists() and not (state_dir / "backend").exists()
