@@ -26,17 +26,9 @@ if [ -n "$existing" ]; then
 fi
 command -v go >/dev/null || { echo "engine: Go is needed to build the Pulumi engine (https://go.dev/dl)" >&2; exit 1; }
 
-# build NAME VERSION COMMAND...: runs COMMAND unless BIN/NAME was already built at VERSION.
-build() {
-  local name=$1 version=$2; shift 2
-  local stamp="$bin/.$name.version"
-  if [ -x "$bin/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then return; fi
-  echo "engine: building $name $version" >&2
-  local start=$SECONDS
-  "$@"
-  echo "$version" > "$stamp"
-  echo "engine: $name $version built in $((SECONDS - start)) s" >&2
-}
+label=engine
+# shellcheck source=engine/build_step.sh
+. "$here/build_step.sh"
 
 build_cli() {
   cd "$here/pulumi"

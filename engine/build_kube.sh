@@ -15,17 +15,9 @@ bin=$(mkdir -p "${1:?usage: engine/build_kube.sh BIN_DIR}" && cd "$1" && pwd)
 export CGO_ENABLED=0 GOFLAGS=-mod=readonly GOTOOLCHAIN=local
 command -v go >/dev/null || { echo "kube: Go is needed to build the local API server (https://go.dev/dl)" >&2; exit 1; }
 
-# build NAME VERSION COMMAND...: runs COMMAND unless BIN/NAME was already built at VERSION.
-build() {
-  local name=$1 version=$2; shift 2
-  local stamp="$bin/.$name.version"
-  if [ -x "$bin/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then return; fi
-  echo "kube: building $name $version" >&2
-  local start=$SECONDS
-  "$@"
-  echo "$version" > "$stamp"
-  echo "kube: $name $version built in $((SECONDS - start)) s" >&2
-}
+label=kube
+# shellcheck source=engine/build_step.sh
+. "$here/build_step.sh"
 
 # Without these the server reports v0.0.0-master, which kubectl and the Python client cannot parse.
 kube_ldflags() {
