@@ -41,12 +41,12 @@ operator-crds:
 
 test: setup
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=25
 
 # The long profiles that `make test` runs bounded (fleet rule 8), as .github/workflows/long-tests.yml runs them weekly:
 # hours, not minutes. TENANT_FAULT_SEED picks the random kill times (default 19).
 test-long: setup
-	TENANT_MODEL_EXAMPLES=20 TENANT_MODEL_STEPS=12 TENANT_FAULT_SWEEP=full TENANT_FAULT_MAX_EVENT=60 \
+	TENANT_MODEL_EXAMPLES=20 TENANT_MODEL_STEPS=12 TENANT_MODEL_WALK=full TENANT_FAULT_SWEEP=full TENANT_FAULT_MAX_EVENT=60 \
 	  TENANT_FAULT_RANDOM=5 TENANT_S3_E2E=1 $(PY) -m pytest -n 2 --dist loadgroup tests/e2e/test_operator_model.py \
 	  tests/e2e/test_fault_injection.py tests/e2e/test_s3_backend.py
 

@@ -11,6 +11,7 @@ PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION, and finds its plugins next to the C
 
 from __future__ import annotations
 
+import functools
 import os
 import runpy
 import shutil
@@ -122,7 +123,7 @@ def workspace_options(backend: Backend):
         extra["PULUMI_CONFIG_PASSPHRASE"] = backend.passphrase
     env = engine_environment(backend.project_root, extra)
     binary = pulumi_binary(backend.project_root)
-    command = auto.PulumiCommand(root=str(binary.parent.parent), skip_version_check=True)
+    command = _pulumi_command(str(binary.parent.parent))
     if not backend.local:
         return auto.LocalWorkspaceOptions(work_dir=str(backend.project_root), pulumi_home=env.get("PULUMI_HOME"),
                                           env_vars=env, pulumi_command=command,
@@ -132,6 +133,14 @@ def workspace_options(backend: Backend):
     _write_project_file(backend.work_dir, backend.backend_dir)
     return auto.LocalWorkspaceOptions(work_dir=str(backend.work_dir), pulumi_home=env.get("PULUMI_HOME"), env_vars=env,
                                       pulumi_command=command, secrets_provider="passphrase")
+
+
+@functools.cache
+def _pulumi_command(root: str):
+    """One per process: each asks the CLI its version (`pulumi version`, a process of its own)."""
+    from pulumi import automation as auto
+
+    return auto.PulumiCommand(root=root, skip_version_check=True)
 
 
 def _write_project_file(work_dir: Path, backend_dir: Path) -> None:

@@ -192,7 +192,9 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
         else:
             raise ValueError(f"unknown operation {job.operation!r}")
         if job.operation in ("up", "refresh"):
-            outcome.outputs = {k: v.value for k, v in stack.outputs().items() if not v.secret}
+            # An `up` returns its outputs (the Automation API read them); a refresh does not: two CLI calls.
+            outputs = result.outputs if job.operation == "up" else stack.outputs()
+            outcome.outputs = {k: v.value for k, v in outputs.items() if not v.secret}
         if job.operation == "up":
             _record_error(stack, None, job.spec.tags)
     except auto_errors.StackNotFoundError:
