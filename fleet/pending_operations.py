@@ -13,6 +13,13 @@ generated id (the KMS key) is created a second time. So, before `up` (rule 2: a 
   a random value, a rendered manifest, a secret version), and is cleared;
 - an interrupted update or delete is cleared and so resumed: the next `up` compares the program with the
   state, which still holds the resource as it was before the interruption.
+
+A create can also be lost without a trace: the engine records a create whose provider call failed as one that
+made nothing, and drops its pending operation, though AWS may have made the object (the provider stopped or
+crashed under it: issue 19). So a tenant stack whose state holds its TenantStack but no KMS key, and no pending
+create of one, is treated as a pending create of its key: the key tagged for it is adopted, several are tagged
+and reported, none is nothing to do. (The alias and the secret have names of their own: a lost create of one
+fails the next `up` on the name, loudly, rather than making a second object.)
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from components.naming import PROJECT
+from components.naming import PROJECT, TENANT_STACK_TYPE
 from fleet import engine
+from fleet.stack_identity import TAG_TENANT_ID
 
 KEY, ALIAS, SECRET = "aws:kms/key:Key", "aws:kms/alias:Alias", "aws:secretsmanager/secret:Secret"
+AWS_PROVIDER = "pulumi:providers:aws"
 UNADOPTED_TAG = "tenant:unadopted"
 
 
@@ -51,12 +60,35 @@ def describe(operation: dict) -> str:
     return f"{operation.get('type', '?')} {engine.resource_name(resource.get('urn', '::?'))} ({resource.get('type')})"
 
 
-def resolve(deployment: dict, lookup: Lookup) -> tuple[dict, list[str], list[str]]:
-    """The deployment with its pending operations resolved, the notes, and the URNs adopted (to refresh)."""
+def lost_key(deployment: dict, stack: str, tenant_id: str | None) -> dict | None:
+    """The KMS key of a tenant stack whose state holds its TenantStack but neither the key nor a pending create
+    of it, as the resource a pending create would hold (what `_key` looks for: the tenant_id and stack tags);
+    None for any other stack. The engine records the TenantStack before it asks for the key, its child."""
+    resources = deployment.get("resources") or []
+    if not tenant_id or any(r.get("type") == KEY for r in resources) or any(
+            (op.get("resource") or {}).get("type") == KEY for op in pending(deployment)):
+        return None
+    components = [r for r in resources if r.get("type") == TENANT_STACK_TYPE]
+    providers = [r for r in resources if r.get("type") == AWS_PROVIDER and r.get("id")]
+    if len(components) != 1 or len(providers) != 1:
+        return None
+    parent = components[0]["urn"]
+    prefix, kind, name = parent.rsplit("::", 2)
+    return {"urn": f"{prefix}::{kind}${KEY}::{name}-kms-key",  # as components/tenant_stack.py names it
+            "custom": True, "type": KEY, "parent": parent, "protect": True,
+            "provider": f"{providers[0]['urn']}::{providers[0]['id']}",
+            "inputs": {"tags": {"tenant_id": tenant_id, "stack": stack}}}
+
+
+def resolve(deployment: dict, lookup: Lookup, lost: list[dict] | None = None) -> tuple[dict, list[str], list[str]]:
+    """The deployment with its pending operations, and the `lost` creates (`lost_key`), resolved; the notes, and
+    the URNs adopted (to refresh). A lost create that made nothing is no news: no note."""
     resources = list(deployment.get("resources") or [])
     known_ids = {r.get("id") for r in resources if r.get("id")}
     notes, adopted = [], []
-    for operation in pending(deployment):
+    operations = [(op, False) for op in pending(deployment)]
+    operations += [({"type": "creating", "resource": resource}, True) for resource in lost or []]
+    for operation, was_lost in operations:
         resource = dict(operation.get("resource") or {})
         name = engine.resource_name(resource.get("urn", "::?"))
         if operation.get("type") != "creating":
@@ -69,14 +101,16 @@ def resolve(deployment: dict, lookup: Lookup) -> tuple[dict, list[str], list[str
                          "creates a new one")
             continue
         if found is None or found.id in known_ids:
-            notes.append(f"an interrupted create of {name} had made nothing: cleared, and this run creates it")
+            if not was_lost:
+                notes.append(f"an interrupted create of {name} had made nothing: cleared, and this run creates it")
             continue
         resource.update(id=found.id, outputs={**(resource.get("inputs") or {}), **found.outputs})
         resource.setdefault("custom", True)
         resources.append(resource)
         known_ids.add(found.id)
         adopted.append(resource["urn"])
-        notes.append(f"adopted {name} ({resource.get('type')}, id {found.id}), which an interrupted create had made")
+        made_by = "an interrupted create the engine had not recorded" if was_lost else "an interrupted create"
+        notes.append(f"adopted {name} ({resource.get('type')}, id {found.id}), which {made_by} had made")
     return {**deployment, "resources": resources, "pending_operations": []}, notes, adopted
 
 
@@ -85,12 +119,17 @@ def recover(stack, spec: engine.StackSpec, apply: bool) -> list[str]:
     deployment_doc = engine.export_state(stack)
     deployment = deployment_doc.get("deployment") or {}
     operations = pending(deployment)
-    if not operations:
+    lost = lost_key(deployment, spec.name, spec.tags.get(TAG_TENANT_ID))
+    if not operations and lost is None:
         return []
     if not apply:
-        return [f"{describe(op)} was left pending by an interrupted run; `up` resolves it" for op in operations]
+        return [f"{describe(op)} was left pending by an interrupted run; `up` resolves it" for op in operations] + (
+            [f"the state of {spec.name} holds no KMS key yet: `up` first looks in AWS for one tagged for this stack "
+             "that an interrupted run made"] if lost else [])
     lookup = cloud_lookup(stack, deployment)
-    resolved, notes, adopted = resolve(deployment, lookup)
+    resolved, notes, adopted = resolve(deployment, lookup, [lost] if lost else [])
+    if not operations and not adopted:
+        return notes  # nothing was lost after all (or what was is only tagged): the state stays as it is
     engine.import_state(stack, {**deployment_doc, "deployment": resolved})
     if adopted:
         stack.refresh(target=adopted, color="never", on_output=lambda _line: None)
