@@ -2,33 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import boto3
 
 from fleet.rehearsal import STACK
 from services import aws_emulator
-
-
-def _leave_pending(rehearsal, stack_name: str, suffix: str, pending: bool = True) -> dict:
-    """As a kill between the engine's request and the provider's answer leaves it: the object exists in the
-    cloud, and the checkpoint holds only a pending create. Written into the file backend's checkpoint, because
-    `pulumi stack import` clears pending operations. Not `pending`: as a provider stopped under a live engine
-    leaves it (issue 19), the checkpoint holds nothing of the object at all."""
-    [path] = rehearsal.state_dir.glob(f"backend/.pulumi/stacks/*/{stack_name}.json")
-    checkpoint = json.loads(path.read_text())
-    deployment = checkpoint["checkpoint"]["latest"]
-    [resource] = [r for r in deployment["resources"] if r["urn"].endswith(suffix)]
-    deployment["resources"] = [r for r in deployment["resources"] if r is not resource]
-    for other in deployment["resources"]:
-        other["dependencies"] = [d for d in other.get("dependencies", []) if d != resource["urn"]]
-        for key, deps in list((other.get("propertyDependencies") or {}).items()):
-            other["propertyDependencies"][key] = [d for d in deps if d != resource["urn"]]
-    if pending:
-        operation = {k: v for k, v in resource.items() if k not in ("outputs", "id")}
-        deployment["pending_operations"] = [{"resource": operation, "type": "creating"}]
-    path.write_text(json.dumps(checkpoint))
-    return resource
 
 
 def _kms(rehearsal, arn: str):
@@ -40,10 +17,10 @@ def _kms(rehearsal, arn: str):
 def test_an_interrupted_key_and_secret_create_are_adopted_not_duplicated(rehearsal, tenants_dir):
     assert rehearsal.up().ok
     key_arn = rehearsal.stack(f"{STACK}.globex").outputs()["tenant"].value["kms_key_arn"]
-    key = _leave_pending(rehearsal, f"{STACK}.globex", "::globex-kms-key")
+    key = rehearsal.leave_pending(f"{STACK}.globex", "::globex-kms-key")
     first = rehearsal.up()
-    _leave_pending(rehearsal, f"{STACK}.globex", "::globex-kms-key", pending=False)  # a create the engine lost
-    secret = _leave_pending(rehearsal, f"{STACK}.globex", "::globex-credentials")
+    rehearsal.leave_pending(f"{STACK}.globex", "::globex-kms-key", None)  # a create the engine lost
+    secret = rehearsal.leave_pending(f"{STACK}.globex", "::globex-credentials")
     second = rehearsal.up()
 
     assert first.ok and second.ok, (first.as_dict(), second.as_dict())

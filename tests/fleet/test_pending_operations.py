@@ -23,7 +23,7 @@ def _deployment(*extra: dict, pending: list[dict] | None = None) -> dict:
 
 def test_a_tenant_stack_without_its_key_adopts_the_key_tagged_for_it():
     deployment = _deployment()
-    lost = pending_operations.lost_key(deployment, STACK, TENANT_ID)
+    lost = pending_operations.lost_key(deployment, STACK, lambda: TENANT_ID)
     asked = []
 
     def lookup(resource):
@@ -43,7 +43,7 @@ def test_a_tenant_stack_without_its_key_adopts_the_key_tagged_for_it():
 
 def test_a_lost_create_that_made_nothing_says_nothing_and_changes_nothing():
     deployment = _deployment()
-    lost = pending_operations.lost_key(deployment, STACK, TENANT_ID)
+    lost = pending_operations.lost_key(deployment, STACK, lambda: TENANT_ID)
 
     resolved, notes, adopted = pending_operations.resolve(deployment, lambda _resource: None, [lost])
 
@@ -52,7 +52,7 @@ def test_a_lost_create_that_made_nothing_says_nothing_and_changes_nothing():
 
 def test_two_keys_tagged_for_a_lost_create_are_reported_and_neither_adopted():
     deployment = _deployment()
-    lost = pending_operations.lost_key(deployment, STACK, TENANT_ID)
+    lost = pending_operations.lost_key(deployment, STACK, lambda: TENANT_ID)
 
     resolved, notes, adopted = pending_operations.resolve(deployment, lambda _r: Unadoptable(["k-1", "k-2"]), [lost])
 
@@ -65,8 +65,22 @@ def test_only_a_tenant_stack_missing_its_key_and_any_create_of_it_is_searched():
     pending_key = [{"type": "creating", "resource": {k: v for k, v in key.items() if k != "id"}}]
     platform = {"resources": [PROVIDER], "pending_operations": []}
 
-    assert pending_operations.lost_key(_deployment(key), STACK, TENANT_ID) is None
-    assert pending_operations.lost_key(_deployment(pending=pending_key), STACK, TENANT_ID) is None
-    assert pending_operations.lost_key(platform, "prod", TENANT_ID) is None
-    assert pending_operations.lost_key({"resources": []}, STACK, TENANT_ID) is None  # a stack never run
-    assert pending_operations.lost_key(_deployment(), STACK, None) is None  # no tenant_id to look for
+    def tenant_id():
+        raise AssertionError("asked for the tenant_id of a stack that is not searched")
+
+    assert pending_operations.lost_key(_deployment(key), STACK, tenant_id) is None
+    assert pending_operations.lost_key(_deployment(pending=pending_key), STACK, tenant_id) is None
+    assert pending_operations.lost_key(platform, "prod", tenant_id) is None
+    assert pending_operations.lost_key({"resources": []}, STACK, tenant_id) is None  # a stack never run
+    assert pending_operations.lost_key(_deployment(), STACK, lambda: None) is None  # no tenant_id to look for
+
+
+def test_an_interrupted_delete_is_cleared_and_its_resource_refreshed_before_it_is_done_again():
+    secret = {"urn": f"{PREFIX}tenant-onboarding:index:TenantStack$aws:secretsmanager/secret:Secret::acme-credentials",
+              "type": "aws:secretsmanager/secret:Secret", "id": "arn:s", "custom": True}
+    deployment = _deployment(secret, pending=[{"type": "deleting", "resource": secret}])
+
+    resolved, notes, refresh = pending_operations.resolve(deployment, lambda _r: None)
+
+    assert resolved["pending_operations"] == [] and secret in resolved["resources"]
+    assert refresh == [secret["urn"]] and "refreshed" in notes[0]
