@@ -21,7 +21,9 @@ recoveryWindowInDays can be read from AWS.
 What it does not do: any other resource, data source or function; any other field (they are passed
 through to state but not sent to AWS); validation of field values beyond what boto3 and the endpoint
 do; import of the alias or the secret version; partial-failure recovery; retries; assuming roles; the
-provider's schema (GetSchema).
+provider's schema (GetSchema); a graceful stop: on SIGINT it aborts the calls in flight (`server.stop(0)`),
+where a provider built on Pulumi's Go SDK finishes them first (GracefulStop). Only the engine signals a plugin
+in a run (services/run_sessions.py: issue 19), and only once it needs nothing more from it.
 
 For the crash tests only: AWS_STANDIN_SLOW_CREATE ("<type token>=<seconds>", comma-separated) holds a create of
 that type for that long after AWS has made the object and before the engine hears of it, as a slow answer
