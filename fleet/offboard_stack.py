@@ -3,7 +3,9 @@
 The only path in our code that lifts a tenant's engine guards (components/tenant_stack.py). In order, each step
 only after the one before it succeeded:
 1. a destroy preview of what is not guarded: the stack exists, its secrets decrypt and its plugins load, before
-   anything changes;
+   anything changes; then the pending operations an interrupted run left are resolved as `up` resolves them
+   (fleet.pending_operations): an interrupted create's object is adopted, so that the destroy deletes it too, and
+   an interrupted delete (a killed offboarding's) is resumed;
 2. the stack's config `offboarding: true` (with `purge`, also `purgeData.<slug>: true`), written before the step
    that depends on it, so an interrupted offboarding is visible in the stack's own config;
 3. the guards lifted in the state, in one of two ways:
@@ -28,12 +30,13 @@ Importing this module has no side effects; the fleet runs `offboard_stack` in it
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from components.naming import PROJECT, split_stack_name
 from components.settings import ADOPT, OFFBOARDING
-from fleet import engine, stack_guards
+from fleet import engine, pending_operations, stack_guards
 from fleet.stack_identity import TAG_OFFBOARDED_AT, TAG_SLUG, TAG_TENANT_ID
 from fleet.stack_run import StackOutcome, fault_injection, headline
 
@@ -66,12 +69,15 @@ def offboard_stack(spec: engine.StackSpec, *, purge: bool = False, erase_history
         if slug is None:
             raise OffboardStackError(f"{spec.name} is a platform stack; offboarding is for one tenant's stack")
         stack = engine.open_stack(spec, create=False)
-        run = _Offboarding(stack, slug, events)
+        run = _Offboarding(stack, slug, events, lambda: pending_operations.recover(stack, spec, apply=True))
         present = tenant_file if tenant_file is not None else run.tenant_file_present()
         if purge and not present:
             raise OffboardStackError(f"purging {slug}'s history needs its tenant file: the purge is applied through "
                                      "the tenant's row resource, which the program declares from that file")
-        outcome.summary = run.offboard(present, purge)
+        try:
+            outcome.summary = run.offboard(present, purge)
+        finally:
+            outcome.recovered = run.recovered
         if erase_history:
             stack.workspace.remove_stack(spec.name)
             outcome.removed = True
@@ -95,8 +101,10 @@ class _Offboarding:
 
     QUIET = {"color": "never", "on_output": lambda _line: None}
 
-    def __init__(self, stack, slug: str, events: engine.EngineEvents) -> None:
-        self.stack, self.slug, self.events = stack, slug, events
+    def __init__(self, stack, slug: str, events: engine.EngineEvents,
+                 recover: Callable[[], list[str]] = lambda: []) -> None:
+        self.stack, self.slug, self.events, self.recover = stack, slug, events, recover
+        self.recovered: list[str] = []  # what an interrupted run left, and this one resolved
 
     def tenant_file_present(self) -> bool:
         configured = self.stack.get_all_config().get(f"{PROJECT}:tenantsDir")
@@ -107,6 +115,7 @@ class _Offboarding:
         from pulumi.automation import errors as auto_errors
 
         self.stack.destroy(preview_only=True, exclude_protected=True, **self.QUIET)
+        self.recovered += self.recover()
         identity = self._identity()
         guards = stack_guards.read_guards(self.stack)
         self._mark(purge)

@@ -12,7 +12,18 @@ generated id (the KMS key) is created a second time. So, before `up` (rule 2: a 
 - every other pending create is of an object the run redoes idempotently (a row the provider adopts,
   a random value, a rendered manifest, a secret version), and is cleared;
 - an interrupted update or delete is cleared and so resumed: the next `up` compares the program with the
-  state, which still holds the resource as it was before the interruption.
+  state, which still holds the resource as it was before the interruption. The resource of an interrupted
+  delete is refreshed first: a delete that AWS carried out (a key scheduled for deletion, a secret marked
+  deleted) leaves the state, instead of failing when it is asked for again.
+
+`tenantctl destroy` (fleet.offboard_stack) resolves them the same way before its destroy.
+
+A create can also be lost without a trace: the engine records a create whose provider call failed as one that
+made nothing, and drops its pending operation, though AWS may have made the object (the provider stopped or
+crashed under it: issue 19). So a tenant stack whose state holds its TenantStack but no KMS key, and no pending
+create of one, is treated as a pending create of its key: the key tagged for it is adopted, several are tagged
+and reported, none is nothing to do. (The alias and the secret have names of their own: a lost create of one
+fails the next `up` on the name, loudly, rather than making a second object.)
 """
 
 from __future__ import annotations
@@ -21,10 +32,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from components.naming import PROJECT
+from components.naming import PROJECT, TENANT_STACK_TYPE
 from fleet import engine
+from fleet.stack_identity import TAG_TENANT_ID
 
 KEY, ALIAS, SECRET = "aws:kms/key:Key", "aws:kms/alias:Alias", "aws:secretsmanager/secret:Secret"
+AWS_PROVIDER = "pulumi:providers:aws"
 UNADOPTED_TAG = "tenant:unadopted"
 
 
@@ -51,33 +64,69 @@ def describe(operation: dict) -> str:
     return f"{operation.get('type', '?')} {engine.resource_name(resource.get('urn', '::?'))} ({resource.get('type')})"
 
 
-def resolve(deployment: dict, lookup: Lookup) -> tuple[dict, list[str], list[str]]:
-    """The deployment with its pending operations resolved, the notes, and the URNs adopted (to refresh)."""
+def lost_key(deployment: dict, stack: str, tenant_id: Callable[[], str | None]) -> dict | None:
+    """The KMS key of a tenant stack whose state holds its TenantStack but neither the key nor a pending create
+    of it, as the resource a pending create would hold (what `_key` looks for: the tenant_id and stack tags);
+    None for any other stack. The engine records the TenantStack before it asks for the key, its child.
+    `tenant_id` is asked only for such a stack."""
+    resources = deployment.get("resources") or []
+    if any(r.get("type") == KEY for r in resources) or any(
+            (op.get("resource") or {}).get("type") == KEY for op in pending(deployment)):
+        return None
+    components = [r for r in resources if r.get("type") == TENANT_STACK_TYPE]
+    providers = [r for r in resources if r.get("type") == AWS_PROVIDER and r.get("id")]
+    if len(components) != 1 or len(providers) != 1:
+        return None
+    tenant = tenant_id()
+    if not tenant:
+        return None
+    parent = components[0]["urn"]
+    prefix, kind, name = parent.rsplit("::", 2)
+    return {"urn": f"{prefix}::{kind}${KEY}::{name}-kms-key",  # as components/tenant_stack.py names it
+            "custom": True, "type": KEY, "parent": parent, "protect": True,
+            "provider": f"{providers[0]['urn']}::{providers[0]['id']}",
+            "inputs": {"tags": {"tenant_id": tenant, "stack": stack}}}
+
+
+def resolve(deployment: dict, lookup: Lookup, lost: list[dict] | None = None) -> tuple[dict, list[str], list[str]]:
+    """The deployment with its pending operations, and the `lost` creates (`lost_key`), resolved; the notes, and
+    the URNs to refresh (those adopted, and those an interrupted delete may have deleted). A lost create that
+    made nothing is no news: no note."""
     resources = list(deployment.get("resources") or [])
     known_ids = {r.get("id") for r in resources if r.get("id")}
-    notes, adopted = [], []
-    for operation in pending(deployment):
+    in_state = {r.get("urn") for r in resources}
+    notes, to_refresh = [], []
+    operations = [(op, False) for op in pending(deployment)]
+    operations += [({"type": "creating", "resource": resource}, True) for resource in lost or []]
+    for operation, was_lost in operations:
         resource = dict(operation.get("resource") or {})
         name = engine.resource_name(resource.get("urn", "::?"))
+        if operation.get("type") == "deleting" and resource.get("urn") in in_state:
+            to_refresh.append(resource["urn"])
+            notes.append(f"{describe(operation)} was interrupted: cleared, refreshed (gone, it leaves the state), "
+                         "and this run finishes it")
+            continue
         if operation.get("type") != "creating":
             notes.append(f"{describe(operation)} was interrupted: cleared, and this run finishes it")
             continue
         found = lookup(resource)
         if isinstance(found, Unadoptable):
             notes.append(f"an interrupted create of {name} left {len(found.ids)} objects that cannot be told apart "
-                         f"({', '.join(found.ids)}): tagged {UNADOPTED_TAG} and left for an operator; this run "
-                         "creates a new one")
+                         f"({', '.join(found.ids)}): tagged {UNADOPTED_TAG} and left for an operator, none of them "
+                         "adopted")
             continue
         if found is None or found.id in known_ids:
-            notes.append(f"an interrupted create of {name} had made nothing: cleared, and this run creates it")
+            if not was_lost:
+                notes.append(f"an interrupted create of {name} had made nothing: cleared, and this run creates it")
             continue
         resource.update(id=found.id, outputs={**(resource.get("inputs") or {}), **found.outputs})
         resource.setdefault("custom", True)
         resources.append(resource)
         known_ids.add(found.id)
-        adopted.append(resource["urn"])
-        notes.append(f"adopted {name} ({resource.get('type')}, id {found.id}), which an interrupted create had made")
-    return {**deployment, "resources": resources, "pending_operations": []}, notes, adopted
+        to_refresh.append(resource["urn"])
+        made_by = "an interrupted create the engine had not recorded" if was_lost else "an interrupted create"
+        notes.append(f"adopted {name} ({resource.get('type')}, id {found.id}), which {made_by} had made")
+    return {**deployment, "resources": resources, "pending_operations": []}, notes, to_refresh
 
 
 def recover(stack, spec: engine.StackSpec, apply: bool) -> list[str]:
@@ -85,16 +134,31 @@ def recover(stack, spec: engine.StackSpec, apply: bool) -> list[str]:
     deployment_doc = engine.export_state(stack)
     deployment = deployment_doc.get("deployment") or {}
     operations = pending(deployment)
-    if not operations:
+    lost = lost_key(deployment, spec.name, lambda: spec.tags.get(TAG_TENANT_ID) or _tagged_tenant_id(stack))
+    if not operations and lost is None:
         return []
     if not apply:
-        return [f"{describe(op)} was left pending by an interrupted run; `up` resolves it" for op in operations]
+        return [f"{describe(op)} was left pending by an interrupted run; `up` resolves it" for op in operations] + (
+            [f"the state of {spec.name} holds no KMS key yet: `up` first looks in AWS for one tagged for this stack "
+             "that an interrupted run made"] if lost else [])
     lookup = cloud_lookup(stack, deployment)
-    resolved, notes, adopted = resolve(deployment, lookup)
+    resolved, notes, to_refresh = resolve(deployment, lookup, [lost] if lost else [])
+    if not operations and not to_refresh:
+        return notes  # nothing was lost after all (or what was is only tagged): the state stays as it is
     engine.import_state(stack, {**deployment_doc, "deployment": resolved})
-    if adopted:
-        stack.refresh(target=adopted, color="never", on_output=lambda _line: None)
+    if to_refresh:
+        stack.refresh(target=to_refresh, color="never", on_output=lambda _line: None)
     return notes
+
+
+def _tagged_tenant_id(stack) -> str | None:
+    """The tenant_id the stack's tags record (an offboarding's spec carries no tags of its own)."""
+    from pulumi.automation import errors as auto_errors
+
+    try:
+        return stack.list_tags().get(TAG_TENANT_ID)
+    except auto_errors.CommandError:
+        return None
 
 
 def cloud_lookup(stack, deployment: dict) -> Lookup:

@@ -114,7 +114,8 @@ def run(job: StackJob) -> StackOutcome:
 
 def _own_session(backend: engine.Backend):
     """In a pool worker: a session of its own, so the engine's processes can be found and ended with it;
-    a Ctrl-C forwarded by the parent reaches the CLI, which cancels cleanly."""
+    a Ctrl-C forwarded by the parent reaches the CLI, which cancels cleanly. It reaches the CLI only: the CLI
+    stops its plugins once their operations are recorded (services.run_sessions says why)."""
     if multiprocessing.parent_process() is None:
         return None
     runs = engine.runs_dir(backend)
@@ -122,10 +123,9 @@ def _own_session(backend: engine.Backend):
     record = run_sessions.become_session(runs)
 
     def forward(_signum, _frame):
-        for member in run_sessions.session_members(os.getsid(0), None):
-            if member.pid != os.getpid():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(member.pid, signal.SIGINT)
+        for member in run_sessions.engine_processes(os.getsid(0), None, spare=os.getpid()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(member.pid, signal.SIGINT)
 
     signal.signal(signal.SIGINT, forward)
     return record

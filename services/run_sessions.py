@@ -11,6 +11,14 @@ is not enough to find them.
   session with SIGINT (the CLI cancels cleanly and saves its state), then SIGTERM, then SIGKILL, and exits.
 - A run that finds the record of a session whose parent is gone ends that session's processes the same
   way before it goes on. Only processes of a recorded session, started after the record, are signalled.
+
+The engine is ended before its plugins, never beside them: a plugin stopped under a live engine fails the
+operation it was running, and the engine records a failed create as one that made nothing (it drops the
+pending create from the checkpoint), though AWS may have made the object; the next run then makes a
+second one (issue 19: a tenant's second KMS key). Signalled alone, the CLI waits for its in-flight
+operations, records them, and stops its plugins itself; cut short (SIGTERM, SIGKILL), it leaves them
+pending in the checkpoint, where the next `up` finds them (fleet.pending_operations). Only what outlives
+it is ended after it.
 """
 
 from __future__ import annotations
@@ -81,9 +89,29 @@ def reap_dead_runs(runs_dir: Path, say: Callable[[str], None] = lambda _line: No
 
 def stop_session(sid: int, since: process_records.ProcessRecord | None, grace_s: float = GRACE_S,
                  spare: int | None = None) -> list[int]:
-    """SIGINT, SIGTERM, then SIGKILL to every process of session `sid` started no earlier than `since`
-    (the session's recorded leader), each with a bounded wait. Returns the pids that were signalled."""
-    targets = [record for record in session_members(sid, since) if record.pid != spare]
+    """End every process of session `sid` started no earlier than `since` (the session's recorded leader) but
+    `spare`: first the engine (`engine_processes`), then whatever of the others outlives it (its plugins), each
+    with SIGINT, SIGTERM, then SIGKILL and a bounded wait. Returns the pids that were signalled."""
+    members = [record for record in session_members(sid, since) if record.pid != spare]
+    engines = _engines(members)
+    _stop(engines, grace_s)
+    _stop([record for record in members if record not in engines], grace_s)
+    return [record.pid for record in members]
+
+
+def engine_processes(sid: int, since: process_records.ProcessRecord | None,
+                     spare: int | None = None) -> list[process_records.ProcessRecord]:
+    """The processes of session `sid` (as `session_members`, but `spare`) whose parent is none of them: the
+    Pulumi CLIs a worker started (and a plugin whose CLI is gone), not the plugins a CLI started."""
+    return _engines([record for record in session_members(sid, since) if record.pid != spare])
+
+
+def _engines(members: list[process_records.ProcessRecord]) -> list[process_records.ProcessRecord]:
+    pids = {record.pid for record in members}
+    return [record for record in members if _parent_pid(record.pid) not in pids]
+
+
+def _stop(targets: list[process_records.ProcessRecord], grace_s: float) -> None:
     for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         alive = [r for r in targets if process_records.is_running(r)]
         if not alive:
@@ -97,7 +125,6 @@ def stop_session(sid: int, since: process_records.ProcessRecord | None, grace_s:
         while any(process_records.is_running(r) for r in alive) and time.monotonic() < deadline:
             _reap_children()
             time.sleep(0.1)
-    return [r.pid for r in targets]
 
 
 def session_members(sid: int, since: process_records.ProcessRecord | None) -> list[process_records.ProcessRecord]:
@@ -118,6 +145,14 @@ def session_members(sid: int, since: process_records.ProcessRecord | None) -> li
         if record is not None and (since is None or record.started_ticks >= since.started_ticks):
             members.append(record)
     return members
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[1])
 
 
 def _watch_parent(parent: process_records.ProcessRecord, record: Path) -> None:

@@ -51,6 +51,33 @@ class Rehearsal:
     def state_dir(self) -> Path:
         return _state_dir(self.state_base, self.database_url)
 
+    def leave_pending(self, stack_name: str, suffix: str, operation: str | None = "creating") -> dict:
+        """The stack's checkpoint as an interruption leaves it for its resource whose URN ends with `suffix`
+        (returned as it was): "creating", a kill between the engine's request and the provider's answer (the
+        object exists, the checkpoint holds only a pending create); None, a provider stopped under a live engine
+        (issue 19: the checkpoint holds nothing of it); "deleting", a kill during its delete (the checkpoint
+        still holds it, and a pending delete). Written into the file backend's checkpoint, because `pulumi stack
+        import` clears pending operations."""
+        import json
+
+        [path] = self.state_dir.glob(f"backend/.pulumi/stacks/*/{stack_name}.json")
+        checkpoint = json.loads(path.read_text())
+        deployment = checkpoint["checkpoint"]["latest"]
+        [resource] = [r for r in deployment["resources"] if r["urn"].endswith(suffix)]
+        if operation != "deleting":
+            deployment["resources"] = [r for r in deployment["resources"] if r is not resource]
+            for other in deployment["resources"]:
+                other["dependencies"] = [d for d in other.get("dependencies", []) if d != resource["urn"]]
+                for key, deps in list((other.get("propertyDependencies") or {}).items()):
+                    other["propertyDependencies"][key] = [d for d in deps if d != resource["urn"]]
+        if operation is not None:
+            pending = resource if operation == "deleting" else {k: v for k, v in resource.items()
+                                                               if k not in ("outputs", "id")}
+            deployment["pending_operations"] = [*(deployment.get("pending_operations") or []),
+                                                {"resource": pending, "type": operation}]
+        path.write_text(json.dumps(checkpoint))
+        return resource
+
 
 @pytest.fixture
 def rehearsal(app_db, tenants_dir, tmp_path) -> Iterator[Rehearsal]:

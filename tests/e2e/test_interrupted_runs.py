@@ -1,5 +1,6 @@
 """A run killed while the engine holds a stack's lock recovers with one re-run (fleet rules 5 and 6): tenantctl's
-record beside that lock is left by the killed run, and judged and cleared by the next one."""
+record beside that lock is left by the killed run, and judged and cleared by the next one. It is killed while the
+provider creates a tenant's KMS key: the re-run makes no second key (issue 19)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
+import yaml
+
+from fleet import engine
 from fleet.rehearsal import STACK
+from services import aws_emulator
 from tests.conftest import ROOT
 
 
@@ -47,6 +53,17 @@ def _recorded_sessions(runs: Path) -> list[int]:
     return sessions
 
 
+def _tenant_keys(kms) -> dict[str, list[str]]:
+    """Per tenant_id tag, the live KMS keys that carry it."""
+    keys: dict[str, list[str]] = {}
+    for key in kms.list_keys()["Keys"]:
+        tags = {t["TagKey"]: t["TagValue"] for t in kms.list_resource_tags(KeyId=key["KeyId"]).get("Tags", [])}
+        if "tenant_id" in tags and \
+                kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["KeyState"] != "PendingDeletion":
+            keys.setdefault(tags["tenant_id"], []).append(key["KeyId"])
+    return keys
+
+
 def test_a_run_killed_while_a_stack_is_locked_leaves_no_process_and_recovers_with_one_rerun(rehearsal, app_db,
                                                                                             tmp_path):
     command = [sys.executable, "-m", "tenantctl", "rehearse", "--json", "--tenants-dir", str(rehearsal.tenants_dir),
@@ -55,14 +72,22 @@ def test_a_run_killed_while_a_stack_is_locked_leaves_no_process_and_recovers_wit
     locks = rehearsal.state_dir / "backend" / ".pulumi" / "locks"
     runs = rehearsal.state_dir / "runs"
     log = tmp_path / "killed-run.log"
+    # The stand-in answers a key's create 6 s after AWS made the key: the kill lands while it is in flight.
+    slow = {**os.environ, "AWS_STANDIN_SLOW_CREATE": "aws:kms/key:Key=6"}
     with log.open("w") as output:
-        run = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=output, start_new_session=True)
+        run = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=output, start_new_session=True, env=slow)
     sessions: list[int] = []
+    kms = None
     try:
         deadline = time.monotonic() + 240
-        while not any(p.parent.name.startswith(f"{STACK}.") for p in locks.rglob("*.json")):
+        while kms is None or not _tenant_keys(kms):
             assert run.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.02)
+            endpoint = aws_emulator.running_endpoint(rehearsal.state_dir) if kms is None else None
+            if endpoint:
+                kms = boto3.client("kms", endpoint_url=endpoint, region_name="us-east-1",
+                                   aws_access_key_id="test", aws_secret_access_key="test")  # noqa: S106
+            time.sleep(0.05)
+        assert any(p.parent.name.startswith(f"{STACK}.") for p in locks.rglob("*.json"))
         sessions = _recorded_sessions(runs)
         os.kill(run.pid, signal.SIGKILL)  # tenantctl alone, as a lost runner or an OOM kill would
         run.wait()
@@ -86,3 +111,12 @@ def test_a_run_killed_while_a_stack_is_locked_leaves_no_process_and_recovers_wit
     notes = [note for tenant in report["tenants"] for note in tenant["recovered"]]
     assert any("interrupted run" in note or "tenantctl's record" in note for note in notes), notes
     assert "Traceback" not in again.stderr
+    # One key per tenant, the one its state holds, and its alias: the key whose create the kill interrupted was
+    # recorded (or adopted), not made a second time.
+    tenant_ids = {path.stem: yaml.safe_load(path.read_text())["tenant_id"]
+                  for path in rehearsal.tenants_dir.glob("*.yaml")}
+    keys, aliases = _tenant_keys(kms), {a["AliasName"]: a["TargetKeyId"] for a in kms.list_aliases()["Aliases"]}
+    for slug, tenant_id in tenant_ids.items():
+        resources = engine.export_state(rehearsal.stack(f"{STACK}.{slug}"))["deployment"]["resources"]
+        in_state = [r["id"] for r in resources if r["type"] == "aws:kms/key:Key"]
+        assert keys.get(tenant_id) == in_state == [aliases.get(f"alias/tenant-{slug}")], (slug, keys, in_state)

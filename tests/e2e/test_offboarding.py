@@ -34,7 +34,9 @@ def _rows(app_db) -> set[str]:
 def test_a_plain_destroy_is_refused_by_the_engine_and_a_removal_offboards_through_the_state(
         rehearsal, tenants_dir, app_db):
     """(a) `pulumi destroy` of a tenant stack meets `protect` and deletes nothing; (the fleet's removal path) with
-    the file gone, offboard_stack lifts the guards in the state and the destroy then goes through."""
+    the file gone, offboard_stack lifts the guards in the state and the destroy then goes through. It first
+    resolves what interrupted runs left: the key's create pending (adopted, so destroyed too) and the secret's
+    delete, which AWS had carried out (resumed: asked again, AWS would refuse a secret marked deleted)."""
     from pulumi.automation import errors
 
     from fleet.offboard_stack import TAG_OFFBOARDED_AT, offboard_stack
@@ -56,9 +58,14 @@ def test_a_plain_destroy_is_refused_by_the_engine_and_a_removal_offboards_throug
     assert "DeletedDate" not in _aws(rehearsal, "secretsmanager").describe_secret(SecretId=before[SM_SECRET]["id"])
 
     (tenants_dir / "acme.yaml").unlink()  # a removal: the program can no longer run for acme
+    rehearsal.leave_pending(f"{STACK}.acme", "::acme-kms-key")
+    _aws(rehearsal, "secretsmanager").delete_secret(SecretId=before[SM_SECRET]["id"], RecoveryWindowInDays=14)
+    rehearsal.leave_pending(f"{STACK}.acme", "::acme-credentials", "deleting")
     outcome = offboard_stack(_spec(rehearsal, "acme"))
 
     assert outcome.ok, outcome.errors
+    assert [note.split(" (")[0].split(" was ")[0] for note in outcome.recovered] == [
+        "adopted acme-kms-key", "deleting acme-credentials"], outcome.recovered
     assert outcome.tenant_deleted and _state(stack) == {KMS_KEY: None, SM_SECRET: None, ROW: None}
     assert TAG_OFFBOARDED_AT in stack.list_tags()
     assert _aws(rehearsal, "kms").describe_key(KeyId=before[KMS_KEY]["id"])["KeyMetadata"]["KeyState"] == \

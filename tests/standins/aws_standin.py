@@ -21,7 +21,13 @@ recoveryWindowInDays can be read from AWS.
 What it does not do: any other resource, data source or function; any other field (they are passed
 through to state but not sent to AWS); validation of field values beyond what boto3 and the endpoint
 do; import of the alias or the secret version; partial-failure recovery; retries; assuming roles; the
-provider's schema (GetSchema).
+provider's schema (GetSchema); a graceful stop: on SIGINT it aborts the calls in flight (`server.stop(0)`),
+where a provider built on Pulumi's Go SDK finishes them first (GracefulStop). Only the engine signals a plugin
+in a run (services/run_sessions.py: issue 19), and only once it needs nothing more from it.
+
+For the crash tests only: AWS_STANDIN_SLOW_CREATE ("<type token>=<seconds>", comma-separated) holds a create of
+that type for that long after AWS has made the object and before the engine hears of it, as a slow answer
+would: a kill then lands while the create is in flight.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import traceback
 import uuid
 from concurrent import futures
@@ -143,7 +150,10 @@ class AwsStandIn(provider_pb2_grpc.ResourceProviderServicer):
         )
 
     def Create(self, request, context):
-        return self._guard(context, lambda: self._create(_type(request.urn), _plain(request.properties)))
+        kind = _type(request.urn)
+        created = self._guard(context, lambda: self._create(kind, _plain(request.properties)))
+        time.sleep(_slow_creates().get(kind, 0.0))
+        return created
 
     def _create(self, kind: str, news: dict) -> proto.CreateResponse:
         if kind == KEY:
@@ -278,6 +288,15 @@ class AwsStandIn(provider_pb2_grpc.ResourceProviderServicer):
 def _gone(exc: ClientError) -> bool:
     """What AWS answers for an object that no longer exists (the real provider then drops it from state)."""
     return exc.response.get("Error", {}).get("Code") in ("NotFoundException", "ResourceNotFoundException")
+
+
+def _slow_creates() -> dict[str, float]:
+    """AWS_STANDIN_SLOW_CREATE as {type token: seconds} (see the module's docstring)."""
+    slow = {}
+    for item in filter(None, os.environ.get("AWS_STANDIN_SLOW_CREATE", "").split(",")):
+        kind, _, seconds = item.rpartition("=")
+        slow[kind] = float(seconds)
+    return slow
 
 
 def _maybe_json(value: str) -> Any:
