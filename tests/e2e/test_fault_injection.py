@@ -45,11 +45,12 @@ SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT")
 # The stack whose engine events are counted, per scenario ("" for the platform stack).
 TARGETS = {"first-up": "globex", "edit": "globex", "rename": "globex-inc", "offboarding": "globex",
            "migration": ""}
-# One kill point per scenario, each with another signal: `make test` stays within its time budget (rule 8).
-# The migration's event kill falls in its platform `up`, after the state moves (which emit no engine events;
-# the random-time kills of the full sweep reach them).
-BOUNDED = [("first-up", 12, "SIGKILL"), ("edit", 8, "SIGINT"), ("rename", 10, "SIGTERM"),
-           ("offboarding", 6, "SIGTERM"), ("migration", 4, "SIGKILL")]
+# `make test` stays within its time budget (rule 8) with three kill points: the first `up` of two stacks at once,
+# an offboarding and a migration, the paths whose recovery is our code's and not the engine's. The full sweep
+# (TENANT_FAULT_SWEEP=full: make test-long, the weekly workflow) adds the edit and the rename, every event and
+# every signal. The migration's event kill falls in its platform `up`, after the state moves (which emit no
+# engine events; the random-time kills of the full sweep reach them).
+BOUNDED = [("first-up", 12, "SIGKILL"), ("offboarding", 6, "SIGTERM"), ("migration", 4, "SIGKILL")]
 # How long each scenario's killed run lasts here, roughly: the random kills fall within it.
 RANDOM_WINDOW_S = {"first-up": 90.0, "edit": 40.0, "rename": 60.0, "offboarding": 40.0, "migration": 60.0}
 

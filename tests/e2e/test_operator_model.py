@@ -450,7 +450,8 @@ class _FirstChoice:
 # Actions that a dedicated end-to-end test proves in `make test`, named here: the bounded walk leaves them to it
 # (rule 8's budget), and TENANT_MODEL_WALK=full (make test-long, the weekly workflow) walks them too.
 COVERED_BY = {
-    "rename_with_previous_slugs": "test_fleet_safety::test_previous_slugs_never_take_over_another_tenants_stack",
+    "rename_with_previous_slugs":
+        "test_engine::test_a_database_url_change_and_a_rename_keep_the_row_history_and_signing_secret",
     "tenant_id_change": "test_fleet_safety::test_a_changed_tenant_id_is_refused_and_changes_nothing",
     "remove_a_file": "test_fleet_safety::test_a_missing_file_leaves_an_orphan_and_another_folder_is_refused",
     "other_tenants_folder": "test_fleet_safety::test_a_missing_file_leaves_an_orphan_and_another_folder_is_refused",
