@@ -405,12 +405,29 @@ class LocalKubeApiServer:
             connection.close()
 
     def apply(self, manifest: dict, *, dry_run: bool = False, field_manager: str = "tenantctl") -> Response:
-        """Server-side apply of one object (created or updated; `dry_run` stores nothing)."""
-        query = {"fieldManager": field_manager, "force": "true"}
+        """Server-side apply of one object (created or updated; `dry_run` stores nothing). A field the object's
+        schema does not declare is refused, as `kubectl apply --server-side` refuses it."""
+        query = {"fieldManager": field_manager, "force": "true", "fieldValidation": "Strict"}
         if dry_run:
             query["dryRun"] = "All"
         return self.request("PATCH", object_path(manifest), manifest, query=query,
                             content_type="application/apply-patch+yaml")
+
+    def install_crds(self, crds: list[dict]) -> None:
+        """Apply CustomResourceDefinitions and wait until the server serves each (its Established condition)."""
+        for crd in crds:
+            reply = self.apply(crd)
+            if not reply.ok:
+                raise KubeApiServerError(f"CRD {crd.get('metadata', {}).get('name')!r} was refused "
+                                         f"({reply.status}): {reply.message}")
+        deadline = time.monotonic() + self._start_timeout
+        for crd in crds:
+            while not any(condition.get("type") == "Established" and condition.get("status") == "True"
+                          for condition in self.get(crd).body.get("status", {}).get("conditions") or []):
+                if time.monotonic() > deadline:
+                    raise KubeApiServerError(f"CRD {crd['metadata']['name']!r} was not established within "
+                                             f"{self._start_timeout:.0f}s")
+                time.sleep(0.1)
 
     def create(self, manifest: dict, *, dry_run: bool = False) -> Response:
         query = {"dryRun": "All"} if dry_run else None

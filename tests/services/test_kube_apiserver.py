@@ -8,21 +8,25 @@ One server for the module (it takes seconds to start, and `make test` is at its 
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
 
 from checks.kubernetes_isolation import KubernetesTenant, Subject, access_violations, premium_account_asks, probe_pod
 from components.isolation_manifests import kubernetes_check_tenant
 from components.settings import PlatformSettings
+from fleet.operator_render import render_operator_files
 from services import process_records
 from services.kube_apiserver import PROCESS_RECORD, KubeApiServerError, LocalKubeApiServer
 from tenancy.model import Tier
 from tests.conftest import ROOT
+from tests.fleet.test_operator_manifests import STAND_IN_STACK_CRD, self_managed_source
 from tests.kube_cluster import make_tenant, onboard, repo_tenant
 
 pytestmark = pytest.mark.xdist_group("kube-apiserver")
@@ -115,6 +119,76 @@ def test_the_quota_rejects_a_pod_over_it(kube, acme):
 def test_a_dry_run_stores_nothing(kube, acme):
     assert kube.create(pod("fits", "tenant-acme"), dry_run=True).ok
     assert kube.request("GET", "/api/v1/namespaces/tenant-acme/pods").body["items"] == []
+
+
+# (e) the operator's objects, against its CRDs on the server ----------------------------------------------------
+# The real CRDs when `make operator-crds` fetched them (the operator's Go module is not served here: 403), else the
+# stand-in that tests/fleet/test_operator_manifests.py proves the offline validator with.
+REAL_OPERATOR_CRDS = ROOT / ".venv" / "operator-crds"
+OPERATOR_NAMESPACE = self_managed_source().namespace
+
+
+def operator_crds() -> tuple[str, list[dict]]:
+    """(where they come from, the CRD documents)."""
+    folder = REAL_OPERATOR_CRDS if any(REAL_OPERATOR_CRDS.glob("*.yaml")) else None
+    texts = [path.read_text() for path in sorted(folder.glob("*.yaml"))] if folder else [STAND_IN_STACK_CRD]
+    crds = []
+    for document in (doc for text in texts for doc in YAML(typ="safe").load_all(text)):
+        if isinstance(document, dict):
+            items = document.get("items") or [] if document.get("kind", "").endswith("List") else [document]
+            crds += [item for item in items if item.get("kind") == "CustomResourceDefinition"]
+    return (str(folder) if folder else "the stand-in Stack CRD"), crds
+
+
+@pytest.fixture(scope="module")
+def operator_objects(kube: LocalKubeApiServer, tmp_path_factory) -> list[dict]:
+    """`tenantctl render-operator`'s files for tenants/, read back, with the CRDs installed and the namespace
+    there (a dry-run into a namespace that does not exist is refused for that alone)."""
+    _source, crds = operator_crds()
+    kube.install_crds(crds)
+    assert kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}).ok
+    result = render_operator_files(ROOT / "tenants", "prod", tmp_path_factory.mktemp("operator"),
+                                   self_managed_source(), crds_dir=None)
+    return [YAML(typ="safe").load(path.read_text()) for path in result.written]
+
+
+def refusal(kube: LocalKubeApiServer, manifest: dict) -> str | None:
+    """Why a server-side dry-run apply refuses `manifest`, or None when the server takes it."""
+    reply = kube.apply(manifest, dry_run=True)
+    return None if reply.ok else f"{manifest['kind']} {manifest['metadata']['name']}: {reply.status} {reply.message}"
+
+
+def test_the_server_takes_every_object_render_operator_writes(kube, operator_objects):
+    source, _crds = operator_crds()
+    kinds = {obj["kind"] for obj in operator_objects}
+    assert kinds == {"Stack", "ServiceAccount", "Role", "RoleBinding", "ClusterRoleBinding"}
+    refused = [why for why in map(lambda obj: refusal(kube, obj), operator_objects) if why]
+    assert refused == [], f"against {source}"
+    assert kube.request("GET", f"/apis/pulumi.com/v1/namespaces/{OPERATOR_NAMESPACE}/stacks").body["items"] == []
+
+
+def _set(path: str, value: object) -> Callable[[dict], None]:
+    *parents, last = path.split(".")
+
+    def mutate(obj: dict) -> None:
+        for key in parents:
+            obj = obj[key]
+        obj[last] = value
+    return mutate
+
+
+@pytest.mark.parametrize(("mutate", "because"), [
+    pytest.param(_set("spec.destroyOnFinalise", True), "destroyOnFinalise", id="unknown-field"),
+    pytest.param(_set("apiVersion", "pulumi.com/v9"), "404", id="unserved-version"),
+    pytest.param(_set("spec.resyncFrequencySeconds", "600"), "resyncFrequencySeconds", id="string-for-integer"),
+    pytest.param(_set("spec.workspaceReclaimPolicy", "Keep"), "workspaceReclaimPolicy", id="not-in-enum"),
+    pytest.param(_set("metadata.name", "s" * 43), "no more than 42 characters", id="name-too-long-for-cel"),
+])
+def test_the_server_refuses_a_broken_stack(kube, operator_objects, mutate, because):
+    stack = copy.deepcopy(next(obj for obj in operator_objects if obj["kind"] == "Stack"))
+    mutate(stack)
+    why = refusal(kube, stack)
+    assert why is not None and because in why, why
 
 
 # The service itself --------------------------------------------------------------------------------------------
