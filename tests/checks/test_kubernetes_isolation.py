@@ -299,7 +299,8 @@ def test_the_checks_pass_as_the_checker_identity_which_can_do_no_more(kube, flee
         ("DELETE", f"/apis/networking.k8s.io/v1/namespaces/tenant-acme/networkpolicies/{DEFAULT_DENY_POLICY}", None),
         ("PATCH", "/api/v1/namespaces/tenant-acme", {"metadata": {"labels": {"x": "y"}}}),
     ]:
-        reply = checker.request(method, path, body)
+        reply = checker.request(method, path, body, content_type="application/merge-patch+json"
+                                if method == "PATCH" else "application/json")
         assert reply.status == 403, f"{method} {path}: {reply.status} {reply.body}"
     assert kube.request("GET", "/api/v1/namespaces/tenant-acme/pods").body["items"] == []
 
