@@ -8,6 +8,7 @@ account, of its own, so no test depends on another's order and the correct fleet
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 from ruamel.yaml import YAML
@@ -332,3 +333,29 @@ def test_a_quantity_that_is_not_one_is_refused():
 ])
 def test_a_rule_open_to_every_peer_is_seen(rule, opens):
     assert bool(open_rules({"podSelector": {}, **rule})) is opens
+
+
+
+def test_with_a_peer_count_each_account_is_probed_against_its_nearest_peers_only():
+    class Recorder:
+        """Says no to every review and refuses every pod; records, per account, the namespaces it was asked about."""
+
+        def __init__(self) -> None:
+            self.asked: dict[str, set[str]] = {}
+
+        def request(self, method, path, body=None, *, query=None):
+            if not path.endswith("subjectaccessreviews"):
+                return SimpleNamespace(status=403, body={"message": "refused"})
+            namespace = body["spec"]["resourceAttributes"]["namespace"]
+            self.asked.setdefault(body["spec"]["user"].split(":")[2], set()).add(namespace)
+            return SimpleNamespace(status=201, body={"status": {"allowed": False}})
+
+    tenants = [kubernetes_check_tenant(make_tenant(f"peer{i}", tenant_id=f"00000000-0000-0000-0000-00000000000{i}"),
+                                       SHARED_NAMESPACE) for i in range(1, 6)]
+    recorder = Recorder()
+    run_fleet_kubernetes_checks(recorder, tenants, peer_count=2)
+    assert recorder.asked["tenant-peer1"] == {"", "tenant-peer1", "tenant-peer2", "tenant-peer3"}  # the next two
+    assert recorder.asked["tenant-peer5"] == {"", "tenant-peer5", "tenant-peer1", "tenant-peer2"}  # wrapping round
+    everyone = Recorder()
+    run_fleet_kubernetes_checks(everyone, tenants)
+    assert everyone.asked["tenant-peer1"] == {"", *(f"tenant-peer{i}" for i in range(1, 6))}
