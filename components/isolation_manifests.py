@@ -3,6 +3,9 @@
 Rendering registers nothing, so the same objects can be created by `TenantStack`, written out by
 `tenantctl plan --out`, and checked against the Kubernetes schemas. The ingress and monitoring
 namespace names may be Outputs (a tenant stack reads them from its platform stack).
+
+`kubernetes_check_tenant` says what the Kubernetes checks (checks.kubernetes_isolation) look for in a cluster
+for one tenant, from the same names and quota as these manifests.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from dataclasses import dataclass
 
 import pulumi
 
+from checks.kubernetes_isolation import KubernetesTenant
 from components import naming
-from tenancy.model import Resources
+from tenancy.model import Resources, Tenant, Tier
 
 # Per-container defaults for pods that do not declare their own requests/limits; they must fit
 # the smallest quota a premium tenant can have, so they stay modest.
@@ -167,3 +171,15 @@ def render_premium_isolation(
         *render_network_policies(slug, labels, ingress_ns, monitoring_ns),
         *render_rbac(slug, labels),
     ]
+
+
+def kubernetes_check_tenant(tenant: Tenant, shared_namespace: str) -> KubernetesTenant:
+    """What the Kubernetes checks look for of `tenant`: a premium tenant's namespace, service account, quota and
+    default-deny policy as rendered above; a basic tenant's credentials Secret in the shared namespace."""
+    slug = tenant.slug
+    common = {"slug": slug, "tenant_id": str(tenant.tenant_id), "tier": tenant.tier,
+              "credentials_secret": naming.credentials_secret_name(slug)}
+    if tenant.tier is not Tier.PREMIUM:
+        return KubernetesTenant(namespace=shared_namespace, **common)
+    return KubernetesTenant(namespace=naming.namespace_name(slug), service_account=naming.service_account_name(slug),
+                            quota=tenant.effective_resources, default_deny_policy=DEFAULT_DENY_POLICY, **common)

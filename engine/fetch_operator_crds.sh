@@ -4,8 +4,10 @@
 #
 # `make operator-crds` runs `engine/fetch_operator_crds.sh .venv/operator-crds`: it copies the CRDs of the
 # operator release pinned in engine/operator/version.env into DEST and prints DEST, for
-# `tenantctl render-operator --crds DEST`, which checks the rendered Stack objects against them. The tests
-# do not use them (they prove the checker against a CRD stand-in of their own). Without a proxy that serves
+# `tenantctl render-operator --crds DEST`, which checks the rendered Stack objects against them. The offline
+# checker's tests use a CRD stand-in of their own; tests/services/test_kube_apiserver.py installs the CRDs in
+# .venv/operator-crds into the local API server when they are there (else the stand-in) and dry-runs
+# render-operator's output against them. Without a proxy that serves
 # the module, take the CRDs of the release the cluster runs from the cluster instead:
 #   mkdir -p DIR && kubectl get crd stacks.pulumi.com -o yaml > DIR/stacks.yaml
 #

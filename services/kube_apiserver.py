@@ -22,6 +22,7 @@ import datetime
 import http.client
 import ipaddress
 import json
+import re
 import shutil
 import signal
 import socket
@@ -29,6 +30,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +63,7 @@ CONTROLLERS = ("serviceaccount-controller", "serviceaccount-token-controller", "
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGKILL)
 STOP_WAIT_S = 10.0
 CERT_DAYS = 3650
+USER_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 # kind -> (plural, namespaced) for the kinds this project renders and its checks create.
 RESOURCES = {
@@ -77,6 +80,10 @@ RESOURCES = {
     "ClusterRole": ("clusterroles", False),
     "ClusterRoleBinding": ("clusterrolebindings", False),
     "SubjectAccessReview": ("subjectaccessreviews", False),
+    "ValidatingAdmissionPolicy": ("validatingadmissionpolicies", False),
+    "ValidatingAdmissionPolicyBinding": ("validatingadmissionpolicybindings", False),
+    "CustomResourceDefinition": ("customresourcedefinitions", False),
+    "Stack": ("stacks", True),  # the Pulumi Kubernetes Operator's, once its CRD is installed
 }
 
 
@@ -226,6 +233,9 @@ class LocalKubeApiServer:
         self._port: int | None = None
         self._records: dict[str, process_records.ProcessRecord] = {}
         self._children: list[subprocess.Popen] = []  # reaped once stopped, so no zombie lingers
+        self._lock = threading.Lock()
+        self._contexts: dict[str, ssl.SSLContext] = {}  # by user
+        self._connections: dict[tuple[int, str], http.client.HTTPSConnection] = {}  # by thread and user
 
     # Lifecycle ---------------------------------------------------------------------------------------------
 
@@ -259,6 +269,7 @@ class LocalKubeApiServer:
     def stop(self) -> None:
         """Stop what this object started (the controller-manager, the API server, then etcd) and delete the
         temp dir (a kept `root` stays, with its etcd data). Idempotent."""
+        self._close_connections()
         root, records, children = self._root, self._records, self._children
         self._root, self._port, self._records, self._children = None, None, {}, []
         if root is None:
@@ -339,35 +350,84 @@ class LocalKubeApiServer:
 
     def request(self, method: str, path: str, body: dict | None = None, *, query: dict[str, str] | None = None,
                 content_type: str = "application/json", user: str = "admin") -> Response:
-        """One HTTPS request as `user` (a client certificate under pki/: admin, controller-manager)."""
+        """One HTTPS request as `user` (a client certificate under pki/: admin, controller-manager), on a
+        connection kept open for the next request of the same thread and user (a check asks hundreds of questions:
+        a TLS handshake each would be most of its time)."""
         self._require_running()
-        assert self._root is not None and self._port is not None
-        context = ssl.create_default_context(cafile=self._root / "pki" / "ca.crt")
-        context.load_cert_chain(self._root / "pki" / f"{user}.crt", self._root / "pki" / f"{user}.key")
-        connection = http.client.HTTPSConnection(HOST, self._port, context=context, timeout=30)
         target = path + (f"?{urlencode(query)}" if query else "")
-        try:
-            connection.request(method, target, body=json.dumps(body) if body is not None else None,
-                               headers={"Content-Type": content_type, "Accept": "application/json"})
-            reply = connection.getresponse()
-            raw = reply.read()
-        except OSError as exc:
-            raise KubeApiServerError(f"{method} {path} failed: {exc}") from None
-        finally:
-            connection.close()
+        payload = json.dumps(body) if body is not None else None
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        while True:
+            connection, reused = self._connection(user)
+            try:
+                connection.request(method, target, body=payload, headers=headers)
+                reply = connection.getresponse()
+                raw = reply.read()
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop_connection(user)
+                if reused and isinstance(exc, BrokenPipeError | ConnectionResetError):
+                    continue  # the server closed the kept connection while it was idle: send again on a new one
+                raise KubeApiServerError(f"{method} {path} failed: {exc}") from None
+            if reply.will_close:
+                self._drop_connection(user)
+            break
         try:
             parsed = json.loads(raw) if raw else {}
         except ValueError:
             parsed = {"message": raw.decode(errors="replace")}
         return Response(reply.status, parsed if isinstance(parsed, dict) else {"items": parsed})
 
+    def _connection(self, user: str) -> tuple[http.client.HTTPSConnection, bool]:
+        """This thread's open connection as `user`, and whether it was used before."""
+        assert self._root is not None and self._port is not None
+        key = (threading.get_ident(), user)
+        with self._lock:
+            if key in self._connections:
+                return self._connections[key], True
+            if user not in self._contexts:
+                context = ssl.create_default_context(cafile=self._root / "pki" / "ca.crt")
+                context.load_cert_chain(self._root / "pki" / f"{user}.crt", self._root / "pki" / f"{user}.key")
+                self._contexts[user] = context
+            connection = http.client.HTTPSConnection(HOST, self._port, context=self._contexts[user], timeout=30)
+            self._connections[key] = connection
+            return connection, False
+
+    def _drop_connection(self, user: str) -> None:
+        with self._lock:
+            connection = self._connections.pop((threading.get_ident(), user), None)
+        if connection is not None:
+            connection.close()
+
+    def _close_connections(self) -> None:
+        with self._lock:
+            connections, self._connections, self._contexts = list(self._connections.values()), {}, {}
+        for connection in connections:
+            connection.close()
+
     def apply(self, manifest: dict, *, dry_run: bool = False, field_manager: str = "tenantctl") -> Response:
-        """Server-side apply of one object (created or updated; `dry_run` stores nothing)."""
-        query = {"fieldManager": field_manager, "force": "true"}
+        """Server-side apply of one object (created or updated; `dry_run` stores nothing). A field the object's
+        schema does not declare is refused, as `kubectl apply --server-side` refuses it."""
+        query = {"fieldManager": field_manager, "force": "true", "fieldValidation": "Strict"}
         if dry_run:
             query["dryRun"] = "All"
         return self.request("PATCH", object_path(manifest), manifest, query=query,
                             content_type="application/apply-patch+yaml")
+
+    def install_crds(self, crds: list[dict]) -> None:
+        """Apply CustomResourceDefinitions and wait until the server serves each (its Established condition)."""
+        for crd in crds:
+            reply = self.apply(crd)
+            if not reply.ok:
+                raise KubeApiServerError(f"CRD {crd.get('metadata', {}).get('name')!r} was refused "
+                                         f"({reply.status}): {reply.message}")
+        deadline = time.monotonic() + self._start_timeout
+        for crd in crds:
+            while not any(condition.get("type") == "Established" and condition.get("status") == "True"
+                          for condition in self.get(crd).body.get("status", {}).get("conditions") or []):
+                if time.monotonic() > deadline:
+                    raise KubeApiServerError(f"CRD {crd['metadata']['name']!r} was not established within "
+                                             f"{self._start_timeout:.0f}s")
+                time.sleep(0.1)
 
     def create(self, manifest: dict, *, dry_run: bool = False) -> Response:
         query = {"dryRun": "All"} if dry_run else None
@@ -378,6 +438,31 @@ class LocalKubeApiServer:
 
     def get(self, manifest: dict) -> Response:
         return self.request("GET", object_path(manifest))
+
+    def issue_client_certificate(self, user: str, organization: str | None = None) -> str:
+        """A client certificate for `user` (in group `organization`) signed by the control plane's CA, under pki/:
+        `request(..., user=user)` or `as_user(user)` then calls the server as that identity. Returns `user`."""
+        self._require_running()
+        assert self._root is not None
+        pki = self._root / "pki"
+        if not USER_STEM.fullmatch(user):
+            raise KubeApiServerError(f"{user!r} is not a usable certificate name (letters, digits, '-', '_', '.')")
+        ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+        ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        key = _key()
+        (pki / f"{user}.key").write_bytes(_pem_key(key))
+        certificate = _certificate(_name(user, organization), key, ca, ca_key, client=True)
+        (pki / f"{user}.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        for path in (pki / f"{user}.key", pki / f"{user}.crt"):
+            path.chmod(0o600)
+        with self._lock:
+            self._contexts.pop(user, None)
+        return user
+
+    def as_user(self, user: str) -> UserClient:
+        """This server's API as `user` (a client certificate under pki/): what a check is given to run as."""
+        return UserClient(self, user)
 
     def can_i(self, user: str, verb: str, resource: str, *, namespace: str = "", group: str = "",
               name: str = "") -> bool:
@@ -525,6 +610,18 @@ class LocalKubeApiServer:
             return self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default").ok
 
         self._wait("kube-controller-manager", controller_manager, created)
+
+
+@dataclass(frozen=True)
+class UserClient:
+    """The API of a running `LocalKubeApiServer` as one user: `request` as the server's, without `user`."""
+
+    server: LocalKubeApiServer
+    user: str
+
+    def request(self, method: str, path: str, body: dict | None = None, *, query: dict[str, str] | None = None,
+                content_type: str = "application/json") -> Response:
+        return self.server.request(method, path, body, query=query, content_type=content_type, user=self.user)
 
 
 def collection_path(manifest: dict) -> str:
