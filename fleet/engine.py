@@ -344,3 +344,19 @@ def import_state(stack, deployment: dict) -> None:
         path.chmod(0o600)
         workspace.pulumi_command.run(["stack", "import", "--file", str(path), "--stack", stack.name],
                                      workspace.work_dir, workspace.env_vars)
+    forget_applied_digest(stack)
+
+
+# The desired-state digest the last successful `up` applied (fleet.desired_state). Whatever else changes a stack's
+# state (an import, a refresh, an interrupted or failed `up`, an offboarding) removes it first, so that a recorded
+# digest always describes the state as it is.
+APPLIED_DIGEST_TAG = "tenant:applied-digest"
+
+
+def forget_applied_digest(stack) -> None:
+    from pulumi.automation import errors as auto_errors
+
+    try:
+        stack.remove_tag(APPLIED_DIGEST_TAG)
+    except auto_errors.CommandError:
+        pass

@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import contextlib
 import gc
+import hashlib
 import os
 import runpy
 import secrets
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+from google.protobuf import json_format
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import wait_for_rpcs
@@ -110,6 +112,10 @@ class RegisteredResource:
     # The engine guards the program asked for: what a destroy or replace of this resource would meet.
     protect: bool = False
     retain_on_delete: bool = False
+    # Every option the SDK sent the engine with it (provider, version, ignoreChanges, ...), as a dict, without
+    # the inputs and without where in the source it was declared (`RecordingMonitor`): what fleet.desired_state
+    # digests.
+    options: dict = field(default_factory=dict)
 
     @property
     def parent_name(self) -> str:
@@ -119,9 +125,12 @@ class RegisteredResource:
 
 
 class SimulatedCloud(pulumi.runtime.Mocks):
-    def __init__(self, region: str, platform_outputs: dict | None = None) -> None:
+    def __init__(self, region: str, platform_outputs: dict | None = None, stable: bool = False) -> None:
         self.region = region
         self.platform_outputs = platform_outputs or {}
+        # stable: generated values (a random password) derived from the resource's name, the same every run, so
+        # that two runs of an unchanged program register identical inputs (fleet.desired_state).
+        self.stable = stable
         self.registered: list[RegisteredResource] = []
         self.lock = threading.Lock()
         self.current = threading.local()
@@ -142,7 +151,8 @@ class SimulatedCloud(pulumi.runtime.Mocks):
         urn, parent = self.current.urn, self.current.parent
         resource = RegisteredResource(urn, args.typ, args.name, parent, args.custom, mark_secrets(args.inputs),
                                       aliases=self.current.aliases, dependencies=self.current.dependencies,
-                                      protect=self.current.protect, retain_on_delete=self.current.retain_on_delete)
+                                      protect=self.current.protect, retain_on_delete=self.current.retain_on_delete,
+                                      options=self.current.options)
         plain_inputs = unwrap_secrets(args.inputs)
         resource.id, outputs = self._simulate(args, plain_inputs)
         resource.outputs = outputs
@@ -168,7 +178,12 @@ class SimulatedCloud(pulumi.runtime.Mocks):
         stable = uuid.uuid5(MOCK_ID_NAMESPACE, f"{typ}/{name}")
         if typ == "random:index/randomPassword:RandomPassword":
             alphabet = string.ascii_letters + string.digits
-            outputs["result"] = "".join(secrets.choice(alphabet) for _ in range(int(inputs.get("length", 48))))
+            length = int(inputs.get("length", 48))
+            if self.stable:
+                seed = hashlib.sha256(f"{typ}/{name}".encode()).digest() * (1 + length // 32)
+                outputs["result"] = "".join(alphabet[b % len(alphabet)] for b in seed[:length])
+            else:
+                outputs["result"] = "".join(secrets.choice(alphabet) for _ in range(length))
             return f"{name}-id", outputs
         if typ == "aws:kms/key:Key":
             key_id = str(stable)
@@ -194,11 +209,18 @@ class SimulatedCloud(pulumi.runtime.Mocks):
 
 
 class RecordingMonitor(MockMonitor):
-    """Tells the mocks each registration's URN and parent, and captures the stack's exports."""
+    """Tells the mocks each registration's URN, parent and options, and captures the outputs components register."""
+
+    # Request fields that are not options: the inputs (recorded apart), and where the resource was declared in the
+    # source (a comment or a moved line changes them, and nothing the engine compares).
+    NOT_OPTIONS = ("type", "name", "parent", "custom", "object", "sourcePosition", "stackTrace",
+                   "parentStackTraceHandle")
 
     def __init__(self, mocks: SimulatedCloud) -> None:
         super().__init__(mocks)
         self.cloud = mocks
+        self.component_outputs: dict[str, dict] = {}
+        self.lock = threading.Lock()
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
         self.cloud.current.urn = self.make_urn(request.parent, request.type, request.name)
@@ -208,13 +230,22 @@ class RecordingMonitor(MockMonitor):
         self.cloud.current.dependencies = list(request.dependencies)
         self.cloud.current.protect = bool(request.protect)
         self.cloud.current.retain_on_delete = bool(request.retainOnDelete)
+        options = json_format.MessageToDict(request)
+        self.cloud.current.options = {k: v for k, v in options.items() if k not in self.NOT_OPTIONS}
         return super().RegisterResource(request)
+
+    def RegisterResourceOutputs(self, request):  # noqa: N802 (gRPC method name)
+        outputs = json_format.MessageToDict(request.outputs) if request.HasField("outputs") else {}
+        with self.lock:
+            self.component_outputs[request.urn] = outputs
+        return super().RegisterResourceOutputs(request)
 
 
 @dataclass
 class ProgramRun:
     resources: list[RegisteredResource]
     exports: dict
+    component_outputs: dict[str, dict] = field(default_factory=dict)  # urn -> what register_outputs gave
 
     def by_parent(self) -> dict[str, list[RegisteredResource]]:
         grouped: dict[str, list[RegisteredResource]] = {}
@@ -260,16 +291,19 @@ def run_program(
     secret_keys: list[str],
     program: Callable[[], None] | None = None,
     platform_outputs: dict | None = None,
+    stable_outputs: bool = False,
 ) -> ProgramRun:
     """Run `project_root/__main__.py` (or `program`) as `pulumi up` would, against the simulated cloud.
 
-    `platform_outputs` are what a StackReference to the platform stack reads (secrets as `Secret`)."""
+    `platform_outputs` are what a StackReference to the platform stack reads (secrets as `Secret`); with
+    `stable_outputs`, generated values are the same on every run."""
     region = config.get("aws:region", "us-east-1")
-    cloud = SimulatedCloud(region, platform_outputs or {})
+    cloud = SimulatedCloud(region, platform_outputs or {}, stable=stable_outputs)
+    monitor = RecordingMonitor(cloud)
     _track_event_loops()
     pulumi.runtime.settings.reset_options(project=PROJECT, stack=stack)
     pulumi.runtime.set_all_config(config, secret_keys)
-    pulumi.runtime.set_mocks(cloud, project=PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(cloud))
+    pulumi.runtime.set_mocks(cloud, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     root = pulumi.runtime.settings.get_root_resource()
     try:
         with gc_paused(), _working_directory(project_root):
@@ -283,7 +317,7 @@ def run_program(
         raise ProgramError(str(exc)) from None
     except Exception as exc:  # a defect in the program itself: say where, without a wall of SDK frames
         raise ProgramError(f"the Pulumi program failed: {type(exc).__name__}: {exc}") from exc
-    return ProgramRun(list(cloud.registered), mark_secrets(exports))
+    return ProgramRun(list(cloud.registered), mark_secrets(exports), dict(monitor.component_outputs))
 
 
 _EVENT_LOOPS: weakref.WeakSet = weakref.WeakSet()
