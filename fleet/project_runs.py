@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.table import Table
 
 from components.naming import split_stack_name
-from fleet import change_counts, engine, upgrade_guard
+from fleet import change_counts, desired_state, engine, upgrade_guard
 from fleet.error_lines import one_line
 from fleet.plan import changed_since
 from fleet.removals import removed_since
@@ -129,10 +129,16 @@ def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[T
         raise engine.EngineError(f"--only names no tenant file or stack of {env}: {', '.join(selection.missing)}")
     # A preview never creates a stack (the preview role may not write state); `up` creates a new tenant's.
     environment = target.environment_id(operation == "up")
-    return run_fleet(selection, operation, target.specs(environment), concurrency, say,
-                     platform_applied=env in stacks,
-                     policy_packs=[str(Path(p).resolve()) for p in policy_packs or []],
-                     create_stacks=operation == "up" or target.create_on_preview, apply_hint=target.command("up"))
+    packs = [str(Path(p).resolve()) for p in policy_packs or []]
+    spec_for = target.specs(environment)
+    shared = None
+    if operation == "up" and desired_state.covers_packs(root, packs):  # a pack from elsewhere: no digest recorded
+        key = desired_state.environment_key(backend, env, create=True)
+        shared = lambda: desired_state.environment_shared(root, env, spec_for, key)  # noqa: E731
+    return run_fleet(selection, operation, spec_for, concurrency, say, platform_applied=env in stacks,
+                     policy_packs=packs, create_stacks=operation == "up" or target.create_on_preview,
+                     apply_hint=target.command("up"), shared=shared,
+                     commit=desired_state.deployed_commit(root) if operation == "up" else None)
 
 
 def summary_table(result: FleetResult) -> Table:

@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.table import Table
 
 from components.naming import split_stack_name
-from fleet import change_counts, engine, environment_lock, upgrade_guard
+from fleet import change_counts, desired_state, engine, environment_lock, upgrade_guard
 from fleet.environment_id import EnvironmentIdError, recorded_id
 from fleet.error_lines import one_line
 from fleet.project_runs import FleetEnvironment
@@ -340,8 +340,13 @@ def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Pa
     counted = known_tenant_ids(services.database_url, [str(t.tenant_id) for t in tenants])
     before = tenant_row_counts(services.database_url, counted) if operation == "up" else {}
     say(f"pulumi {operation} of {len(tenants)} tenant(s), one stack each, on {version}")
+    shared = None
+    if operation == "up":
+        key = desired_state.environment_key(backend, STACK, create=True)
+        shared = lambda: desired_state.environment_shared(root, STACK, spec_for, key)  # noqa: E731
     fleet = run_fleet(selection, operation, spec_for, concurrency=REHEARSAL_CONCURRENCY, say=say,
-                      platform_applied=STACK in stacks, apply_hint=APPLY_HINT)
+                      platform_applied=STACK in stacks, apply_hint=APPLY_HINT, shared=shared,
+                      commit=desired_state.deployed_commit(root) if operation == "up" else None)
     result = rehearsal_result(fleet, version)
     if operation == "up":
         after = tenant_row_counts(services.database_url, counted)

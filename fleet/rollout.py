@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import wait
 from dataclasses import dataclass, field
+from typing import Any
 
 from components.naming import split_stack_name, tenant_stack_name
 from fleet import engine
@@ -211,11 +212,15 @@ SpecFor = Callable[[str, "Tenant | None"], engine.StackSpec]
 def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurrency: int = DEFAULT_CONCURRENCY,
               say: Callable[[str], None] = lambda _line: None, platform_applied: bool = True,
               policy_packs: list[str] | None = None, create_stacks: bool = True,
-              apply_hint: str | None = None) -> FleetResult:
+              apply_hint: str | None = None, shared: Callable[[], Any] | None = None,
+              commit: str | None = None) -> FleetResult:
     """Preview or apply the selection. `spec_for(stack, tenant)` gives each stack's spec (tenant None: platform);
     every preview and up runs with `policy_packs`. Without `create_stacks` a missing stack is a failure that
     says how to create it (a preview with a read-only role must not create stacks). `apply_hint` is the command
-    that applies the environment (default `tenantctl up --env <env>`), named when its platform stack is missing."""
+    that applies the environment (default `tenantctl up --env <env>`), named when its platform stack is missing.
+    On `up`, `shared()` gives what every tenant stack's desired-state digest shares (fleet.desired_state), read
+    after the platform stack ran (its outputs are part of it): each successful `up` records its stack's digest,
+    and `commit`."""
     packs = list(policy_packs or [])
     if operation not in ("preview", "up"):
         raise FleetError(f"unknown fleet operation {operation!r}")
@@ -241,7 +246,7 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
         if selection.platform:
             say(f"pulumi {operation} of the platform stack {env}")
             result.platform = run_in_process(pool, StackJob(spec_for(env, None), operation, policy_packs=packs,
-                                                            create=create_stacks)).result()
+                                                            create=create_stacks, commit=commit)).result()
             _report(result.platform, say)
             if not result.platform.ok and operation == "up":
                 result.tenants = [_skipped(tenant_stack_name(env, t.slug), operation, "the platform stack failed")
@@ -253,8 +258,10 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
                       f"`{apply_hint or f'tenantctl up --env {env}'}` applies it first")
             result.tenants = [_skipped(tenant_stack_name(env, t.slug), operation, reason) for t in selection.tenants]
             return result
+        common = shared() if shared is not None and operation == "up" else None
         jobs = lambda group: [StackJob(spec_for(tenant_stack_name(env, t.slug), t), operation,  # noqa: E731
-                                       policy_packs=packs, create=create_stacks) for t in group]
+                                       policy_packs=packs, create=create_stacks, shared=common,
+                                       commit=commit) for t in group]
         if operation == "preview":
             previewed = [t for t in selection.tenants if t.slug not in renamed]
             say(f"pulumi preview of {len(previewed)} tenant stack(s), {concurrency} at a time")

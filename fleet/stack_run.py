@@ -47,6 +47,10 @@ class StackJob:
     purge: bool = False
     erase_history: bool = False
     tenant_file: bool | None = None
+    # up of a tenant stack: what every stack of the run shares in its desired-state digest (fleet.desired_state;
+    # None: no digest), and the commit it deploys; a successful `up` records its digest and commit as tags.
+    shared: Any = None
+    commit: str | None = None
 
 
 @dataclass
@@ -148,6 +152,8 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
         try:
             recovered = stack_locks.recover(job.spec.backend, job.spec.name)
             with stack_locks.holding(job.spec.backend, job.spec.name, job.operation):
+                with contextlib.suppress(Exception):  # the stack may be gone already; offboarding says so
+                    engine.forget_applied_digest(engine.open_stack(job.spec, create=False))
                 outcome = offboard_stack(job.spec, purge=job.purge, erase_history=job.erase_history,
                                          tenant_file=job.tenant_file)
         except engine.EngineError as exc:
@@ -168,6 +174,8 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
             holding.enter_context(stack_locks.holding(job.spec.backend, job.spec.name, job.operation))
         stack = engine.open_stack(job.spec, create=job.create)
         outcome.recovered += pending_operations.recover(stack, job.spec, apply=job.operation not in READ_ONLY)
+        if job.operation in ("up", "refresh"):
+            engine.forget_applied_digest(stack)
         if job.operation == "up":
             result = stack.up(on_event=events, **packs, **quiet)
             outcome.summary = dict(result.summary.resource_changes or {})
@@ -196,7 +204,7 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
             outputs = result.outputs if job.operation == "up" else stack.outputs()
             outcome.outputs = {k: v.value for k, v in outputs.items() if not v.secret}
         if job.operation == "up":
-            _record_error(stack, None, job.spec.tags)
+            _record_error(stack, None, job.spec.tags, _applied(job, outcome))
     except auto_errors.StackNotFoundError:
         outcome.status = "failed"
         outcome.errors = [f"stack {job.spec.name} does not exist on this backend: create it with `pulumi stack init "
@@ -252,16 +260,27 @@ LAST_ERROR_TAG = "tenant:last-error"
 TAG_LIMIT = 256
 
 
-def _record_error(stack, error: str | None, tags: dict[str, str] | None = None) -> None:
+def _applied(job: StackJob, outcome: StackOutcome) -> dict[str, str]:
+    """What a successful `up` records about itself: the digest of what it applied (a tenant stack, computed from its
+    stack file as the run left it) and the commit it deployed."""
+    from fleet.desired_state import COMMIT_TAG, DIGEST_TAG, applied_digest
+
+    digest = applied_digest(job.spec, job.shared) if job.shared is not None and outcome.slug else None
+    return {**({DIGEST_TAG: digest} if digest else {}), **({COMMIT_TAG: job.commit} if job.commit else {})}
+
+
+def _record_error(stack, error: str | None, tags: dict[str, str] | None = None,
+                  applied: dict[str, str] | None = None) -> None:
     """The first line of the last `up`'s error as a stack tag (removed on success): `tenantctl status` shows it.
-    A successful `up` also writes the tenant's tags the stack lacks (an older stack, a renamed one): only `up`
-    writes tags, never a preview. Best effort: a backend without tags still gets its stacks run."""
+    A successful `up` also writes the tenant's tags the stack lacks (an older stack, a renamed one), and what it
+    applied (`applied`: its digest and commit): only `up` writes tags, never a preview. Best effort: a backend
+    without tags still gets its stacks run."""
     from pulumi.automation import errors as auto_errors
 
     try:
         if error is None:
             current = stack.list_tags()
-            for key, value in (tags or {}).items():
+            for key, value in {**(tags or {}), **(applied or {})}.items():
                 if current.get(key) != value:
                     stack.set_tag(key, value)
             # A tenant file re-added after offboarding makes its stack live again.
