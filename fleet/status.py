@@ -1,8 +1,9 @@
 """`tenantctl status`: every tenant of an environment as desired, applied, ready, verified and drifted.
 
-It joins, per tenant: its file (what is desired: the digest of what it says, and the git commit that
-last changed it), its stack (the digest it last applied, the result and time of its last update, the
-error `tenantctl up` recorded), its `tenant_configs` row (updated_at), the verdict and time of its last
+It joins, per tenant: what is desired (the desired-state digest of its stack, computed offline:
+fleet.desired_state; and the git commit that last changed its file), its stack (the digest its last
+successful `up` applied and the commit it deployed, the result and time of its last update, the error
+`tenantctl up` recorded), its `tenant_configs` row (updated_at), the verdict and time of its last
 OnboardingCheck, and with `refresh` a preview-only refresh (drift in the cloud or the database). Stacks
 without a file and files without a stack are listed as orphans. Stacks are read in parallel, a bounded
 number at a time, each in its own process.
@@ -18,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from components.naming import PROJECT, environment_option, split_stack_name, tenant_stack_name
-from fleet import engine
+from fleet import desired_state, engine
+from fleet.desired_state import COMMIT_TAG, DIGEST_TAG
 from fleet.stack_identity import TAG_OFFBOARDED_AT
 from fleet.stack_run import LAST_ERROR_TAG, NO_CHANGE_OPS, process_pool
 from tenancy.model import Tenant
@@ -35,7 +37,9 @@ class StackFacts:
 
     stack: str
     exists: bool = True
-    applied_digest: str | None = None
+    applied_digest: str | None = None  # fleet.desired_state's tag, recorded by the last successful `up`
+    deployed_commit: str | None = None
+    file_digest: str | None = None  # what an older `up` exported instead: the tenant file's digest
     checks: dict | None = None
     checked_at: str | None = None
     last_result: str | None = None  # succeeded | failed | in-progress
@@ -68,7 +72,7 @@ def read_stack(spec: engine.StackSpec, refresh: bool) -> StackFacts:
     try:
         outputs = {k: v.value for k, v in stack.outputs().items() if not v.secret}
         tenant = outputs.get("tenant") or {}
-        facts.applied_digest = tenant.get("file_digest")
+        facts.file_digest = tenant.get("file_digest")
         facts.checks, facts.checked_at = tenant.get("checks"), tenant.get("checked_at")
         history = stack.history(page_size=1)
         if history:
@@ -76,6 +80,7 @@ def read_stack(spec: engine.StackSpec, refresh: bool) -> StackFacts:
             ended = history[0].end_time or history[0].start_time
             facts.last_update = ended.astimezone(UTC).isoformat(timespec="seconds") if ended else None
         tags = stack.list_tags()
+        facts.applied_digest, facts.deployed_commit = tags.get(DIGEST_TAG), tags.get(COMMIT_TAG)
         last_error = tags.get(LAST_ERROR_TAG)  # redacted again: a tag written by hand or by an older tenantctl
         facts.last_error = redact(last_error, spec.secrets.values()) if last_error else None
         facts.offboarded_at = tags.get(TAG_OFFBOARDED_AT)
@@ -124,8 +129,8 @@ class TenantStatus:
     tenant: str
     tier: str
     stack: str
-    desired: str  # the file's digest (and the commit that last changed it)
-    applied: str | None
+    desired: str  # the stack's desired-state digest, short (and the commit that last changed the tenant file)
+    applied: str | None  # the digest the last successful `up` applied, short
     ready: str  # ready | pending | failed | never applied | unreadable | broken
     verified: str  # ok | failed | unverified
     verified_at: str | None
@@ -134,6 +139,7 @@ class TenantStatus:
     age: str | None  # of the last update
     row_updated_at: str | None = None
     problems: list[str] = field(default_factory=list)  # why this tenant fails the gate
+    deployed_commit: str | None = None  # what the last successful `up` deployed
 
     def as_dict(self) -> dict:
         return dict(vars(self))
@@ -170,7 +176,8 @@ def collect(env: str, tenants: list[Tenant], tenants_dir: Path, stacks: list[str
             spec_for: Callable[[str, Tenant | None], engine.StackSpec], *, refresh: bool = False,
             concurrency: int = 4, max_unverified: timedelta = timedelta(days=7),
             rows: Callable[[list[str]], dict[str, str | None]] | None = None,
-            now: datetime | None = None) -> StatusReport:
+            now: datetime | None = None, desired: dict[str, str | None] | None = None) -> StatusReport:
+    """`desired`: each tenant stack's desired-state digest (default: computed here, offline)."""
     now = now or datetime.now(UTC)
     existing = {slug for e, slug in map(split_stack_name, stacks) if e == env and slug}
     declared = {t.slug: t for t in tenants}
@@ -180,24 +187,41 @@ def collect(env: str, tenants: list[Tenant], tenants_dir: Path, stacks: list[str
                    for slug in read}
         wait(futures.values())
     facts = {slug: future.result() for slug, future in futures.items()}
+    if desired is None:
+        root = spec_for(env, None).backend.project_root
+        shared = desired_state.environment_shared(root, env, spec_for,
+                                                  desired_state.environment_key(spec_for(env, None).backend, env))
+        declared_with_stack = [t for t in tenants if t.slug in existing]
+        desired = desired_state.run_digests(root, env, declared_with_stack, spec_for, shared, concurrency)
     commits = _file_commits(tenants_dir)
     updated = rows([str(t.tenant_id) for t in tenants]) if rows else {}
     statuses = [_status(t, facts.get(t.slug), commits.get(t.slug), updated.get(str(t.tenant_id)), env, now,
-                        max_unverified, rows is not None) for t in sorted(tenants, key=lambda t: t.slug)]
+                        max_unverified, rows is not None, desired.get(t.slug))
+                for t in sorted(tenants, key=lambda t: t.slug)]
     tombstones = {slug: f.offboarded_at for slug, f in facts.items() if f.offboarded_at and slug not in declared}
     return StatusReport(env, statuses, sorted(existing - set(declared) - set(tombstones)),
                         sorted(set(declared) - existing), refresh, max_unverified, tombstones)
 
 
+def short_digest(digest: str | None) -> str | None:
+    return digest.removeprefix(desired_state.DIGEST_PREFIX)[:12] if digest else None
+
+
 def _status(tenant: Tenant, facts: StackFacts | None, commit: str | None, row_updated_at: str | None, env: str,
-            now: datetime, max_unverified: timedelta, rows_read: bool = False) -> TenantStatus:
-    desired = tenant.digest + (f" ({commit})" if commit else "")
+            now: datetime, max_unverified: timedelta, rows_read: bool = False,
+            desired_digest: str | None = None) -> TenantStatus:
+    # Without a desired-state digest (no key beside the state, no platform outputs, a program that fails offline),
+    # what is compared is the tenant file's digest with the one an `up` exported, as before the digests.
+    wanted = short_digest(desired_digest) if desired_digest else tenant.digest
+    desired = wanted + (f" ({commit})" if commit else "")
     status = TenantStatus(tenant.slug, tenant.tier.value, tenant_stack_name(env, tenant.slug), desired, None,
                           "pending", "unverified", None, NOT_CHECKED, None, None, row_updated_at)
     if facts is None or not facts.exists:
         status.problems.append(f"no stack yet: `tenantctl up {environment_option(env)}` creates it")
         return status
-    status.applied, status.drift, status.last_error = facts.applied_digest, facts.drift, facts.last_error
+    applied = short_digest(facts.applied_digest) if desired_digest else facts.file_digest
+    status.applied, status.drift, status.last_error = applied, facts.drift, facts.last_error
+    status.deployed_commit = facts.deployed_commit
     status.age = _age(facts.last_update, now)
     if facts.broken:
         status.ready, status.last_error = "broken", "checkpoint unreadable"
@@ -207,8 +231,8 @@ def _status(tenant: Tenant, facts: StackFacts | None, commit: str | None, row_up
         status.ready, status.last_error = "unreadable", facts.read_error
     elif facts.last_result == "failed":
         status.ready = "failed"
-    elif facts.applied_digest != tenant.digest:
-        status.ready = "pending" if facts.applied_digest else "never applied"
+    elif applied != wanted:
+        status.ready = "pending" if applied or facts.last_result else "never applied"
     else:
         status.ready = "ready"
     checks_ok = isinstance(facts.checks, dict) and bool(facts.checks) and all(facts.checks.values())
@@ -281,7 +305,8 @@ def status_table(report: StatusReport):
     for t in report.tenants:
         verified = t.verified + (f" ({_age(t.verified_at, now)} ago)" if t.verified_at else "")
         row = f"updated {_age(t.row_updated_at, now)} ago" if t.row_updated_at else "-"
-        table.add_row(t.tenant, t.tier, t.stack, t.desired, t.applied or "-", t.ready, verified, t.drift, row,
+        applied = (t.applied or "-") + (f" @ {t.deployed_commit[:12]}" if t.deployed_commit else "")
+        table.add_row(t.tenant, t.tier, t.stack, t.desired, applied, t.ready, verified, t.drift, row,
                       (t.last_error or "-")[:80], t.age or "-")
     return table
 

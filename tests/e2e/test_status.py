@@ -116,4 +116,6 @@ def test_an_offboarded_tenant_is_listed_apart_not_as_an_orphan(rehearsal, tenant
 
     assert report.stacks_without_file == [] and list(report.offboarded) == ["globex"]
     assert "offboarded: rehearsal.globex at" in result.stdout and "stack without a tenant file" not in result.stdout
-    assert report.ok, [t.problems for t in report.failing]
+    # acme's desired state changed with it: its isolation check no longer names globex among its peers (an input
+    # the check's diff ignores), so acme is pending until the next `up`, and nothing else is wrong.
+    assert [(t.tenant, t.problems) for t in report.failing] == [("acme", ["stack pending"])]
