@@ -47,8 +47,9 @@ test: setup
 # hours, not minutes. TENANT_FAULT_SEED picks the random kill times (default 19).
 test-long: setup
 	TENANT_MODEL_EXAMPLES=20 TENANT_MODEL_STEPS=12 TENANT_MODEL_WALK=full TENANT_FAULT_SWEEP=full TENANT_FAULT_MAX_EVENT=60 \
-	  TENANT_FAULT_RANDOM=5 TENANT_S3_E2E=1 $(PY) -m pytest -n 2 --dist loadgroup tests/e2e/test_operator_model.py \
-	  tests/e2e/test_fault_injection.py tests/e2e/test_s3_backend.py
+	  TENANT_FAULT_RANDOM=5 TENANT_S3_E2E=1 TENANT_DIGEST_GROUND_TRUTH=full $(PY) -m pytest -n 2 --dist loadgroup \
+	  tests/e2e/test_operator_model.py tests/e2e/test_fault_injection.py tests/e2e/test_s3_backend.py \
+	  tests/e2e/test_release_digest.py
 
 lint: setup
 	$(VENV)/bin/ruff check .
