@@ -182,15 +182,21 @@ def covers_packs(project_root: Path, policy_packs: list[str] | None) -> bool:
 def environment_shared(project_root: Path, env: str, spec_for, key: bytes | None) -> SharedInputs | None:
     """What every tenant stack of `env` shares, read now (the platform's outputs: one CLI call; the engine's
     version: another); None when there is no key or no platform outputs to read (no digest then)."""
+    return shared_or_why(project_root, env, spec_for, key)[0]
+
+
+def shared_or_why(project_root: Path, env: str, spec_for,
+                  key: bytes | None) -> tuple[SharedInputs | None, str | None]:
+    """`environment_shared`, and when there is none, why (what a run that cannot skip says)."""
     from fleet import engine
 
     if key is None:
-        return None
+        return None, f"environment {env} has no digest key yet (its first `up` makes it)"
     try:
         platform = read_platform_outputs(spec_for(env, None))
-        return shared_inputs(project_root, key, platform, engine.engine_version(project_root))
-    except (DigestError, engine.EngineError):
-        return None
+        return shared_inputs(project_root, key, platform, engine.engine_version(project_root)), None
+    except (DigestError, engine.EngineError) as exc:
+        return None, str(exc)
 
 
 def environment_key(backend, env: str, create: bool = False) -> bytes | None:
@@ -339,14 +345,25 @@ def read_platform_outputs(spec) -> dict[str, Any]:
         raise DigestError(f"cannot read the platform stack {spec.name}'s outputs: {exc}") from None
 
 
-def digest_chunk(project_root: Path, jobs: list[tuple[str, dict[str, Any]]], shared: SharedInputs) -> list[str | None]:
+@dataclass(frozen=True)
+class Desired:
+    """A tenant stack's desired-state digest, or why there is none (then the stack always runs)."""
+
+    digest: str | None
+    problem: str | None = None
+
+
+def digest_chunk(project_root: Path, jobs: list[tuple[str, dict[str, Any]]],
+                 shared: SharedInputs) -> list[Desired]:
     """Digests of several stacks, in this process (a worker: the mock runtime's settings stay in it)."""
-    digests: list[str | None] = []
+    digests: list[Desired] = []
     for stack, config in jobs:
         try:
-            digests.append(stack_digest(project_root, stack, config, shared))
-        except DigestError:
-            digests.append(None)
+            digests.append(Desired(stack_digest(project_root, stack, config, shared)))
+        except DigestError as exc:
+            digests.append(Desired(None, str(exc)))
+        except Exception as exc:  # noqa: BLE001 (any failure means no digest, and the stack runs; never a crash)
+            digests.append(Desired(None, f"{stack}: the digest failed: {type(exc).__name__}: {exc}"))
     return digests
 
 
@@ -355,11 +372,18 @@ def run_digests(project_root: Path, env: str, tenants, spec_for, shared: SharedI
     """Each tenant stack's desired-state digest, by slug, from its stack file overlaid with what the run sets;
     None where it cannot be computed (no shared inputs, a program that fails offline): such a stack always runs.
     Computed in worker processes, `concurrency` at a time (the mock runtime's settings stay in them)."""
+    return {slug: found.digest for slug, found in
+            desired_digests(project_root, env, tenants, spec_for, shared, concurrency).items()}
+
+
+def desired_digests(project_root: Path, env: str, tenants, spec_for, shared: SharedInputs | None,
+                    concurrency: int = 2, no_shared: str = "no digest inputs") -> dict[str, Desired]:
+    """`run_digests`, with why each missing digest is missing (`no_shared`: why there are no shared inputs)."""
     from components.naming import tenant_stack_name
     from fleet.stack_run import process_pool
 
     if shared is None or not tenants:
-        return dict.fromkeys((t.slug for t in tenants), None)
+        return {t.slug: Desired(None, no_shared) for t in tenants}
     jobs = []
     for tenant in tenants:
         stack = tenant_stack_name(env, tenant.slug)
@@ -370,7 +394,12 @@ def run_digests(project_root: Path, env: str, tenants, spec_for, shared: SharedI
     with process_pool(workers) as pool:
         futures = [pool.submit(digest_chunk, project_root, [(stack, config) for _, stack, config in chunk], shared)
                    for chunk in chunks]
-        results = [future.result() for future in futures]
+        results = []
+        for chunk, future in zip(chunks, futures, strict=True):
+            try:
+                results.append(future.result())
+            except Exception as exc:  # noqa: BLE001 (a worker that died: no digest, and those stacks run)
+                results.append([Desired(None, f"the digest worker failed: {type(exc).__name__}: {exc}")] * len(chunk))
     return {slug: digest for chunk, found in zip(chunks, results, strict=True)
             for (slug, _, _), digest in zip(chunk, found, strict=True)}
 

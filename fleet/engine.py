@@ -283,6 +283,54 @@ def checkpoint_problem(backend: Backend, stack: str) -> str | None:
     return None
 
 
+def _stack_files(backend: Backend, stack: str) -> tuple[Path, Path] | None:
+    """A stack's checkpoint and history folder on a file backend; None on any other."""
+    folder = file_backend_dir(backend)
+    if folder is None:
+        return None
+    return (folder / ".pulumi" / "stacks" / PROJECT / f"{stack}.json",
+            folder / ".pulumi" / "history" / PROJECT / stack)
+
+
+def read_checkpoint(backend: Backend, stack: str) -> dict | None:
+    """A stack's checkpoint (`pulumi stack export`'s deployment: secrets stay ciphertext) read from a file backend's
+    folder, without starting the CLI; None when the stack has none there or the backend is not a file backend.
+    ValueError or OSError when it cannot be read."""
+    import gzip
+    import json
+
+    paths = _stack_files(backend, stack)
+    if paths is None:
+        return None
+    path = paths[0]
+    if path.is_file():
+        document = json.loads(path.read_text(encoding="utf-8"))
+    elif path.with_name(path.name + ".gz").is_file():
+        document = json.loads(gzip.decompress(path.with_name(path.name + ".gz").read_bytes()))
+    else:
+        return None
+    return (document.get("checkpoint") or {}).get("latest") or {}
+
+
+def last_history(backend: Backend, stack: str) -> dict | None:
+    """The newest entry of a stack's update history (kind, result, times) from a file backend's folder; None when
+    there is none there or the backend is not a file backend."""
+    import json
+
+    paths = _stack_files(backend, stack)
+    if paths is None or not paths[1].is_dir():
+        return None
+
+    def stamp(path: Path) -> int:
+        number = path.name.removesuffix(".history.json").rsplit("-", 1)[-1]
+        return int(number) if number.isdigit() else -1
+
+    entries = list(paths[1].glob("*.history.json"))
+    if not entries:
+        return None
+    return json.loads(max(entries, key=stamp).read_text(encoding="utf-8"))
+
+
 @dataclass
 class EngineEvents:
     """What the engine said about each resource during one operation, from its event stream."""

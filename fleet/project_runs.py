@@ -118,8 +118,10 @@ def fleet_selection(root: Path, tenants_dir: Path, env: str, tenants: list[Tenan
 def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[Tenant], only: set[str] | None,
         since: str | None, concurrency: int, say: Callable[[str], None],
         policy_packs: list[str] | None = None, max_removals: int = DEFAULT_MAX_REMOVALS,
-        target: FleetEnvironment | None = None) -> FleetResult:
-    """`operation` (preview or up) of the environment `target` (default: the project's environment `env`)."""
+        target: FleetEnvironment | None = None, force: bool = False, refresh: bool = False) -> FleetResult:
+    """`operation` (preview or up) of the environment `target` (default: the project's environment `env`). A tenant
+    stack whose desired state is unchanged since a clean run is skipped (fleet.skipping) unless `force` (every
+    selected stack runs) or `refresh` (every selected stack is refreshed, then runs)."""
     target = target or project_environment(root, env)
     env, backend = target.name, target.backend
     # Before any stack runs.
@@ -131,20 +133,30 @@ def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[T
     environment = target.environment_id(operation == "up")
     packs = [str(Path(p).resolve()) for p in policy_packs or []]
     spec_for = target.specs(environment)
-    shared = None
-    if operation == "up" and desired_state.covers_packs(root, packs):  # a pack from elsewhere: no digest recorded
-        key = desired_state.environment_key(backend, env, create=True)
-        shared = lambda: desired_state.environment_shared(root, env, spec_for, key)  # noqa: E731
+    shared = digest_inputs(root, env, operation, backend, spec_for, packs)
     return run_fleet(selection, operation, spec_for, concurrency, say, platform_applied=env in stacks,
                      policy_packs=packs, create_stacks=operation == "up" or target.create_on_preview,
                      apply_hint=target.command("up"), shared=shared,
-                     commit=desired_state.deployed_commit(root) if operation == "up" else None)
+                     commit=desired_state.deployed_commit(root) if operation == "up" else None,
+                     force=force, refresh=refresh)
+
+
+def digest_inputs(root: Path, env: str, operation: str, backend: engine.Backend, spec_for: SpecFor,
+                  packs: list[str]) -> Callable[[], tuple[desired_state.SharedInputs | None, str | None]]:
+    """What every tenant stack's digest shares, read when called (after the platform ran), or why there is none.
+    Only `up` makes the environment's key (a preview writes nothing: rule 2). A pack from elsewhere is not in the
+    digest: nothing is recorded, and nothing skipped."""
+    if not desired_state.covers_packs(root, packs):
+        return lambda: (None, "the run's policy pack is not the project's own (policy/), which the digest covers")
+    key = desired_state.environment_key(backend, env, create=operation == "up")
+    return lambda: desired_state.shared_or_why(root, env, spec_for, key)
 
 
 def summary_table(result: FleetResult) -> Table:
     title = f"{result.operation} of environment {result.env}: " + ("ok" if result.ok else "FAILED")
     if result.stopped_after_wave is not None:
         title += f" (stopped after wave {result.stopped_after_wave})"
+    title += f"; {tally_line(result)}"
     table = Table(title=title)
     for column in ("stack", "status", *change_counts.COLUMNS, "checks", "seconds"):
         table.add_column(column)
@@ -153,8 +165,13 @@ def summary_table(result: FleetResult) -> Table:
         checks = (outcome.outputs.get("tenant") or {}).get("checks") or {}
         verdict = ("ok" if all(checks.values()) else "FAILED") if checks else "-"
         status = outcome.status + (" (removed)" if outcome.removed and outcome.ok else "")
-        table.add_row(outcome.stack, status, *change_counts.terminal_cells(outcome.counts()), verdict,
-                      f"{outcome.seconds:.1f}")
+        unchanged = outcome.status == "skipped" and not outcome.errors
+        table.add_row(outcome.stack, status, *(blank if unchanged else change_counts.terminal_cells(outcome.counts())),
+                      "not run" if unchanged else verdict, "" if unchanged else f"{outcome.seconds:.1f}")
+        if outcome.reason and not outcome.errors:  # why it ran, or was skipped (a failure's reason is its error)
+            table.add_row("", "", *blank, ("" if unchanged else "ran: ") + outcome.reason[:200], "")
+        if outcome.drift:
+            table.add_row("", "drift", *blank, ", ".join(f"{n} {op}" for op, n in sorted(outcome.drift.items())), "")
         for note in outcome.recovered:
             table.add_row("", "recovered", *blank, note[:200], "")
         for error in outcome.errors:
@@ -164,7 +181,14 @@ def summary_table(result: FleetResult) -> Table:
     for old, new in result.renames:
         table.add_row(f"{result.env}.{new}", f"renamed from {result.env}.{old}" if result.operation == "up"
                       else f"up renames it from {result.env}.{old}", *blank, "", "")
+    for remark in result.remarks:
+        table.add_row("(note)", "", *blank, remark, "")
     return table
+
+
+def tally_line(result: FleetResult) -> str:
+    """`3 ok, 1 changed, 0 failed, 996 skipped`: every stack of the run counted once."""
+    return ", ".join(f"{n} {name}" for name, n in result.tally().items())
 
 
 def markdown_summary(result: FleetResult, option: str | None = None) -> str:
@@ -173,11 +197,18 @@ def markdown_summary(result: FleetResult, option: str | None = None) -> str:
     environment in the title (default `--env <env>`)."""
     verdict = "ok" if result.ok else "FAILED"
     lines = [f"### `tenantctl {result.operation} {option or f'--env {result.env}'}`: {verdict}", "",
+             tally_line(result), "",
              "| stack | status | " + " | ".join(change_counts.COLUMNS) + " |",
              "|---|---|" + "---:|" * len(change_counts.COLUMNS)]
     for outcome in result.outcomes:
         lines.append(f"| `{outcome.stack}` | {outcome.status} | "
                      + " | ".join(change_counts.markdown_cells(outcome.counts())) + " |")
+    skipped = [o for o in result.skipped if not o.errors]
+    if skipped:
+        lines += ["", f"<details><summary>{len(skipped)} skipped: desired state unchanged</summary>", ""]
+        lines += [f"- `{o.stack}`: {o.reason}" for o in skipped]
+        lines += ["", "</details>"]
+    lines += [f"> {remark}" for remark in result.remarks]
     failures = [(o.stack, e) for o in result.outcomes for e in o.errors]
     failures += [(f"{result.env}.{slug}", "orphan: no tenant file, and no git range removed it; left alone")
                  for slug in result.orphans]

@@ -86,11 +86,14 @@ class TenantOutcome:
     checked_now: bool = False
     recovered: list[str] = field(default_factory=list)  # what an interrupted run left, and what became of it
     counts: dict[str, int] = field(default_factory=dict)  # created / updated / replaced / deleted / unchanged
+    reason: str | None = None  # why it ran, or why it was skipped (fleet.skipping)
+    drift: dict[str, int] | None = None  # with --refresh: what the refresh found changed
 
     def as_dict(self) -> dict:
         return {"slug": self.slug, "status": self.status, "counts": self.counts, "checks": self.checks,
                 "checked_at": self.checked_at, "checked_now": self.checked_now, "recovered": self.recovered,
-                "errors": self.errors}
+                "errors": self.errors, "reason": self.reason,
+                **({"drift": self.drift} if self.drift is not None else {})}
 
 
 @dataclass
@@ -104,6 +107,11 @@ class RehearsalResult:
     summary: dict[str, int] = field(default_factory=dict)
     # Config and history rows of the tenants still declared: counted before and after the run.
     rows_lost: int = 0
+    remarks: list[str] = field(default_factory=list)  # no failure: what an operator should know (a skipped wave)
+
+    @property
+    def skipped(self) -> list[TenantOutcome]:
+        return [t for t in self.tenants if t.status == "skipped"]
 
     @property
     def ok(self) -> bool:
@@ -119,6 +127,8 @@ class RehearsalResult:
             "removed_tenants": self.removed_tenants,
             "rows_lost": self.rows_lost,
             "errors": self.errors,
+            "skipped": [{"slug": t.slug, "reason": t.reason} for t in self.skipped],
+            "remarks": self.remarks,
         }
 
 
@@ -192,7 +202,8 @@ def _plain_stack_config(project_root: Path) -> dict[str, str]:
 
 def tenant_outcome(slug: str, stack: StackOutcome) -> TenantOutcome:
     """A tenant's line of the rehearsal summary, from its stack's outcome."""
-    outcome = TenantOutcome(slug, errors=list(stack.errors), recovered=list(stack.recovered), counts=stack.counts())
+    outcome = TenantOutcome(slug, errors=list(stack.errors), recovered=list(stack.recovered), counts=stack.counts(),
+                            reason=stack.reason, drift=stack.drift)
     seen = set(stack.ops.values())
     if stack.status == "skipped":
         outcome.status = "skipped"

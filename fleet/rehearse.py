@@ -21,7 +21,7 @@ from components.naming import split_stack_name
 from fleet import change_counts, desired_state, engine, environment_lock, upgrade_guard
 from fleet.environment_id import EnvironmentIdError, recorded_id
 from fleet.error_lines import one_line
-from fleet.project_runs import FleetEnvironment
+from fleet.project_runs import FleetEnvironment, digest_inputs
 from fleet.rehearsal import (
     STACK,
     STATE_FILE,
@@ -84,7 +84,11 @@ def run_rehearse(
     state_base: Path | None = None,
     preview: bool = False,
     only: set[str] | None = None,
+    force: bool = False,
+    refresh: bool = False,
 ) -> RehearsalResult:
+    """`tenantctl rehearse`: a tenant stack whose desired state is unchanged since a clean run is skipped
+    (fleet.skipping) unless `force` (every selected stack runs) or `refresh` (refreshed first, then run)."""
     say = progress or (lambda _line: None)
     root = find_project_root(tenants_dir.resolve().parent)
     try:
@@ -109,7 +113,7 @@ def run_rehearse(
           _remembering_interrupts() as seen):
         try:
             result = _rehearse(root, tenants_dir, tenants, version, state_dir, database_url, app_database_url,
-                               destroy_all, preview, say, only)
+                               destroy_all, preview, say, only, force, refresh)
         except KeyboardInterrupt:
             # The engine saved what it did; the local services were stopped on the way out.
             raise RehearseFailure(interrupted) from None
@@ -229,13 +233,14 @@ def _local_services(root: Path, state_dir: Path, state: RehearsalState, database
 
 def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: Path, database_url: str | None,
               app_database_url: str | None, destroy_all: bool, preview: bool,
-              say: Callable[[str], None], only: set[str] | None = None) -> RehearsalResult:
+              say: Callable[[str], None], only: set[str] | None = None, force: bool = False,
+              refresh: bool = False) -> RehearsalResult:
     state = RehearsalState.load(state_dir / STATE_FILE)
     operation = "destroy" if destroy_all else "preview" if preview else "up"
     try:
         with _local_services(root, state_dir, state, database_url, app_database_url, say) as running:
             result = _operate(root, tenants_dir, state, state_dir, running.services, operation, tenants,
-                              running.aws_fresh, version, say, only)
+                              running.aws_fresh, version, say, only, force, refresh)
     except engine.EngineError as exc:
         raise RehearseFailure(str(exc)) from None
     if destroy_all and result.ok:
@@ -309,7 +314,7 @@ def existing_stack(tenants_dir: Path, database_url: str | None, state_base: Path
 
 def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Path, services: LocalServices,
              operation: str, tenants, aws_fresh: bool, version: str, say: Callable[[str], None],
-             only: set[str] | None = None) -> RehearsalResult:
+             only: set[str] | None = None, force: bool = False, refresh: bool = False) -> RehearsalResult:
     try:  # made on the first `up` only: a preview records nothing (rule 2)
         environment = recorded_id(rehearsal_records(state_dir), STACK, create=operation == "up")
     except EnvironmentIdError as exc:
@@ -340,13 +345,11 @@ def _operate(root: Path, tenants_dir: Path, state: RehearsalState, state_dir: Pa
     counted = known_tenant_ids(services.database_url, [str(t.tenant_id) for t in tenants])
     before = tenant_row_counts(services.database_url, counted) if operation == "up" else {}
     say(f"pulumi {operation} of {len(tenants)} tenant(s), one stack each, on {version}")
-    shared = None
-    if operation == "up":
-        key = desired_state.environment_key(backend, STACK, create=True)
-        shared = lambda: desired_state.environment_shared(root, STACK, spec_for, key)  # noqa: E731
     fleet = run_fleet(selection, operation, spec_for, concurrency=REHEARSAL_CONCURRENCY, say=say,
-                      platform_applied=STACK in stacks, apply_hint=APPLY_HINT, shared=shared,
-                      commit=desired_state.deployed_commit(root) if operation == "up" else None)
+                      platform_applied=STACK in stacks, apply_hint=APPLY_HINT,
+                      shared=digest_inputs(root, STACK, operation, backend, spec_for, []),
+                      commit=desired_state.deployed_commit(root) if operation == "up" else None,
+                      force=force, refresh=refresh)
     result = rehearsal_result(fleet, version)
     if operation == "up":
         after = tenant_row_counts(services.database_url, counted)
@@ -398,7 +401,7 @@ def rehearsal_result(fleet: FleetResult, version: str) -> RehearsalResult:
         engine=version, operation=fleet.operation, tenants=tenants,
         changes=sum(o.changes for o in fleet.outcomes),
         removed_tenants=sorted(o.slug for o in fleet.removed if o.ok and o.tenant_deleted),
-        errors=errors + fleet.notes + orphan_notes(fleet), summary=summary,
+        errors=errors + fleet.notes + orphan_notes(fleet), summary=summary, remarks=list(fleet.remarks),
     )
 
 
@@ -440,13 +443,20 @@ def summary_table(result: RehearsalResult) -> Table:
     title = f"Rehearsal ({result.operation}, {result.engine}): {result.changes} change(s)"
     if result.operation == "up":
         title += f", {result.rows_lost} row(s) lost"
+    if result.skipped:
+        title += f", {len(result.skipped)} tenant(s) skipped"
     table = Table(title=title)
     for column in ("tenant", "status", *change_counts.COLUMNS, "checks"):
         table.add_column(column)
     blank = [""] * len(change_counts.COLUMNS)
     for outcome in result.tenants:
-        table.add_row(outcome.slug, outcome.status, *change_counts.terminal_cells(outcome.counts),
-                      _checks_cell(outcome))
+        skipped = outcome.status == "skipped"
+        cells = blank if skipped else change_counts.terminal_cells(outcome.counts)
+        table.add_row(outcome.slug, outcome.status, *cells, "not run" if skipped else _checks_cell(outcome))
+        if outcome.reason and not outcome.errors:  # why it ran, or was skipped (a failure's reason is its error)
+            table.add_row("", "", *blank, ("" if skipped else "ran: ") + outcome.reason)
+        if outcome.drift:
+            table.add_row("", "drift", *blank, ", ".join(f"{n} {op}" for op, n in sorted(outcome.drift.items())))
         for note in outcome.recovered:
             table.add_row("", "recovered", *blank, note)
         for error in outcome.errors:  # a skipped tenant's reason too
@@ -455,6 +465,8 @@ def summary_table(result: RehearsalResult) -> Table:
         table.add_row(slug, "deleted", *blank, "-")
     for error in result.errors:
         table.add_row("(error)", "failed", *blank, one_line(error) if error else "")
+    for remark in result.remarks:
+        table.add_row("(note)", "", *blank, remark)
     return table
 
 

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.naming import split_stack_name, tenant_stack_name
-from fleet import engine
+from fleet import engine, skipping
 from fleet.error_lines import one_line
 from fleet.plan import ChangedTenants
+from fleet.skipping import Decision, SkipPlan
 from fleet.stack_identity import TAG_SLUG, TAG_TENANT_ID, TAG_TIER, StackIdentity
 from fleet.stack_run import StackJob, StackOutcome, process_pool, run_in_process
 from tenancy.model import Tenant, Tier
@@ -58,6 +59,8 @@ class Selection:
     missing: list[str] = field(default_factory=list)  # --only slugs that name nothing
     orphans: list[str] = field(default_factory=list)  # live stacks without a file that no range removed
     tombstoned: list[str] = field(default_factory=list)  # stacks offboarding left with their history
+    # What each existing tenant stack's tags said when it was selected (fleet.skipping reads its last run there).
+    identities: dict[str, StackIdentity] = field(default_factory=dict)
 
 
 def select(env: str, tenants: list[Tenant], stacks: list[str], only: set[str] | None = None,
@@ -118,7 +121,7 @@ def select(env: str, tenants: list[Tenant], stacks: list[str], only: set[str] | 
     if problems:
         raise SelectionRefused(problems)
     platform = env not in stacks or (only is None and (changes is None or changes.program_changed))
-    return Selection(env, platform, chosen, removed, renames, missing, orphans, sorted(tombstoned))
+    return Selection(env, platform, chosen, removed, renames, missing, orphans, sorted(tombstoned), identities)
 
 
 def _identity_problems(env: str, tenants: list[Tenant], existing: set[str],
@@ -185,10 +188,26 @@ class FleetResult:
     orphans: list[str] = field(default_factory=list)
     tombstoned: list[str] = field(default_factory=list)
     renames: list[tuple[str, str]] = field(default_factory=list)
+    # What the run wants an operator to know that is no failure (a wave whose every stack was skipped).
+    remarks: list[str] = field(default_factory=list)
 
     @property
     def outcomes(self) -> list[StackOutcome]:
         return [*([self.platform] if self.platform else []), *self.tenants, *self.removed]
+
+    @property
+    def skipped(self) -> list[StackOutcome]:
+        return [o for o in self.outcomes if o.status == "skipped"]
+
+    def tally(self) -> dict[str, int]:
+        """Every stack of the run as ok (ran, changed nothing), changed, failed or skipped (not run, with why)."""
+        counts = dict.fromkeys(("ok", "changed", "failed", "skipped"), 0)
+        for outcome in self.outcomes:
+            if outcome.status in ("failed", "skipped"):
+                counts[outcome.status] += 1
+            else:
+                counts["changed" if outcome.changes else "ok"] += 1
+        return counts
 
     @property
     def ok(self) -> bool:
@@ -203,7 +222,10 @@ class FleetResult:
                 "tombstoned": [tenant_stack_name(self.env, slug) for slug in self.tombstoned],
                 "renames": [{"from": tenant_stack_name(self.env, old), "to": tenant_stack_name(self.env, new)}
                             for old, new in self.renames],
-                "waves": self.waves, "stopped_after_wave": self.stopped_after_wave, "notes": self.notes}
+                "waves": self.waves, "stopped_after_wave": self.stopped_after_wave, "notes": self.notes,
+                "counts": self.tally(),
+                "skipped": [{"stack": o.stack, "reason": o.reason} for o in self.skipped],
+                "remarks": self.remarks}
 
 
 SpecFor = Callable[[str, "Tenant | None"], engine.StackSpec]
@@ -212,15 +234,19 @@ SpecFor = Callable[[str, "Tenant | None"], engine.StackSpec]
 def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurrency: int = DEFAULT_CONCURRENCY,
               say: Callable[[str], None] = lambda _line: None, platform_applied: bool = True,
               policy_packs: list[str] | None = None, create_stacks: bool = True,
-              apply_hint: str | None = None, shared: Callable[[], Any] | None = None,
-              commit: str | None = None) -> FleetResult:
+              apply_hint: str | None = None, shared: Callable[[], tuple[Any, str | None]] | None = None,
+              commit: str | None = None, force: bool = False, refresh: bool = False) -> FleetResult:
     """Preview or apply the selection. `spec_for(stack, tenant)` gives each stack's spec (tenant None: platform);
     every preview and up runs with `policy_packs`. Without `create_stacks` a missing stack is a failure that
     says how to create it (a preview with a read-only role must not create stacks). `apply_hint` is the command
     that applies the environment (default `tenantctl up --env <env>`), named when its platform stack is missing.
-    On `up`, `shared()` gives what every tenant stack's desired-state digest shares (fleet.desired_state), read
-    after the platform stack ran (its outputs are part of it): each successful `up` records its stack's digest,
-    and `commit`."""
+
+    `shared()` gives what every tenant stack's desired-state digest shares (fleet.desired_state), or None and why
+    there is none, read after the platform stack ran (its outputs are part of it). With it, a tenant stack whose
+    digest is unchanged since a clean run is skipped (fleet.skipping), unless `force` (every selected stack runs)
+    or `refresh` (every selected stack is refreshed first, then runs); each successful `up` records its stack's
+    digest, and `commit`. Skipping changes no wave: a stack is skipped in its wave, removals and orphans are
+    never skipped."""
     packs = list(policy_packs or [])
     if operation not in ("preview", "up"):
         raise FleetError(f"unknown fleet operation {operation!r}")
@@ -258,26 +284,44 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
                       f"`{apply_hint or f'tenantctl up --env {env}'}` applies it first")
             result.tenants = [_skipped(tenant_stack_name(env, t.slug), operation, reason) for t in selection.tenants]
             return result
-        common = shared() if shared is not None and operation == "up" else None
+        common, no_shared = shared() if shared is not None else (None, None)
+        plan = _skip_plan(selection, operation, spec_for, common, no_shared, concurrency, force, refresh, say) \
+            if shared is not None else SkipPlan()
         jobs = lambda group: [StackJob(spec_for(tenant_stack_name(env, t.slug), t), operation,  # noqa: E731
-                                       policy_packs=packs, create=create_stacks, shared=common,
-                                       commit=commit) for t in group]
+                                       policy_packs=packs, create=create_stacks,
+                                       shared=common if operation == "up" else None, commit=commit,
+                                       refresh_first=refresh, reason=plan.reason(t.slug)) for t in group]
         if operation == "preview":
             previewed = [t for t in selection.tenants if t.slug not in renamed]
-            say(f"pulumi preview of {len(previewed)} tenant stack(s), {concurrency} at a time")
-            result.tenants = _run_all(pool, jobs(previewed), say)
+            ran = [t for t in previewed if not plan.skipped(t.slug)]
+            say(f"pulumi preview of {len(ran)} tenant stack(s), {concurrency} at a time"
+                + (f"; {len(previewed) - len(ran)} skipped" if len(ran) < len(previewed) else ""))
+            outcomes = {o.slug: o for o in _run_all(pool, jobs(ran), say)}
+            result.tenants = [outcomes.get(t.slug) or _unchanged(env, t, operation, plan, say) for t in previewed]
             result.tenants += [_skipped(tenant_stack_name(env, t.slug), operation,
                                         f"its stack is renamed by `up` first (from {old}); preview it after that")
                                for old, new in selection.renames for t in selection.tenants if t.slug == new]
             result.waves = [[t.slug for t in selection.tenants]]
+            if result.platform is not None and result.platform.changes and selection.tenants:
+                result.remarks.append(f"the platform stack {env} changes: every tenant stack, previewed or skipped, "
+                                      "was judged against its current outputs; `up` applies it first, then decides "
+                                      "again with its new outputs")
         else:
             rollout = waves(selection.tenants)
             result.waves = [[t.slug for t in wave] for wave in rollout]
             for number, wave in enumerate(rollout, start=1):
                 say(f"wave {number}/{len(rollout)}: {', '.join(t.slug for t in wave)}")
-                outcomes = _run_all(pool, jobs(wave), say)
+                ran = [t for t in wave if not plan.skipped(t.slug)]
+                if not ran:
+                    remark = (f"wave {number}{' (canary)' if number == 1 and len(rollout) > 1 else ''}: every "
+                              f"stack skipped ({', '.join(t.slug for t in wave)}: desired state unchanged): nothing "
+                              "of it can change, which is fine; the rollout goes on")
+                    say("  " + remark)
+                    result.remarks.append(remark)
+                done = {o.slug: o for o in _run_all(pool, jobs(ran), say)}
+                outcomes = [done.get(t.slug) or _unchanged(env, t, operation, plan, say) for t in wave]
                 result.tenants += outcomes
-                if any(not o.ok for o in outcomes):
+                if any(not o.ok and o.status != "skipped" for o in outcomes):
                     result.stopped_after_wave = number
                     later = [t for w in rollout[number:] for t in w]
                     result.tenants += [_skipped(tenant_stack_name(env, t.slug), operation,
@@ -297,6 +341,33 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
     return result
 
 
+def _skip_plan(selection: Selection, operation: str, spec_for: SpecFor, common: Any, no_shared: str | None,
+               concurrency: int, force: bool, refresh: bool, say: Callable[[str], None]) -> SkipPlan:
+    """What each selected tenant stack does: runs (and why) or is skipped (and why). A renamed stack runs."""
+    env = selection.env
+    existing = {split_stack_name(name)[1] for name in selection.identities}
+    renamed = {new: old for old, new in selection.renames}
+    judged = [t for t in selection.tenants if t.slug not in renamed]
+    if judged and not (force or refresh):
+        say(f"desired-state digests of {len(judged)} tenant stack(s), offline")
+    plan = skipping.plan(env, judged, spec_for, common, no_shared, selection.identities, existing, concurrency,
+                         force=force, refresh=refresh)
+    for new, old in renamed.items():
+        plan.decisions[new] = Decision(False, f"its stack is renamed from {tenant_stack_name(env, old)}")
+    skipped = sum(decision.skip for decision in plan.decisions.values())
+    if skipped and operation in ("preview", "up"):
+        say(f"{skipped} of {len(plan.decisions)} tenant stack(s) skipped: desired state unchanged since a clean run")
+    return plan
+
+
+def _unchanged(env: str, tenant: Tenant, operation: str, plan: SkipPlan, say: Callable[[str], None]) -> StackOutcome:
+    """A tenant stack this run skips: nothing of it changed since its last clean run."""
+    outcome = StackOutcome(tenant_stack_name(env, tenant.slug), operation, status="skipped",
+                           reason=plan.reason(tenant.slug))
+    say(f"  {outcome.stack}: skipped ({outcome.reason})")
+    return outcome
+
+
 def _run_all(pool, jobs: list[StackJob], say: Callable[[str], None]) -> list[StackOutcome]:
     futures = [run_in_process(pool, job) for job in jobs]
     wait(futures)
@@ -311,6 +382,8 @@ def _report(outcome: StackOutcome, say: Callable[[str], None]) -> None:
     say(f"  {outcome.stack}: {outcome.status} ({counts['created']} created, {counts['updated']} updated, "
         f"{counts['replaced']} replaced, {counts['deleted']} deleted, {counts['unchanged']} unchanged; "
         f"{outcome.seconds:.1f} s)")
+    if outcome.reason:
+        say(f"    ran: {outcome.reason}")
     for note in outcome.recovered:
         say("    recovered: " + note)
     for error in outcome.errors:
@@ -318,7 +391,8 @@ def _report(outcome: StackOutcome, say: Callable[[str], None]) -> None:
 
 
 def _skipped(stack: str, operation: str, reason: str) -> StackOutcome:
-    return StackOutcome(stack, operation, status="skipped", errors=[f"not run: {reason}"])
+    """A stack something else kept from running (a failure, a missing platform): its reason is an error too."""
+    return StackOutcome(stack, operation, status="skipped", errors=[f"not run: {reason}"], reason=f"not run: {reason}")
 
 
 def rename_stack(spec: engine.StackSpec, new_name: str) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fleet import engine
 
@@ -27,6 +27,8 @@ class StackIdentity:
     tenant_id: str | None  # None: never tagged and never deployed (a stack made by hand), or unreadable
     offboarded_at: str | None = None
     unreadable: str | None = None  # why its tags could not be read: that stack fails alone when it runs
+    # Every tag it has (read once, for the run's later decisions too: fleet.skipping reads its last run's).
+    tags: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def tombstone(self) -> bool:
@@ -39,7 +41,7 @@ def identity_from(stack: str, tags: dict[str, str], outputs: dict | None) -> Sta
     if tenant_id is None and isinstance(outputs, dict):
         exported = outputs.get("tenant")
         tenant_id = exported.get("tenant_id") if isinstance(exported, dict) else None
-    return StackIdentity(stack, tenant_id, tags.get(TAG_OFFBOARDED_AT))
+    return StackIdentity(stack, tenant_id, tags.get(TAG_OFFBOARDED_AT), tags=dict(tags))
 
 
 def read_identities(backend: engine.Backend, stacks: list[str]) -> dict[str, StackIdentity]:

@@ -51,6 +51,11 @@ class StackJob:
     # None: no digest), and the commit it deploys; a successful `up` records its digest and commit as tags.
     shared: Any = None
     commit: str | None = None
+    # up and preview with --refresh: a refresh first (an up's is saved; a preview's is a preview), its changes
+    # reported as drift. Rendered Kubernetes objects have no cluster to be read back from: they are left out.
+    refresh_first: bool = False
+    # Why this stack runs (fleet.skipping): said in the summary.
+    reason: str | None = None
 
 
 @dataclass
@@ -66,6 +71,10 @@ class StackOutcome:
     removed: bool = False
     # What this run found left by an interrupted one and recovered (or, in a preview, would recover).
     recovered: list[str] = field(default_factory=list)
+    # Why it ran, or why it was skipped (fleet.skipping; a stack a failure kept from running: why).
+    reason: str | None = None
+    # With --refresh: what the refresh found changed outside the engine (op -> count); None: no refresh.
+    drift: dict[str, int] | None = None
 
     @property
     def slug(self) -> str | None:
@@ -102,7 +111,8 @@ class StackOutcome:
     def as_dict(self) -> dict:
         return {"stack": self.stack, "operation": self.operation, "status": self.status, **self.counts(),
                 "summary": self.summary, "outputs": self.outputs, "errors": self.errors,
-                "recovered": self.recovered, "seconds": round(self.seconds, 1)}
+                "recovered": self.recovered, "seconds": round(self.seconds, 1), "reason": self.reason,
+                **({"drift": self.drift} if self.drift is not None else {})}
 
 
 def run(job: StackJob) -> StackOutcome:
@@ -161,7 +171,7 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
         outcome.recovered = recovered + outcome.recovered
         return outcome
     started = time.monotonic()
-    outcome = StackOutcome(job.spec.name, job.operation)
+    outcome = StackOutcome(job.spec.name, job.operation, reason=job.reason)
     events = engine.EngineEvents(fault=fault_injection(job.spec.name))
     quiet = {"color": "never", "on_output": lambda _line: None}
     packs = {"policy_packs": job.policy_packs} if job.policy_packs else {}
@@ -176,6 +186,8 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
         outcome.recovered += pending_operations.recover(stack, job.spec, apply=job.operation not in READ_ONLY)
         if job.operation in ("up", "refresh"):
             engine.forget_applied_digest(stack)
+        if job.refresh_first and job.operation in ("up", "preview"):
+            outcome.drift = _refresh_for_drift(stack, preview_only=job.operation == "preview", quiet=quiet)
         if job.operation == "up":
             result = stack.up(on_event=events, **packs, **quiet)
             outcome.summary = dict(result.summary.resource_changes or {})
@@ -254,6 +266,40 @@ def tenantctl_pid() -> int:
     """The tenantctl process: a pool worker's parent, else this process (a job run in-process)."""
     parent = multiprocessing.parent_process()
     return parent.pid if parent is not None else os.getpid()
+
+
+RENDER_DIR_KEY = "kubernetesRenderDir"
+
+
+def drift_targets(stack) -> tuple[list[str] | None, str]:
+    """What a refresh can compare: every resource (None), or, where Kubernetes objects are rendered to files
+    (`kubernetesRenderDir`: no cluster to read them back from), the others; and a note saying what was left out."""
+    from pulumi.automation import errors as auto_errors
+
+    from components.naming import PROJECT
+
+    try:
+        rendered = stack.get_config(f"{PROJECT}:{RENDER_DIR_KEY}").value
+    except auto_errors.CommandError:
+        rendered = None
+    if not rendered:
+        return None, ""
+    resources = engine.export_state(stack).get("deployment", {}).get("resources") or []
+    return ([r["urn"] for r in resources if r.get("custom") and not r["type"].startswith("pulumi:")
+             and not r["type"].startswith("kubernetes:")], "rendered Kubernetes objects not compared")
+
+
+def _refresh_for_drift(stack, preview_only: bool, quiet: dict) -> dict[str, int]:
+    """A refresh (saved, before an up) or a refresh preview (before a preview): what it found changed."""
+    target, _note = drift_targets(stack)
+    if target == []:
+        return {}
+    if preview_only:
+        summary = stack.preview_refresh(target=target, **quiet).change_summary
+        found = {getattr(op, "value", str(op)): n for op, n in summary.items()}
+    else:
+        found = dict(stack.refresh(target=target, **quiet).summary.resource_changes or {})
+    return {op: n for op, n in found.items() if op not in NO_CHANGE_OPS and n}
 
 
 LAST_ERROR_TAG = "tenant:last-error"

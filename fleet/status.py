@@ -18,17 +18,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from components.naming import PROJECT, environment_option, split_stack_name, tenant_stack_name
+from components.naming import environment_option, split_stack_name, tenant_stack_name
 from fleet import desired_state, engine
 from fleet.desired_state import COMMIT_TAG, DIGEST_TAG
 from fleet.stack_identity import TAG_OFFBOARDED_AT
-from fleet.stack_run import LAST_ERROR_TAG, NO_CHANGE_OPS, process_pool
+from fleet.stack_run import LAST_ERROR_TAG, NO_CHANGE_OPS, drift_targets, process_pool
 from tenancy.model import Tenant
 from tenancy.redaction import redact
 
 IN_SYNC, DRIFTED, NOT_CHECKED, UNKNOWN = "IN_SYNC", "DRIFTED", "NOT_CHECKED", "UNKNOWN"
 CHECK_FAILURE = "onboarding checks failed"
-RENDER_DIR_KEY = "kubernetesRenderDir"
 
 
 @dataclass
@@ -97,18 +96,7 @@ def read_stack(spec: engine.StackSpec, refresh: bool) -> StackFacts:
 def _preview_refresh(stack, facts: StackFacts) -> None:
     """What a refresh would change. Kubernetes objects a stack renders to files (`kubernetesRenderDir`) have no
     cluster to be read back from: they are left out, and the detail says so."""
-    from pulumi.automation import errors as auto_errors
-
-    target, note = None, ""
-    try:
-        rendered = stack.get_config(f"{PROJECT}:{RENDER_DIR_KEY}").value
-    except auto_errors.CommandError:
-        rendered = None
-    if rendered:
-        resources = engine.export_state(stack).get("deployment", {}).get("resources") or []
-        target = [r["urn"] for r in resources if r.get("custom") and not r["type"].startswith("pulumi:")
-                  and not r["type"].startswith("kubernetes:")]
-        note = "rendered Kubernetes objects not compared"
+    target, note = drift_targets(stack)
     summary = stack.preview_refresh(color="never", on_output=lambda _line: None, target=target).change_summary \
         if target != [] else {}
     changed = {getattr(op, "value", str(op)): n for op, n in summary.items()

@@ -41,6 +41,14 @@ Concurrency = Annotated[int, typer.Option(
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
+Force = Annotated[bool, typer.Option(
+    "--force", help="Run every selected stack, also one whose desired state is unchanged since a clean run "
+                    "(the engine's own word; the selection itself is unchanged).")]
+
+Refresh = Annotated[bool, typer.Option(
+    "--refresh", help="Refresh every selected stack first (its drift: saved by up, only previewed by preview), "
+                      "then run it; nothing is skipped.")]
+
 PolicyPacks = Annotated[list[Path] | None, typer.Option("--policy-pack", help="Run every stack with this policy pack.")]
 
 
@@ -88,7 +96,7 @@ def _environment(where: Where, operation: str, say: Callable[[str], None], as_js
 
 def _fleet(operation: str, where: Where, only: list[str] | None, changed_since: str | None, concurrency: int,
            as_json: bool, policy_packs: list[Path] | None, markdown: Path | None = None,
-           max_removals: int = 1) -> None:
+           max_removals: int = 1, force: bool = False, refresh: bool = False) -> None:
     from fleet import engine
     from fleet import project_runs as fleet_command
     from fleet.plan import PlanError
@@ -117,7 +125,8 @@ def _fleet(operation: str, where: Where, only: list[str] | None, changed_since: 
             tenants = tenants if tenants is not None else load_tenants()
             result = fleet_command.run(root, tenants_dir, target.name, operation, tenants,
                                        set(only) if only else None, changed_since, concurrency, say,
-                                       [str(p) for p in policy_packs or []], max_removals=max_removals, target=target)
+                                       [str(p) for p in policy_packs or []], max_removals=max_removals, target=target,
+                                       force=force, refresh=refresh)
     except FleetError as exc:
         problems = getattr(exc, "problems", [str(exc)])
         raise fail(f"refused before anything ran: {len(problems)} problem(s)", as_json=as_json,
@@ -155,12 +164,15 @@ def preview(
     rehearsal: Rehearsal = False,
     state_dir: StateDir = None,
     database_url: RehearsalDatabaseUrl = None,
+    force: Force = False,
+    refresh: Refresh = False,
 ) -> None:
     """`pulumi preview` of the environment's affected stacks, in parallel, with one summary. Writes nothing to the
-    backend: renames, removals and orphans are reported as what `up` would do. With --rehearsal: the rehearsal's
-    stacks, against its services."""
+    backend: renames, removals and orphans are reported as what `up` would do. A tenant stack whose desired state
+    is unchanged since a clean run is skipped, and the summary says so (--force, --refresh: none is). With
+    --rehearsal: the rehearsal's stacks, against its services."""
     _fleet("preview", Where(env, tenants_dir, rehearsal, state_dir, database_url), only, changed_since, concurrency,
-           as_json, policy_packs, markdown, max_removals)
+           as_json, policy_packs, markdown, max_removals, force, refresh)
 
 
 @app.command()
@@ -179,13 +191,17 @@ def up(
     rehearsal: Rehearsal = False,
     state_dir: StateDir = None,
     database_url: RehearsalDatabaseUrl = None,
+    force: Force = False,
+    refresh: Refresh = False,
 ) -> None:
-    """`pulumi up` of the platform stack, then the affected tenant stacks in waves (canaries first). A tenant whose
-    tenant_id left every file in the --changed-since range is offboarded (its stack kept as a tombstone); a stack
-    without a file is an orphan, left alone. Exit 1 when any stack failed or an orphan exists. With --rehearsal:
-    the rehearsal's stacks, against its services."""
+    """`pulumi up` of the platform stack, then the affected tenant stacks in waves (canaries first). A tenant stack
+    whose desired state is unchanged since a clean run is skipped, and the summary says so (--force: every
+    selected stack runs; --refresh: each is refreshed, then run). A tenant whose tenant_id left every file in the
+    --changed-since range is offboarded (its stack kept as a tombstone); a stack without a file is an orphan, left
+    alone. Exit 1 when any stack failed or an orphan exists. With --rehearsal: the rehearsal's stacks, against its
+    services."""
     _fleet("up", Where(env, tenants_dir, rehearsal, state_dir, database_url, wait, wait_timeout), only, changed_since,
-           concurrency, as_json, policy_packs, markdown, max_removals)
+           concurrency, as_json, policy_packs, markdown, max_removals, force, refresh)
 
 
 @app.command("migrate-stacks")

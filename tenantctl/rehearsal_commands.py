@@ -40,12 +40,19 @@ def rehearse(
         Path | None, typer.Option("--state-dir", help="Where the rehearsal keeps its state (default .rehearsal/).")
     ] = None,
     allow_unverified_tls: AllowUnverifiedTls = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Run every stack, also one whose desired state is unchanged since a clean run.")] = False,
+    refresh: Annotated[bool, typer.Option(
+        "--refresh", help="Refresh every stack first (up: saved; --preview: previewed), then run it.")] = False,
 ) -> None:
-    """A real `pulumi up` (or preview, or destroy) of every tenant on a local backend, against local services."""
+    """A real `pulumi up` (or preview, or destroy) of every tenant on a local backend, against local services. A
+    tenant stack whose desired state is unchanged since a clean run is skipped, and the summary says so."""
     from fleet.rehearse import REHEARSAL_DIR, RehearseFailure, run_rehearse, stop_services
 
     if sum((preview, destroy_all, stop)) > 1:
         raise fail("choose one of --preview, --destroy and --stop", as_json=as_json)
+    if (force or refresh) and (destroy_all or stop):
+        raise fail("--force and --refresh go with an up or --preview only", as_json=as_json)
     if stop:
         from fleet.stack_files import find_project_root
 
@@ -64,7 +71,8 @@ def rehearse(
     try:
         result = run_rehearse(tenants_dir, database_url, app_database_url, destroy_all,
                               progress=None if as_json else lambda line: err.print(line, markup=False),
-                              state_base=state_dir, preview=preview, only=set(only) if only else None)
+                              state_base=state_dir, preview=preview, only=set(only) if only else None,
+                              force=force, refresh=refresh)
     except RehearseFailure as exc:
         raise fail(str(exc), as_json=as_json, details=exc.details) from None
     if as_json:
