@@ -272,7 +272,8 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
         if selection.platform:
             say(f"pulumi {operation} of the platform stack {env}")
             result.platform = run_in_process(pool, StackJob(spec_for(env, None), operation, policy_packs=packs,
-                                                            create=create_stacks, commit=commit)).result()
+                                                            create=create_stacks, commit=commit,
+                                                            refresh_first=refresh)).result()
             _report(result.platform, say)
             if not result.platform.ok and operation == "up":
                 result.tenants = [_skipped(tenant_stack_name(env, t.slug), operation, "the platform stack failed")

@@ -44,6 +44,7 @@ REHEARSAL_RUN = "a real engine run of both tenants: minutes (tests/e2e runs run_
 PARSED = {
     "tenantctl rehearse --preview": REHEARSAL_RUN,
     "tenantctl rehearse": REHEARSAL_RUN,
+    "tenantctl rehearse --force": REHEARSAL_RUN,
     "tenantctl rehearse --destroy": REHEARSAL_RUN,
 }
 

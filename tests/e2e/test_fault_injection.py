@@ -6,8 +6,8 @@ The scenarios: a first `rehearse` of two tenants, an edit, a rename, an offboard
 `tenantctl migrate-stacks` has no `--rehearsal` yet). A kill point is a scenario, a stack, the n-th engine event of
 that stack's run in that process (the Automation API's event stream; fleet.stack_run.FAULT_ENV) or a delay
 after the start, and the signal that tenantctl receives there. After the killed run and one re-run:
-- the re-run exits 0, and the run after it changes nothing, by the engine's own summary of that run (the digest
-  skip and `--force` of rule 7 are not built yet: every `up` runs every stack, so the engine checks each one);
+- the re-run exits 0 (it skips what is proven unchanged, as an operator's would), and the run after it changes
+  nothing, by the engine's own summary of that run (`rehearse --force`: every stack runs, rule 7);
 - the AWS stand-in holds exactly one live KMS key, one alias and one secret per live tenant (none live for an
   offboarded one: scheduled for deletion within their windows);
 - every live tenant's row and history are intact; an offboarded tenant's row is gone and its stack tombstoned;
@@ -200,7 +200,8 @@ def _settle(scenario: str, rehearsal, app_db, tenants_dir: Path) -> int:
         return result["platform"]["created"] + result["platform"]["updated"] + result["platform"]["deleted"]
     if scenario == "offboarding":
         (tenants_dir / "globex.yaml").unlink()  # the file goes in the same change: globex is a tombstone now
-    settled = _run(_rehearse(rehearsal, app_db), app_db)
+    # --force: every stack runs, so "changes nothing" is the engine's own word, never a digest's (rule 7).
+    settled = _run([*_rehearse(rehearsal, app_db), "--force"], app_db)
     assert settled.returncode == 0, settled.stdout[-2000:]
     return json.loads(settled.stdout)["changes"]
 
