@@ -57,6 +57,9 @@ class FakeStack:
     def set_tag(self, key, value):
         self.tags[key] = value
 
+    def remove_tag(self, key):
+        self.tags.pop(key, None)
+
     def list_tags(self):
         return dict(self.tags)
 
