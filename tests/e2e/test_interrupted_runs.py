@@ -100,8 +100,9 @@ def test_a_run_killed_while_a_stack_is_locked_leaves_no_process_and_recovers_wit
         for sid in [run.pid, *sessions]:
             _kill_session(sid)
     assert sessions and not any(left.values()), left
-    records = sorted(p.name for p in locks.rglob("*.tenantctl.json"))
-    assert any(name.startswith(f"{STACK}.") for name in records), records  # the killed run's own records
+    # The killed run's own records, unless a worker got to release its lock before its session was ended: its
+    # engine, cancelled, returns, and the worker's main thread may run its clean-up first (both are correct).
+    left_records = [p.name for p in locks.rglob("*.tenantctl.json") if p.name.startswith(f"{STACK}.")]
 
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
@@ -109,7 +110,8 @@ def test_a_run_killed_while_a_stack_is_locked_leaves_no_process_and_recovers_wit
     assert again.returncode == 0, (again.stderr[-2000:], report.get("errors"))
     assert not list(locks.rglob("*.json"))
     notes = [note for tenant in report["tenants"] for note in tenant["recovered"]]
-    assert any("interrupted run" in note or "tenantctl's record" in note for note in notes), notes
+    if left_records:
+        assert any("interrupted run" in note or "tenantctl's record" in note for note in notes), (left_records, notes)
     assert "Traceback" not in again.stderr
     # One key per tenant, the one its state holds, and its alias: the key whose create the kill interrupted was
     # recorded (or adopted), not made a second time.
