@@ -37,6 +37,7 @@ from fleet import engine
 from fleet.stack_identity import TAG_TENANT_ID
 
 KEY, ALIAS, SECRET = "aws:kms/key:Key", "aws:kms/alias:Alias", "aws:secretsmanager/secret:Secret"
+LOOKED_FOR = (KEY, ALIAS, SECRET)  # what an interrupted create is looked for in the cloud (`lookup`)
 AWS_PROVIDER = "pulumi:providers:aws"
 UNADOPTED_TAG = "tenant:unadopted"
 
@@ -116,8 +117,12 @@ def resolve(deployment: dict, lookup: Lookup, lost: list[dict] | None = None) ->
                          "adopted")
             continue
         if found is None or found.id in known_ids:
-            if not was_lost:
+            if was_lost:
+                continue
+            if resource.get("type") in LOOKED_FOR:
                 notes.append(f"an interrupted create of {name} had made nothing: cleared, and this run creates it")
+            else:  # not looked for: its provider adopts or remakes it (a row, a random value, a manifest)
+                notes.append(f"{describe(operation)} was interrupted: cleared, and this run finishes it")
             continue
         resource.update(id=found.id, outputs={**(resource.get("inputs") or {}), **found.outputs})
         resource.setdefault("custom", True)

@@ -14,10 +14,12 @@ def _kms(rehearsal, arn: str):
                         aws_secret_access_key="test")  # noqa: S106
 
 
-def test_an_interrupted_key_and_secret_create_are_adopted_not_duplicated(rehearsal, tenants_dir):
+def test_an_interrupted_key_and_secret_create_are_adopted_not_duplicated(rehearsal, tenants_dir, app_db):
     assert rehearsal.up().ok
     key_arn = rehearsal.stack(f"{STACK}.globex").outputs()["tenant"].value["kms_key_arn"]
     key = rehearsal.leave_pending(f"{STACK}.globex", "::globex-kms-key")
+    # The row's create too: the provider adopts the row it finds, so the pending create is only cleared and redone.
+    rehearsal.leave_pending(f"{STACK}.globex", "::globex-tenant-config")
     first = rehearsal.up()
     rehearsal.leave_pending(f"{STACK}.globex", "::globex-kms-key", None)  # a create the engine lost
     secret = rehearsal.leave_pending(f"{STACK}.globex", "::globex-credentials")
@@ -29,6 +31,9 @@ def test_an_interrupted_key_and_secret_create_are_adopted_not_duplicated(rehears
                                                                      "adopted globex-kms-key"]
     assert "the engine had not recorded" in recovered["globex"][1]
     assert any(note.startswith("adopted globex-kms-key") for t in first.tenants for note in t.recovered)
+    assert any("globex-tenant-config" in note and "this run finishes it" in note
+               for t in first.tenants for note in t.recovered), [t.recovered for t in first.tenants]
+    assert app_db.execute("SELECT count(*) FROM tenant_configs") == [(2,)]
     after = rehearsal.stack(f"{STACK}.globex")
     assert after.outputs()["tenant"].value["kms_key_arn"] == key_arn
     kms = _kms(rehearsal, key_arn)
@@ -39,4 +44,5 @@ def test_an_interrupted_key_and_secret_create_are_adopted_not_duplicated(rehears
     assert tenant_keys == [key["id"]]
     resources = {r["urn"]: r for r in after.export_stack().deployment["resources"]}
     assert resources[secret["urn"]]["id"] == secret["id"] and resources[key["urn"]]["id"] == key["id"]
+    assert any(urn.endswith("::globex-tenant-config") for urn in resources)
     assert not after.export_stack().deployment.get("pending_operations")

@@ -84,3 +84,18 @@ def test_an_interrupted_delete_is_cleared_and_its_resource_refreshed_before_it_i
 
     assert resolved["pending_operations"] == [] and secret in resolved["resources"]
     assert refresh == [secret["urn"]] and "refreshed" in notes[0]
+
+
+def test_a_pending_create_says_truthfully_what_the_run_does_with_it():
+    """Looked for in the cloud and absent: it had made nothing. Not looked for (a row its provider adopts): the
+    run finishes it, with no claim about what the interrupted create made."""
+    row_urn = f"{PREFIX}tenant-onboarding:index:TenantStack$pulumi-python:dynamic:Resource::acme-tenant-config"
+    creates = [{"type": "creating", "resource": {"urn": KEY_URN, "type": KEY}},
+               {"type": "creating", "resource": {"urn": row_urn, "type": "pulumi-python:dynamic:Resource"}}]
+
+    resolved, notes, _ = pending_operations.resolve(_deployment(pending=creates), lambda _resource: None)
+
+    assert resolved["pending_operations"] == []
+    assert notes == ["an interrupted create of acme-kms-key had made nothing: cleared, and this run creates it",
+                     "creating acme-tenant-config (pulumi-python:dynamic:Resource) was interrupted: cleared, and "
+                     "this run finishes it"]

@@ -187,32 +187,6 @@ def test_a_taken_receiver_port_moves_the_receiver_and_reruns_the_checks(rehearsa
     assert RehearsalState.load(rehearsal.state_dir / STATE_FILE).environment["receiver_port"] != port
 
 
-def test_a_run_interrupted_mid_create_is_finished_by_the_next_one(rehearsal, app_db, tenants_dir):  # noqa: F811
-    """What Ctrl-C leaves: creates the engine started but never heard back from. The next run clears and redoes them."""
-    from pulumi.automation import Deployment
-
-    assert rehearsal.up().ok
-    stack = rehearsal.stack("rehearsal.globex")
-    state = stack.export_stack()
-    deployment = state.deployment
-    [row] = [r for r in deployment["resources"] if r["urn"].endswith("::globex-tenant-config")]
-    deployment["resources"] = [r for r in deployment["resources"] if r is not row]
-    for resource in deployment["resources"]:  # nothing may depend on what is now only pending
-        resource["dependencies"] = [d for d in resource.get("dependencies", []) if d != row["urn"]]
-        for key, deps in list((resource.get("propertyDependencies") or {}).items()):
-            resource["propertyDependencies"][key] = [d for d in deps if d != row["urn"]]
-    deployment["pending_operations"] = [{"resource": row, "type": "creating"}]
-    stack.import_stack(Deployment(version=state.version, deployment=deployment))
-
-    again = rehearsal.up()
-
-    assert again.ok, again.as_dict()
-    after = rehearsal.stack("rehearsal.globex").export_stack().deployment
-    assert not after.get("pending_operations")
-    assert any(r["urn"].endswith("::globex-tenant-config") for r in after["resources"])
-    assert len(rows(app_db)) == 2
-
-
 def test_ctrl_c_during_a_rehearsal_ends_it_promptly_with_a_way_forward(app_db, tenants_dir, tmp_path, repo_root):
     import signal
     import time
