@@ -192,24 +192,18 @@ def test_a_binding_that_reads_another_tenants_secret_fails_the_access_matrix(kub
     assert detail.startswith("tenant snoop (premium): ")
 
 
-def test_a_namespace_relaxed_to_privileged_fails_pod_security(kube, fleet, shared):
-    relaxed = premium(kube, "relaxed")
-    kube.request("PATCH", f"/api/v1/namespaces/{relaxed.namespace}",
-                 {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}},
+@pytest.mark.parametrize(("slug", "level", "said"), [
+    ("relaxed", "privileged", ["tenant relaxed (premium): a privileged pod was admitted in tenant-relaxed"]),
+    ("lenient", "baseline", ["refused below the restricted level", 'PodSecurity "baseline:latest"']),
+])
+def test_a_namespace_relaxed_below_restricted_fails_pod_security(kube, fleet, shared, slug, level, said):
+    tenant = premium(kube, slug)
+    kube.request("PATCH", f"/api/v1/namespaces/{tenant.namespace}",
+                 {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": level}}},
                  content_type="application/merge-patch+json")
-    detail = fails_with(lambda: run_kubernetes_checks(kube, relaxed, fleet, shared), POD_SECURITY,
-                        "the relaxed label seen")
-    assert detail.startswith("tenant relaxed (premium): a privileged pod was admitted in tenant-relaxed")
-
-
-def test_a_namespace_relaxed_to_baseline_fails_pod_security(kube, fleet, shared):
-    lenient = premium(kube, "lenient")
-    kube.request("PATCH", f"/api/v1/namespaces/{lenient.namespace}",
-                 {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "baseline"}}},
-                 content_type="application/merge-patch+json")
-    detail = fails_with(lambda: run_kubernetes_checks(kube, lenient, fleet, shared), POD_SECURITY,
-                        "the baseline label seen")
-    assert "refused below the restricted level" in detail and 'PodSecurity "baseline:latest"' in detail
+    detail = fails_with(lambda: run_kubernetes_checks(kube, tenant, fleet, shared), POD_SECURITY,
+                        f"the {level} label seen")
+    assert detail.startswith(f"tenant {slug} (premium): ") and all(part in detail for part in said), detail
 
 
 def test_a_removed_quota_fails_the_quota_check(kube, fleet, shared):
