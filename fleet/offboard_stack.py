@@ -69,6 +69,7 @@ def offboard_stack(spec: engine.StackSpec, *, purge: bool = False, erase_history
         if slug is None:
             raise OffboardStackError(f"{spec.name} is a platform stack; offboarding is for one tenant's stack")
         stack = engine.open_stack(spec, create=False)
+        engine.forget_applied_digest(stack)  # the state changes now: no recorded digest may describe it
         run = _Offboarding(stack, slug, events, lambda: pending_operations.recover(stack, spec, apply=True))
         present = tenant_file if tenant_file is not None else run.tenant_file_present()
         if purge and not present:

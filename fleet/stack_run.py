@@ -162,8 +162,6 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
         try:
             recovered = stack_locks.recover(job.spec.backend, job.spec.name)
             with stack_locks.holding(job.spec.backend, job.spec.name, job.operation):
-                with contextlib.suppress(Exception):  # the stack may be gone already; offboarding says so
-                    engine.forget_applied_digest(engine.open_stack(job.spec, create=False))
                 outcome = offboard_stack(job.spec, purge=job.purge, erase_history=job.erase_history,
                                          tenant_file=job.tenant_file)
         except engine.EngineError as exc:

@@ -51,6 +51,9 @@ class RecordedStack:
         self.calls.append(f"tag {key}")
         self.tags[key] = value
 
+    def remove_tag(self, key):
+        self.tags.pop(key, None)
+
     def outputs(self):
         return {}
 
@@ -86,8 +89,10 @@ SPEC = engine.StackSpec(engine.Backend(project_root=None), "prod.acme")
 
 
 def test_with_the_file_the_guards_are_lifted_by_a_targeted_up_then_destroyed_and_tombstoned(stack):
+    stack.tags[engine.APPLIED_DIGEST_TAG] = "sha256:applied"  # what the last up recorded: no longer the state
     outcome = offboard_stack.offboard_stack(SPEC, tenant_file=True)
     assert outcome.ok, outcome.errors
+    assert engine.APPLIED_DIGEST_TAG not in stack.tags
     assert stack.calls == [
         "destroy --preview-only",
         "config set tenant-onboarding:offboarding true",
