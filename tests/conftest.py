@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,19 @@ if str(ROOT) not in sys.path:
 pytest_plugins = ["tests.pgfixtures"]
 
 EXAMPLE_TENANTS = sorted((ROOT / "tenants").glob("*.yaml"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def service_watchdog(tmp_path_factory) -> Iterator[Path]:
+    """This test process's folder, watched: what its tests leave running there is stopped when the process ends,
+    a killed one included (tests/service_watchdog.py)."""
+    from tests.service_watchdog import start
+
+    run_dir = tmp_path_factory.getbasetemp()
+    watchdog = start(run_dir)
+    yield run_dir
+    # This process is still running: the watchdog waits for its end, then stops whatever is left, and exits.
+    del watchdog
 
 
 @pytest.fixture

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -27,6 +29,7 @@ from services.localpg import LocalPostgres
 from services.receiver import WebhookReceiver
 from tenancy import credentials
 from tenancy.app_schema import APP_ROLE, HISTORY_TABLES, PROVISIONER_ROLE, TENANT_VARIABLE
+from tests.service_watchdog import note_postgres_root
 
 TEMPLATE_DB = "app_template"
 # On a disk filesystem CREATE DATABASE costs ~0.3 s even with fsync off; in memory it costs ~10 ms.
@@ -101,10 +104,16 @@ def cluster_base_dir() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def local_pg() -> Iterator[LocalPostgres]:
-    """A running throwaway cluster (superuser `postgres`, trust auth), stopped and deleted at session end."""
-    with LocalPostgres(base_dir=cluster_base_dir()) as cluster:
-        yield cluster
+def local_pg(service_watchdog: Path) -> Iterator[LocalPostgres]:
+    """A running throwaway cluster (superuser `postgres`, trust auth), stopped and deleted at session end, or by
+    the run's watchdog (tests/service_watchdog.py) when the run is killed: its root is noted there first."""
+    root = Path(tempfile.mkdtemp(prefix="localpg-", dir=cluster_base_dir()))
+    note_postgres_root(service_watchdog, root)
+    cluster = LocalPostgres(root=root)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.destroy()
 
 
 @pytest.fixture(scope="session")
