@@ -147,7 +147,24 @@ def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[T
                        stage=stage)
     if gate is not None:
         gate.after(result)
+    elif operation == "up":
+        result.remarks += _pending_release(target)
     return result
+
+
+def _pending_release(target: FleetEnvironment) -> list[str]:
+    """A plain `up` while a gated release awaits its approval ran every wave without it: said, never refused (an
+    operator may mean it). Best effort: a backend without records, or one that cannot be read, says nothing."""
+    from fleet import release_gate
+
+    try:
+        record, _version = release_gate.read(release_gate.store_for(target.backend), target.name)
+    except release_gate.ReleaseRefused:
+        return []
+    if record is None or record.status != release_gate.AWAITING:
+        return []
+    return [f"a gated release of {record.commit[:12]} awaited approval after its canary; this `up` without "
+            "--after canary ran every wave without that approval"]
 
 
 class _Gate:

@@ -201,7 +201,7 @@ class Release:
         for name in ["prod", *(f"prod.{t.slug}" for t in FLEET)]:
             self.tags[name] = {COMMIT_TAG: commit, **({DIGEST_TAG: digest} if name != "prod" else {})}
 
-    def run(self, stage: str, force: bool = True):
+    def run(self, stage: str | None, force: bool = True):
         """Every selected stack runs (--force): the canary's own check reads the digests all the same."""
         target = fleet_command.FleetEnvironment("prod", self.backend, lambda _id: spec_for(self.backend),
                                                 lambda _create: None, "--env prod")
@@ -230,6 +230,16 @@ def test_the_approval_is_bound_to_what_the_canary_applied(monkeypatch, release):
     release.run("after-canary")
     assert runs.ran[3:] == ["prod.initech", "prod.umbrella", "prod.wayne"]
     assert release.record()["status"] == release_gate.RELEASED
+
+
+def test_a_plain_up_while_a_release_awaits_its_approval_says_so(monkeypatch, release):
+    Runs(monkeypatch)
+    release.applied(A)
+    release.run("until-canary")
+    plain = release.run(None)
+    assert any("awaited approval after its canary" in r for r in plain.remarks)
+    release.run("after-canary")
+    assert not any("awaited approval" in r for r in release.run(None).remarks)
 
 
 def test_after_canary_refuses_another_commit_and_runs_nothing(monkeypatch, release):
