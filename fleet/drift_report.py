@@ -85,7 +85,9 @@ def decide(report: dict, env: str, run_url: str | None = None) -> IssueAction:
     for heading, entries, hint in (
             ("Drifted", drifted, f"changed outside the engine: `tenantctl preview --env {env} --refresh` shows "
                                  f"what `tenantctl up --env {env} --refresh --only SLUG` would repair"),
-            ("Unverified", unverified, f"`tenantctl verify SLUG --env {env}` runs the checks again"),
+            ("Unverified", unverified, f"`tenantctl verify SLUG --env {env}` checks a tenant now; the stacks' "
+                                       "own checks run again with the platform's `checksNonce` "
+                                       "(docs/onboarding-runbook.md)"),
             ("Other problems", other, f"`tenantctl status --env {env}` says more")):
         if entries:
             lines += [f"### {heading} ({len(entries)})", "", f"_{hint}_", "", *entries, ""]
