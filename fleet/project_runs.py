@@ -118,14 +118,19 @@ def fleet_selection(root: Path, tenants_dir: Path, env: str, tenants: list[Tenan
 def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[Tenant], only: set[str] | None,
         since: str | None, concurrency: int, say: Callable[[str], None],
         policy_packs: list[str] | None = None, max_removals: int = DEFAULT_MAX_REMOVALS,
-        target: FleetEnvironment | None = None, force: bool = False, refresh: bool = False) -> FleetResult:
+        target: FleetEnvironment | None = None, force: bool = False, refresh: bool = False,
+        stage: str | None = None) -> FleetResult:
     """`operation` (preview or up) of the environment `target` (default: the project's environment `env`). A tenant
     stack whose desired state is unchanged since a clean run is skipped (fleet.skipping) unless `force` (every
-    selected stack runs) or `refresh` (every selected stack is refreshed, then runs)."""
+    selected stack runs) or `refresh` (every selected stack is refreshed, then runs). `stage` ("until-canary",
+    "after-canary") gates the release after the canary wave (fleet.release_gate): ReleaseRefused, before anything
+    runs, when the gate does not hold."""
     target = target or project_environment(root, env)
     env, backend = target.name, target.backend
     # Before any stack runs.
     upgrade_guard.refuse_unmigrated(engine.StackSpec(backend, env), operation, target.command("migrate-stacks"))
+    commit = desired_state.deployed_commit(root) if operation == "up" else None
+    gate = _Gate(target, stage, commit, root, since, only) if stage else None
     selection, stacks = fleet_selection(root, tenants_dir, env, tenants, backend, only, since, max_removals)
     if selection.missing:
         raise engine.EngineError(f"--only names no tenant file or stack of {env}: {', '.join(selection.missing)}")
@@ -134,11 +139,122 @@ def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[T
     packs = [str(Path(p).resolve()) for p in policy_packs or []]
     spec_for = target.specs(environment)
     shared = digest_inputs(root, env, operation, backend, spec_for, packs)
-    return run_fleet(selection, operation, spec_for, concurrency, say, platform_applied=env in stacks,
-                     policy_packs=packs, create_stacks=operation == "up" or target.create_on_preview,
-                     apply_hint=target.command("up"), shared=shared,
-                     commit=desired_state.deployed_commit(root) if operation == "up" else None,
-                     force=force, refresh=refresh)
+    if gate is not None:
+        gate.before(selection, spec_for, shared, concurrency)
+    result = run_fleet(selection, operation, spec_for, concurrency, say, platform_applied=env in stacks,
+                       policy_packs=packs, create_stacks=operation == "up" or target.create_on_preview,
+                       apply_hint=target.command("up"), shared=shared, commit=commit, force=force, refresh=refresh,
+                       stage=stage)
+    if gate is not None:
+        gate.after(result)
+    elif operation == "up":
+        result.remarks += _pending_release(target)
+    return result
+
+
+def _pending_release(target: FleetEnvironment) -> list[str]:
+    """A plain `up` while a gated release awaits its approval ran every wave without it: said, never refused (an
+    operator may mean it). Best effort: a backend without records, or one that cannot be read, says nothing."""
+    from fleet import release_gate
+
+    try:
+        record, _version = release_gate.read(release_gate.store_for(target.backend), target.name)
+    except release_gate.ReleaseRefused:
+        return []
+    if record is None or record.status != release_gate.AWAITING:
+        return []
+    return [f"a gated release of {record.commit[:12]} awaited approval after its canary; this `up` without "
+            "--after canary ran every wave without that approval"]
+
+
+class _Gate:
+    """fleet.release_gate around one gated `up`: the record written `running` before `--until canary` runs and its
+    verdict after; the gate checked before `--after canary` runs, and the release marked released after it."""
+
+    def __init__(self, target: FleetEnvironment, stage: str, commit: str | None, root: Path, since: str | None,
+                 only: set[str] | None) -> None:
+        from fleet import release_gate
+
+        self.gate, self.target, self.stage = release_gate, target, stage
+        option = "--until canary" if stage == "until-canary" else "--after canary"
+        self.commit = release_gate.bound_commit(commit, option)
+        self.until = target.command("up") + (f" --changed-since {since}" if since else "") + "".join(
+            f" --only {slug}" for slug in sorted(only or [])) + " --until canary"
+        self.since = _resolved(root, since) if since else None
+        self.only = sorted(only) if only else None
+        self.store = release_gate.store_for(target.backend)
+        self.record, self.version = release_gate.read(self.store, target.name)
+
+    def _tags(self, names: list[str]) -> dict[str, dict]:
+        from fleet.stack_identity import read_identities
+
+        identities = read_identities(self.target.backend, names)
+        return {name: self.gate.tags_of(None if i is None or i.unreadable else dict(i.tags))
+                for name, i in identities.items()}
+
+    def before(self, selection, spec_for: SpecFor, shared, concurrency: int) -> None:
+        from components.naming import tenant_stack_name
+        from fleet import skipping
+        from fleet.rollout import waves
+
+        env, rollout = self.target.name, waves(selection.tenants)
+        names = [[t.slug for t in wave] for wave in rollout]
+        if self.stage == "until-canary":
+            record = self.gate.ReleaseRecord(env, self.commit, self.since, self.only, names, list(selection.removed),
+                                             self.gate.RUNNING, self.gate.now())
+            self.version = self.gate.write(self.store, record, self.version)  # before anything runs
+            self.record = record
+            return
+        canary = rollout[0] if rollout else []
+        tags = self._tags([env, *(tenant_stack_name(env, t.slug) for t in canary)])
+        decisions = {}
+        if canary and self.record is not None and self.record.commit == self.commit:
+            common, no_shared = shared()
+            existing = {t.slug for t in canary if tenant_stack_name(env, t.slug) in selection.identities}
+            plan = skipping.plan(env, canary, spec_for, common, no_shared, selection.identities, existing,
+                                 concurrency)
+            decisions = {slug: (d.skip, d.reason) for slug, d in plan.decisions.items()}
+        problems = self.gate.refusals(
+            self.record, env=env, commit=self.commit, changed_since=self.since, only=self.only, waves=names,
+            removed=list(selection.removed),
+            canary_tags={t.slug: tags.get(tenant_stack_name(env, t.slug), {}) for t in canary},
+            canary_decisions=decisions, platform_commit=tags.get(env, {}).get("commit"), until=self.until)
+        if problems:
+            raise self.gate.ReleaseRefused(problems)
+
+    def after(self, result: FleetResult) -> None:
+        from components.naming import tenant_stack_name
+
+        record, env = self.record, self.target.name
+        if self.stage == "after-canary":
+            if result.ok and record is not None:
+                record.status, record.released_at = self.gate.RELEASED, self.gate.now()
+                self.gate.write(self.store, record, self.version)
+            return
+        canary = record.canary_wave
+        failed = [o for o in result.outcomes if o.status == "failed" or (o.status == "skipped" and o.errors)]
+        record.problems = [f"{o.stack}: {o.status}" + (f" ({one_line(o.errors[0], 200)})" if o.errors else "")
+                           for o in failed] + list(result.notes)
+        if result.stopped_after_wave is not None and not record.problems:
+            record.problems.append(f"the rollout stopped after wave {result.stopped_after_wave}")
+        tags = self._tags([env, *(tenant_stack_name(env, slug) for slug in canary)])
+        record.canary = {slug: tags.get(tenant_stack_name(env, slug), {}) for slug in canary}
+        record.platform_commit = tags.get(env, {}).get("commit")
+        record.status = self.gate.FAILED if record.problems else self.gate.AWAITING
+        record.finished_at = self.gate.now()
+        self.version = self.gate.write(self.store, record, self.version)
+        if record.status == self.gate.AWAITING:
+            result.remarks.append(f"canary of {self.commit[:12]} succeeded: awaiting approval; after it, "
+                                  f"`{self.until.replace('--until canary', '--after canary')}` runs the "
+                                  f"{len(result.held)} held stack(s)")
+
+
+def _resolved(root: Path, ref: str) -> str:
+    import subprocess
+
+    found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=root,
+                           capture_output=True, text=True, timeout=60)
+    return found.stdout.strip() or ref
 
 
 def digest_inputs(root: Path, env: str, operation: str, backend: engine.Backend, spec_for: SpecFor,
@@ -156,6 +272,7 @@ def summary_table(result: FleetResult) -> Table:
     title = f"{result.operation} of environment {result.env}: " + ("ok" if result.ok else "FAILED")
     if result.stopped_after_wave is not None:
         title += f" (stopped after wave {result.stopped_after_wave})"
+    title += _stage_note(result)
     title += f"; {tally_line(result)}"
     table = Table(title=title)
     for column in ("stack", "status", *change_counts.COLUMNS, "checks", "seconds"):
@@ -181,9 +298,20 @@ def summary_table(result: FleetResult) -> Table:
     for old, new in result.renames:
         table.add_row(f"{result.env}.{new}", f"renamed from {result.env}.{old}" if result.operation == "up"
                       else f"up renames it from {result.env}.{old}", *blank, "", "")
+    for stack in result.held:
+        table.add_row(stack, "held", *blank, "awaits approval: `up --after canary` runs it", "")
     for remark in result.remarks:
         table.add_row("(note)", "", *blank, remark, "")
     return table
+
+
+def _stage_note(result: FleetResult) -> str:
+    """A gated run says which half it was, and how many stacks wait for the approval."""
+    if result.stage == "until-canary":
+        return f" (canary only: {len(result.held)} stack(s) held for approval)"
+    if result.stage == "after-canary":
+        return " (after the approved canary)"
+    return ""
 
 
 def tally_line(result: FleetResult) -> str:
@@ -196,8 +324,8 @@ def markdown_summary(result: FleetResult, option: str | None = None) -> str:
     A replacement or deletion carries a warning marker: that is what a reviewer must not miss. `option` names the
     environment in the title (default `--env <env>`)."""
     verdict = "ok" if result.ok else "FAILED"
-    lines = [f"### `tenantctl {result.operation} {option or f'--env {result.env}'}`: {verdict}", "",
-             tally_line(result), "",
+    lines = [f"### `tenantctl {result.operation} {option or f'--env {result.env}'}`: {verdict}{_stage_note(result)}",
+             "", tally_line(result), "",
              "| stack | status | " + " | ".join(change_counts.COLUMNS) + " |",
              "|---|---|" + "---:|" * len(change_counts.COLUMNS)]
     for outcome in result.outcomes:
@@ -207,6 +335,10 @@ def markdown_summary(result: FleetResult, option: str | None = None) -> str:
     if skipped:
         lines += ["", f"<details><summary>{len(skipped)} skipped: desired state unchanged</summary>", ""]
         lines += [f"- `{o.stack}`: {o.reason}" for o in skipped]
+        lines += ["", "</details>"]
+    if result.held:
+        lines += ["", f"<details><summary>{len(result.held)} held for approval (`up --after canary`)</summary>", ""]
+        lines += [f"- `{stack}`" for stack in result.held]
         lines += ["", "</details>"]
     lines += [f"> {remark}" for remark in result.remarks]
     failures = [(o.stack, e) for o in result.outcomes for e in o.errors]

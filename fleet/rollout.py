@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from components.naming import split_stack_name, tenant_stack_name
@@ -190,6 +190,10 @@ class FleetResult:
     renames: list[tuple[str, str]] = field(default_factory=list)
     # What the run wants an operator to know that is no failure (a wave whose every stack was skipped).
     remarks: list[str] = field(default_factory=list)
+    # A gated release (fleet.release_gate): "until-canary" or "after-canary", and the stacks `--until canary`
+    # held back for the approval (the later waves' tenant stacks, then the removals), each listed, none run.
+    stage: str | None = None
+    held: list[str] = field(default_factory=list)
 
     @property
     def outcomes(self) -> list[StackOutcome]:
@@ -225,7 +229,7 @@ class FleetResult:
                 "waves": self.waves, "stopped_after_wave": self.stopped_after_wave, "notes": self.notes,
                 "counts": self.tally(),
                 "skipped": [{"stack": o.stack, "reason": o.reason} for o in self.skipped],
-                "remarks": self.remarks}
+                "remarks": self.remarks, "stage": self.stage, "held": self.held}
 
 
 SpecFor = Callable[[str, "Tenant | None"], engine.StackSpec]
@@ -235,7 +239,8 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
               say: Callable[[str], None] = lambda _line: None, platform_applied: bool = True,
               policy_packs: list[str] | None = None, create_stacks: bool = True,
               apply_hint: str | None = None, shared: Callable[[], tuple[Any, str | None]] | None = None,
-              commit: str | None = None, force: bool = False, refresh: bool = False) -> FleetResult:
+              commit: str | None = None, force: bool = False, refresh: bool = False,
+              stage: str | None = None) -> FleetResult:
     """Preview or apply the selection. `spec_for(stack, tenant)` gives each stack's spec (tenant None: platform);
     every preview and up runs with `policy_packs`. Without `create_stacks` a missing stack is a failure that
     says how to create it (a preview with a read-only role must not create stacks). `apply_hint` is the command
@@ -246,13 +251,26 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
     digest is unchanged since a clean run is skipped (fleet.skipping), unless `force` (every selected stack runs)
     or `refresh` (every selected stack is refreshed first, then runs); each successful `up` records its stack's
     digest, and `commit`. Skipping changes no wave: a stack is skipped in its wave, removals and orphans are
-    never skipped."""
+    never skipped.
+
+    `stage` gates the release after the canary wave (fleet.release_gate; the caller checks the gate): "until-canary"
+    runs the platform and the canary wave only, and lists every later stack and removal as held; "after-canary"
+    runs the later waves and the removals, neither the platform (the canary run applied it) nor the canary wave."""
     packs = list(policy_packs or [])
     if operation not in ("preview", "up"):
         raise FleetError(f"unknown fleet operation {operation!r}")
+    if stage not in (None, "until-canary", "after-canary") or (stage and operation != "up"):
+        raise FleetError(f"a gated stage {stage!r} goes with up only")
     env = selection.env
     result = FleetResult(env, operation, None, [], [], orphans=list(selection.orphans),
-                         tombstoned=list(selection.tombstoned), renames=list(selection.renames))
+                         tombstoned=list(selection.tombstoned), renames=list(selection.renames), stage=stage)
+    rollout = waves(selection.tenants) if operation == "up" else []
+    if stage == "until-canary":  # only the canary wave is judged and run; the rest is listed as held
+        result.held = [tenant_stack_name(env, t.slug) for wave in rollout[1:] for t in wave]
+        result.held += [tenant_stack_name(env, slug) for slug in selection.removed]
+        selection = replace(selection, tenants=rollout[0] if rollout else [])
+    elif stage == "after-canary":
+        selection = replace(selection, tenants=[t for wave in rollout[1:] for t in wave])
     for slug in selection.orphans:
         say(f"{tenant_stack_name(env, slug)}: orphan (no tenant file, and no git range removed it): left alone")
     renamed = {new for _old, new in selection.renames}
@@ -269,7 +287,10 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
                 result.notes.append(outcome)
                 result.stopped_after_wave = 0
                 return result
-        if selection.platform:
+        if selection.platform and stage == "after-canary":
+            result.remarks.append(f"the platform stack {env}: applied by the canary run (`--until canary`), "
+                                  "not run again")
+        elif selection.platform:
             say(f"pulumi {operation} of the platform stack {env}")
             result.platform = run_in_process(pool, StackJob(spec_for(env, None), operation, policy_packs=packs,
                                                             create=create_stacks, commit=commit,
@@ -308,9 +329,18 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
                                       "was judged against its current outputs; `up` applies it first, then decides "
                                       "again with its new outputs")
         else:
-            rollout = waves(selection.tenants)
             result.waves = [[t.slug for t in wave] for wave in rollout]
             for number, wave in enumerate(rollout, start=1):
+                if stage == "after-canary" and number == 1:
+                    remark = (f"wave 1 (canary): {', '.join(t.slug for t in wave)} applied by the canary run "
+                              "(`--until canary`) and approved: not run again")
+                    say(remark)
+                    result.remarks.append(remark)
+                    continue
+                if stage == "until-canary" and number > 1:
+                    say(f"held for approval: {len(result.held)} stack(s) (waves {number}-{len(rollout)}, "
+                        "removals): `up --after canary` runs them")
+                    break
                 say(f"wave {number}/{len(rollout)}: {', '.join(t.slug for t in wave)}")
                 ran = [t for t in wave if not plan.skipped(t.slug)]
                 if not ran:
@@ -324,7 +354,7 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
                 result.tenants += outcomes
                 if any(not o.ok and o.status != "skipped" for o in outcomes):
                     result.stopped_after_wave = number
-                    later = [t for w in rollout[number:] for t in w]
+                    later = [t for w in rollout[number:] for t in w] if stage != "until-canary" else []
                     result.tenants += [_skipped(tenant_stack_name(env, t.slug), operation,
                                                 f"wave {number} had a failure") for t in later]
                     break
@@ -334,7 +364,9 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
         removal = "offboard" if operation == "up" else "destroy-preview"
         removals = [StackJob(spec_for(tenant_stack_name(env, slug), None), removal, tenant_file=False)
                     for slug in selection.removed]
-        if removals and result.stopped_after_wave is None:
+        if removals and stage == "until-canary":
+            pass  # held (listed above), offboarded by `up --after canary`
+        elif removals and result.stopped_after_wave is None:
             say(f"{len(removals)} tenant(s) removed in the git range: offboarding their stacks")
             result.removed = _run_all(pool, removals, say)
         elif removals:

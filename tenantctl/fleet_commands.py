@@ -49,6 +49,15 @@ Refresh = Annotated[bool, typer.Option(
     "--refresh", help="Refresh every selected stack first (its drift: saved by up, only previewed by preview), "
                       "then run it; nothing is skipped.")]
 
+Until = Annotated[str | None, typer.Option(
+    "--until", metavar="canary", help="A gated release: run the platform and the canary wave only, record the release "
+                                      "as awaiting approval, and hold every later stack (listed).")]
+
+After = Annotated[str | None, typer.Option(
+    "--after", metavar="canary", help="A gated release, once approved: run the waves after the canary and the "
+                                      "removals; refused unless the canary of this commit and selection succeeded "
+                                      "and its stacks are still what it applied.")]
+
 PolicyPacks = Annotated[list[Path] | None, typer.Option("--policy-pack", help="Run every stack with this policy pack.")]
 
 
@@ -96,7 +105,7 @@ def _environment(where: Where, operation: str, say: Callable[[str], None], as_js
 
 def _fleet(operation: str, where: Where, only: list[str] | None, changed_since: str | None, concurrency: int,
            as_json: bool, policy_packs: list[Path] | None, markdown: Path | None = None,
-           max_removals: int = 1, force: bool = False, refresh: bool = False) -> None:
+           max_removals: int = 1, force: bool = False, refresh: bool = False, stage: str | None = None) -> None:
     from fleet import engine
     from fleet import project_runs as fleet_command
     from fleet.plan import PlanError
@@ -126,7 +135,7 @@ def _fleet(operation: str, where: Where, only: list[str] | None, changed_since: 
             result = fleet_command.run(root, tenants_dir, target.name, operation, tenants,
                                        set(only) if only else None, changed_since, concurrency, say,
                                        [str(p) for p in policy_packs or []], max_removals=max_removals, target=target,
-                                       force=force, refresh=refresh)
+                                       force=force, refresh=refresh, stage=stage)
     except FleetError as exc:
         problems = getattr(exc, "problems", [str(exc)])
         raise fail(f"refused before anything ran: {len(problems)} problem(s)", as_json=as_json,
@@ -193,15 +202,24 @@ def up(
     database_url: RehearsalDatabaseUrl = None,
     force: Force = False,
     refresh: Refresh = False,
+    until: Until = None,
+    after: After = None,
 ) -> None:
     """`pulumi up` of the platform stack, then the affected tenant stacks in waves (canaries first). A tenant stack
     whose desired state is unchanged since a clean run is skipped, and the summary says so (--force: every
     selected stack runs; --refresh: each is refreshed, then run). A tenant whose tenant_id left every file in the
     --changed-since range is offboarded (its stack kept as a tombstone); a stack without a file is an orphan, left
     alone. Exit 1 when any stack failed or an orphan exists. With --rehearsal: the rehearsal's stacks, against its
-    services."""
+    services. A gated release: `--until canary`, an approval, then `--after canary` with the same options."""
+    for option, value in (("--until", until), ("--after", after)):
+        if value is not None and value != "canary":
+            raise fail(f"{option} {value!r}: the only gate is `canary` (after the canary wave)", as_json=as_json)
+    if until and after:
+        raise fail("--until canary and --after canary are the two halves of a gated release: give one",
+                   as_json=as_json)
+    stage = "until-canary" if until else "after-canary" if after else None
     _fleet("up", Where(env, tenants_dir, rehearsal, state_dir, database_url, wait, wait_timeout), only, changed_since,
-           concurrency, as_json, policy_packs, markdown, max_removals, force, refresh)
+           concurrency, as_json, policy_packs, markdown, max_removals, force, refresh, stage)
 
 
 @app.command("migrate-stacks")

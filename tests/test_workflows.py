@@ -69,17 +69,22 @@ EXPECTED_PERMISSIONS = {
     },
     "deploy.yml": {
         "last-deployed": {"actions": "read"},
-        "deploy": {"contents": "read", "id-token": "write", "actions": "read"},
+        "canary": {"contents": "read", "id-token": "write", "actions": "read"},
+        "rollout": {"contents": "read", "id-token": "write", "actions": "read"},
+    },
+    "drift.yml": {
+        "check": {"contents": "read", "id-token": "write"},
+        "issue": {"issues": "write"},
     },
     "offboard.yml": {"offboard": {"contents": "read", "id-token": "write", "actions": "read"}},
     "long-tests.yml": {"long-tests": {"contents": "read"}},
 }
 # The only jobs given a GitHub token (none of them holds cloud credentials).
-TOKEN_JOBS = {("preview.yml", "comment"), ("deploy.yml", "last-deployed")}
+TOKEN_JOBS = {("preview.yml", "comment"), ("deploy.yml", "last-deployed"), ("drift.yml", "issue")}
 # Jobs holding cloud credentials that also get a read-only token (`actions: read`, as GITHUB_TOKEN on the one
 # step that runs tenantctl with --wait): the environment lock asks GitHub whether its holder's run is over
 # (fleet rule 5).
-LOCK_CHECK_JOBS = {("deploy.yml", "deploy"), ("offboard.yml", "offboard")}
+LOCK_CHECK_JOBS = {("deploy.yml", "canary"), ("deploy.yml", "rollout"), ("offboard.yml", "offboard")}
 PLUGIN_INSTALL = "pulumi install --no-dependencies"
 # Steps that run tenantctl, except validate and plan (no engine, no credentials).
 ENGINE_STEP = r"-m tenantctl\b(?! (validate|plan)\b)"
@@ -441,6 +446,8 @@ def test_each_scope_is_needed_by_a_step_of_its_job(name: str) -> None:
             needed["id-token"] = "write"
         if "gh pr comment" in scripts:
             needed["pull-requests"] = "write"
+        if "gh issue" in scripts:
+            needed["issues"] = "write"
         lock_check = any(s.get("env", {}).get("GITHUB_TOKEN") == "${{ github.token }}"  # noqa: S105
                          and re.search(r"tenantctl|args=\(", str(s.get("run"))) and "--wait" in str(s.get("run"))
                          for s in job_steps)  # fmt: skip
@@ -548,7 +555,7 @@ def test_plugin_versions_have_a_single_source() -> None:
 def test_production_jobs_install_without_a_dependency_cache(name: str) -> None:
     workflow = load_workflow(name)
     for job_id, job in workflow["jobs"].items():
-        if job.get("environment") != "production":
+        if job.get("environment") not in ("production", "production-release"):
             continue
         setups = [s for s in job["steps"] if uses(s, "actions/setup-python")]
         assert setups, f"{name}: job {job_id}"
@@ -887,10 +894,11 @@ def test_deploy_runs_only_on_pushes_to_main() -> None:
         assert job.get("if") == "github.ref == 'refs/heads/main'", job_id
 
 
-def test_deploy_runs_in_the_production_environment_one_at_a_time() -> None:
+def test_deploy_runs_in_the_production_environments_one_at_a_time() -> None:
     workflow = load_workflow("deploy.yml")
-    ((job_id, _, _),) = run_steps(workflow, r"-m tenantctl up\b")
-    assert workflow["jobs"][job_id]["environment"] == "production"
+    ups = {job_id: workflow["jobs"][job_id]["environment"]
+           for job_id, _, _ in run_steps(workflow, r"-m tenantctl up\b")}
+    assert ups == {"canary": "production", "rollout": "production-release"}
     assert workflow["concurrency"]["cancel-in-progress"] is False
     assert workflow["concurrency"]["group"] != load_workflow("offboard.yml")["concurrency"]["group"]
     assert "environment" not in workflow["jobs"]["last-deployed"]
@@ -898,30 +906,36 @@ def test_deploy_runs_in_the_production_environment_one_at_a_time() -> None:
 
 def test_deploy_wiring_of_the_push_base() -> None:
     workflow = load_workflow("deploy.yml")
-    assert workflow["jobs"]["deploy"]["needs"] == "last-deployed"
+    assert workflow["jobs"]["canary"]["needs"] == "last-deployed" and workflow["jobs"]["rollout"]["needs"] == "canary"
     assert workflow["jobs"]["last-deployed"]["outputs"] == {"sha": "${{ steps.last.outputs.sha }}"}
+    assert workflow["jobs"]["canary"]["outputs"] == {"base": "${{ steps.base.outputs.sha }}"}
     base = step_named(workflow, "push base")
     assert base["env"] == {"BEFORE": "${{ github.event.before }}", "SHA": "${{ github.sha }}",
                            "LAST_DEPLOYED": "${{ needs.last-deployed.outputs.sha }}"}  # fmt: skip
-    up, handoff = step_named(workflow, "tenantctl up"), step_named(workflow, "handoff for new tenants")
-    # The rollout and the handoff agree on what this run deploys.
-    assert up["env"]["BASE"] == handoff["env"]["BASE"] == "${{ steps.base.outputs.sha }}"
+    canary = step_named(workflow, "tenantctl up --until canary")
+    rest = step_named(workflow, "tenantctl up --after canary")
+    handoff = step_named(workflow, "handoff for new tenants")
+    # The canary, the rest of the rollout and the handoff agree on what this run deploys.
+    assert canary["env"]["BASE"] == "${{ steps.base.outputs.sha }}"
+    assert rest["env"]["BASE"] == handoff["env"]["BASE"] == "${{ needs.canary.outputs.base }}"
     assert handoff["env"]["SHA"] == "${{ github.sha }}"
-    positions = [position(workflow, s) for s in (base, up, handoff)]
-    assert runs_before(workflow, positions[0], positions[1]) and runs_before(workflow, positions[1], positions[2])
-    checkout = next(s for s in workflow["jobs"]["deploy"]["steps"] if uses(s, "actions/checkout"))
-    assert checkout["with"].get("fetch-depth") == 0
+    positions = [position(workflow, s) for s in (base, canary, rest, handoff)]
+    assert all(runs_before(workflow, a, b) for a, b in zip(positions, positions[1:], strict=False))
+    for job_id in ("canary", "rollout"):
+        checkout = next(s for s in workflow["jobs"][job_id]["steps"] if uses(s, "actions/checkout"))
+        assert checkout["with"].get("fetch-depth") == 0
 
 
 def test_deploy_bounds_removals_explicitly_with_its_reason() -> None:
     """Fleet rule 3: the deploy names its removal bound, and says why next to it."""
     import re
 
-    script = step_named(load_workflow("deploy.yml"), "tenantctl up")["run"]
-    command = script[script.index("tenantctl up"):]
-    assert re.search(r"--max-removals \d+", command)
-    comment = script[:script.index("tenantctl up")]
-    assert "# --max-removals" in comment
+    for name in ("tenantctl up --until canary", "tenantctl up --after canary"):
+        script = step_named(load_workflow("deploy.yml"), name)["run"]
+        command = script[script.index("tenantctl up"):]
+        assert re.search(r"--max-removals \d+", command)
+        comment = script[:script.index("tenantctl up")]
+        assert "# --max-removals" in comment
 
 
 @pytest.mark.parametrize(
@@ -979,19 +993,21 @@ def test_deploy_refuses_to_roll_back_a_later_deployed_commit(fake_venv: Path, pu
     assert "roll it back" in run.stdout
 
 
-def run_up(fake_venv: Path, **env: str) -> Run:
-    script = step_named(load_workflow("deploy.yml"), "tenantctl up")["run"]
+def run_up(fake_venv: Path, stage: str = "until", **env: str) -> Run:
+    script = step_named(load_workflow("deploy.yml"), f"tenantctl up --{stage} canary")["run"]
     return run_script(script, fake_venv, **{"PULUMI_BACKEND_URL": "s3://state?region=eu-west-1", **env})
 
 
-def test_deploy_runs_tenantctl_up_of_prod_since_the_push_base_and_appends_its_summary(fake_venv: Path) -> None:
+@pytest.mark.parametrize(("stage", "markdown_file"), [("until", "up-canary.md"), ("after", "up.md")])
+def test_deploy_runs_tenantctl_up_of_prod_since_the_push_base_and_appends_its_summary(
+        fake_venv: Path, stage: str, markdown_file: str) -> None:
     summary = fake_venv.parent / "step-summary.md"
     summary.write_text("earlier\n", encoding="utf-8")
-    run = run_up(fake_venv, BASE="b" * 40, FAKE_MARKDOWN="### `tenantctl up --env prod`: ok")
+    run = run_up(fake_venv, stage, BASE="b" * 40, FAKE_MARKDOWN="### `tenantctl up --env prod`: ok")
     assert run.returncode == 0, run
-    markdown = fake_venv.parent / "runner-temp" / "up.md"
+    markdown = fake_venv.parent / "runner-temp" / markdown_file
     assert run.calls == [f"-m tenantctl up --env prod --changed-since {'b' * 40} --policy-pack policy "
-                         f"--max-removals 1 --wait --markdown {markdown}"]  # fmt: skip
+                         f"--max-removals 1 --wait --{stage} canary --markdown {markdown}"]  # fmt: skip
     parses_with_real_tenantctl(run.calls[0])
     assert run.summary == "earlier\n### `tenantctl up --env prod`: ok\n"
 
@@ -1050,6 +1066,184 @@ def test_deploy_handoff_fails_when_git_cannot_compare(fake_venv: Path) -> None:
     sha = commit_files(fake_venv, {"tenants/acme.yaml": "a\n"}, "base")
     run = run_script(script, fake_venv, BASE="e" * 40, SHA=sha)
     assert run.returncode != 0 and run.calls == []
+
+
+# --- the gated release: an approval between the canary and the rest ---------------------------------------
+
+RELEASE_ENVIRONMENT = "production-release"
+STATUS_FUNCTIONS = r"always\(\)|failure\(\)|cancelled\(\)"
+
+
+def gate_violations(workflow: dict[str, Any]) -> list[str]:
+    """Every way the deploy lets the rest of the rollout run without the canary or the approval."""
+    problems = []
+    jobs = workflow["jobs"]
+    ups = run_steps(workflow, r"-m tenantctl up\b")
+    for job_id, index, step in ups:
+        if not re.search(r"--(until|after) canary\b", step["run"]):
+            problems.append(f"ungated-up: job {job_id} step {index} runs `tenantctl up` without --until/--after canary")
+    canaries = {j for j, _, s in ups if re.search(r"--until canary\b", s["run"])}
+    rests = {j for j, _, s in ups if re.search(r"--after canary\b", s["run"])}
+    if len(canaries) != 1 or len(rests) != 1 or canaries == rests:
+        return [*problems, f"shape: expected one canary job and one other job for the rest, found {canaries}, {rests}"]
+    (canary,), (rest,) = canaries, rests
+    if canary not in needs_of(workflow, rest):
+        problems.append(f"no-canary-first: job {rest} does not need job {canary}")
+    if environment_name(jobs[rest]) != RELEASE_ENVIRONMENT:
+        problems.append(f"no-approval: job {rest} runs outside the protected environment {RELEASE_ENVIRONMENT}")
+    if environment_name(jobs[canary]) == RELEASE_ENVIRONMENT:
+        problems.append(f"approval-before-canary: job {canary} waits for the release approval itself")
+    if re.search(STATUS_FUNCTIONS, str(jobs[rest].get("if", ""))):
+        problems.append(f"runs-after-failure: the if: of job {rest} lets it run after a failed canary")
+    # What the rest takes from the canary job is a commit (the push base), never a credential or a verdict.
+    taken = set(re.findall(r"needs\.([\w-]+)\.outputs\.([\w-]+)", json.dumps(jobs[rest])))
+    if {(job, name) for job, name in taken if job != "last-deployed"} - {(canary, "base")}:
+        problems.append(f"tainted-input: job {rest} takes {sorted(taken)} from earlier jobs")
+    # The approval stands before every credential of the rest: a job without it that deploys beyond the canary
+    # (or a step before the environment) does not exist.
+    for job_id, job in jobs.items():
+        if job_id != rest and is_credentialed(job) and needs_of(workflow, job_id) & {canary} and \
+                environment_name(job) != RELEASE_ENVIRONMENT:
+            problems.append(f"credentials-before-approval: job {job_id} holds credentials after the canary "
+                            "without the approval")
+    return problems
+
+
+def test_the_rest_of_the_rollout_waits_for_the_canary_and_an_approval() -> None:
+    workflow = load_workflow("deploy.yml")
+    assert gate_violations(workflow) == []
+    jobs = workflow["jobs"]
+    assert environment_name(jobs["canary"]) == "production" and environment_name(jobs["rollout"]) == RELEASE_ENVIRONMENT
+    assert RELEASE_ENVIRONMENT in REVIEWED_ENVIRONMENTS
+    # The rest's only credentials are its own, from the environment it is approved into; none before its steps.
+    (credentials,) = [s for s in jobs["rollout"]["steps"] if uses(s, "aws-actions/configure-aws-credentials")]
+    assert credentials["with"]["role-to-assume"] == "${{ vars.PULUMI_DEPLOY_ROLE_ARN }}"
+    assert "id-token" not in (jobs["last-deployed"].get("permissions") or {})
+    header = header_comment("deploy.yml")
+    assert "production-release" in header and "required reviewers" in header
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (lambda w: w["jobs"]["rollout"].__setitem__("environment", "production"), "no-approval: job rollout"),
+    (lambda w: w["jobs"]["rollout"].pop("environment"), "no-approval: job rollout"),
+    (lambda w: w["jobs"]["rollout"].__setitem__("needs", "last-deployed"), "no-canary-first: job rollout"),
+    (lambda w: w["jobs"]["rollout"].__setitem__("if", "always() && github.ref == 'refs/heads/main'"),
+     "runs-after-failure: the if: of job rollout"),
+    (lambda w: w["jobs"]["canary"].__setitem__("environment", "production-release"), "approval-before-canary"),
+    (lambda w: step_named(w, "tenantctl up --until canary").__setitem__(
+        "run", step_named(w, "tenantctl up --until canary")["run"].replace(" --until canary", "")),
+     "ungated-up: job canary"),
+    (lambda w: step_named(w, "tenantctl up --after canary").__setitem__(
+        "run", step_named(w, "tenantctl up --after canary")["run"].replace(" --after canary", "")),
+     "ungated-up: job rollout"),
+    (lambda w: step_named(w, "handoff for new tenants")["env"].__setitem__("VERDICT", "${{ needs.canary.outputs.ok }}"),
+     "tainted-input: job rollout"),
+    (lambda w: w["jobs"].__setitem__("extra", {**w["jobs"]["rollout"], "environment": "production",
+                                               "steps": [{"uses": "aws-actions/configure-aws-credentials@v4"}]}),
+     "credentials-before-approval: job extra"),
+], ids=["unprotected", "no-environment", "no-canary", "always", "approval-first", "plain-up-canary",
+        "plain-up-rest", "canary-verdict", "credentials-elsewhere"])
+def test_the_gate_self_check_bites_on_a_broken_deploy(mutate: Any, expected: str) -> None:
+    workflow = load_workflow("deploy.yml")
+    mutate(workflow)
+    problems = gate_violations(workflow)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+# --- drift ----------------------------------------------------------------------------------------------
+
+
+def test_drift_runs_the_read_only_status_on_a_schedule_and_changes_no_stack() -> None:
+    workflow = load_workflow("drift.yml")
+    assert "schedule" in workflow["on"] and workflow["on"]["schedule"][0]["cron"]
+    assert not run_steps(workflow, INFRA_COMMAND) and not run_steps(workflow, r"-m tenantctl (preview|unlock)\b")
+    script = step_named(workflow, "status and the issue's action")["run"]
+    assert '-m tenantctl status --env prod --refresh --json > "$out/status.json" || status=$?' in script
+    assert '-m fleet.drift_report "$out/status.json" --env prod' in script and "--out" in script
+    jobs = workflow["jobs"]
+    assert environment_name(jobs["check"]) == "drift-check" and "environment" not in jobs["issue"]
+    (credentials,) = action_steps(workflow, "aws-actions/configure-aws-credentials")
+    assert credentials[0] == "check" and credentials[2]["with"]["role-to-assume"] == "${{ vars.PULUMI_DRIFT_ROLE_ARN }}"
+    # The job with the token needs the check (a failed check decides nothing) and runs none of this repository's code.
+    assert jobs["issue"]["needs"] == "check" and "if" not in jobs["issue"]
+    assert not any(uses(s, "actions/checkout") or "python" in str(s.get("run", "")) for s in jobs["issue"]["steps"])
+
+
+def drift_venv(fake_venv: Path, status_exit: str) -> Path:
+    """A .venv/bin/python whose `-m tenantctl status` writes a report and exits `status_exit`, and whose
+    `-m fleet.drift_report` is recorded and writes the action files into its --out folder."""
+    python = fake_venv / ".venv" / "bin" / "python"
+    python.write_text(f"""#!/bin/sh
+printf '%s\\n' "$*" >> "$FAKE_CALLS"
+if [ "$2" = tenantctl ]; then echo '{{"tenants": [], "refreshed": true, "ok": true}}'; exit {status_exit}; fi
+previous=""
+for arg in "$@"; do
+  if [ "$previous" = "--out" ]; then echo close > "$arg/action"; echo "Fleet drift (prod): clean" > "$arg/title"; \
+echo "clean" > "$arg/body.md"; fi
+  previous="$arg"
+done
+exit "${{FAKE_REPORT_EXIT:-0}}"
+""", encoding="utf-8")
+    return fake_venv
+
+
+@pytest.mark.parametrize("status_exit", ["0", "1"])
+def test_drift_check_reports_whatever_status_exits_with(fake_venv: Path, status_exit: str) -> None:
+    script = step_named(load_workflow("drift.yml"), "status and the issue's action")["run"]
+    run = run_script(script, drift_venv(fake_venv, status_exit), PULUMI_BACKEND_URL="s3://state",
+                     RUN_URL="https://github.com/o/r/actions/runs/1")
+    assert run.returncode == 0, run
+    out = fake_venv.parent / "runner-temp" / "drift"
+    assert run.calls == ["-m tenantctl status --env prod --refresh --json",
+                         f"-m fleet.drift_report {out}/status.json --env prod --run-url "
+                         f"https://github.com/o/r/actions/runs/1 --out {out}"]
+    parses_with_real_tenantctl(run.calls[0])
+    assert json.loads((out / "status.json").read_text())["refreshed"] and "clean" in run.summary
+
+
+def test_drift_check_fails_and_decides_nothing_when_the_report_is_refused(fake_venv: Path) -> None:
+    script = step_named(load_workflow("drift.yml"), "status and the issue's action")["run"]
+    run = run_script(script, drift_venv(fake_venv, "1"), PULUMI_BACKEND_URL="s3://state", RUN_URL="u",
+                     FAKE_REPORT_EXIT="2")
+    assert run.returncode == 2
+    missing = run_script(script, drift_venv(fake_venv, "0"), PULUMI_BACKEND_URL="", RUN_URL="u")
+    assert missing.returncode != 0 and missing.calls == []
+
+
+def run_issue(fake_venv: Path, action: str, open_issue: str) -> Run:
+    folder = fake_venv.parent / "runner-temp" / "drift"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "action").write_text(action + "\n")
+    (folder / "title").write_text("Fleet drift (prod): 1 drifted, 0 unverified, 0 other\n")
+    (folder / "body.md").write_text("### Drifted (1)\n- `acme`\n")
+    script = step_named(load_workflow("drift.yml"), "apply it")["run"]
+    return run_script(script, fake_venv, GH_TOKEN="t", RUN_URL="https://github.com/o/r/actions/runs/1",  # noqa: S106
+                      FAKE_GH_STDOUT=open_issue)
+
+
+@pytest.mark.parametrize(("action", "open_issue", "writes"), [
+    ("open-or-update", "", ["label create fleet-drift", "issue create --repo octo/tenant-onboarding --title Fleet "
+                                                        "drift (prod): 1 drifted, 0 unverified, 0 other --label "
+                                                        "fleet-drift --body-file"]),
+    ("open-or-update", "12", ["issue edit 12 --repo octo/tenant-onboarding --title Fleet drift (prod): 1 drifted, "
+                              "0 unverified, 0 other --body-file"]),
+    ("close", "12", ["issue close 12 --repo octo/tenant-onboarding --comment The drift check found the fleet clean: "
+                     "https://github.com/o/r/actions/runs/1"]),
+    ("close", "", []),
+], ids=["open", "update", "close", "clean-and-none-open"])
+def test_drift_keeps_one_issue(fake_venv: Path, action: str, open_issue: str, writes: list[str]) -> None:
+    run = run_issue(fake_venv, action, open_issue)
+    assert run.returncode == 0, run
+    listing, *rest = run.gh_calls
+    assert listing.startswith("issue list --repo octo/tenant-onboarding --label fleet-drift --state open --limit 1")
+    assert len(rest) == len(writes) and all(call.startswith(w) for call, w in zip(rest, writes, strict=True)), rest
+    if action == "open-or-update":
+        assert run.gh_body == "### Drifted (1)\n- `acme`\n"
+
+
+def test_drift_refuses_an_unknown_action_and_writes_nothing(fake_venv: Path) -> None:
+    run = run_issue(fake_venv, "delete-everything", "12")
+    assert run.returncode == 1 and run.gh_calls == []
 
 
 # --- offboard ------------------------------------------------------------------------------------------
@@ -1171,7 +1365,7 @@ def test_a_scheduled_workflow_runs_the_long_profiles_of_the_property_tests() -> 
 # (`--repo pr`) is not running PR code. "Credentialed": the job can mint an OIDC token or configures AWS
 # credentials. Only workflows triggered by pull_request run PR code.
 
-REVIEWED_ENVIRONMENTS = {"preview-code-review", "production"}
+REVIEWED_ENVIRONMENTS = {"preview-code-review", "production", "production-release"}
 CACHING_ACTIONS = {"actions/cache", "actions/cache/restore", "actions/cache/save"}
 # Commands that change infrastructure: a run of these is never cancelled by another run.
 INFRA_COMMAND = r"-m tenantctl (up|destroy|import|restore|rotate-signing-secret|migrate-stacks)\b"
@@ -1313,8 +1507,8 @@ def test_self_check_bites_on_an_environment_expression() -> None:
     assert any(p.startswith("environment-expression: job preview ") for p in broken("preview.yml", pick_by_expression))
 
     def named_by_expression(w: dict[str, Any]) -> None:
-        w["jobs"]["deploy"]["environment"] = {"name": "${{ inputs.environment }}"}
-    assert any(p.startswith("environment-expression: job deploy ") for p in broken("deploy.yml", named_by_expression))
+        w["jobs"]["rollout"]["environment"] = {"name": "${{ inputs.environment }}"}
+    assert any(p.startswith("environment-expression: job rollout ") for p in broken("deploy.yml", named_by_expression))
 
 
 def test_self_check_bites_when_a_credentialed_if_reads_a_pr_code_job() -> None:
@@ -1365,7 +1559,8 @@ def test_deploy_and_offboard_never_replace_or_cancel_each_other() -> None:
     assert deploy["concurrency"]["group"] != offboard["concurrency"]["group"]
     for workflow in (deploy, offboard):
         assert workflow["concurrency"]["cancel-in-progress"] is False
-    assert re.search(r"-m tenantctl up\b(?:[^\n]|\\\n)*--wait", step_named(deploy, "tenantctl up")["run"])
+    for name in ("tenantctl up --until canary", "tenantctl up --after canary"):
+        assert re.search(r"-m tenantctl up\b(?:[^\n]|\\\n)*--wait", step_named(deploy, name)["run"])
     assert re.search(r"args=\(destroy [^)]*--wait", step_named(offboard, "tenantctl destroy")["run"])
 
 
