@@ -102,6 +102,10 @@ def current_tenant(database_url: str, tenant_id: str, environment: str) -> Curre
 # --- import -----------------------------------------------------------------------------------------------------
 
 
+class _HeldRow(ExportError):
+    """An id of the export is another tenant's in the target database (a unique key refused it)."""
+
+
 @dataclass(frozen=True)
 class Restored:
     inserted: dict[str, int]  # rows written now, per table
@@ -126,7 +130,12 @@ def _insert(cursor: psycopg.Cursor, table: str, rows: list[dict[str, Any]], colu
     statement = sql.SQL("INSERT INTO {} ({}){} VALUES ({})").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, names)), override,
         sql.SQL(", ").join(sql.Placeholder() * len(names)))
-    cursor.executemany(statement, [[_value(row.get(name), columns[name]) for name in names] for row in rows])
+    try:
+        cursor.executemany(statement, [[_value(row.get(name), columns[name]) for name in names] for row in rows])
+    except errors.UniqueViolation:
+        ids = sorted(str(row["id"]) for row in rows)
+        held = f"row id {ids[0]}" if len(ids) == 1 else f"one of the ids {ids[0]} .. {ids[-1]}"
+        raise _HeldRow(f"{table}: {held} is held by another tenant's row") from None
 
 
 def _advance_identity(cursor: psycopg.Cursor, table: str, rows: list[dict[str, Any]]) -> None:
@@ -197,18 +206,12 @@ def restore_rows(database_url: str, app_database_url: str, rows: TenantRows, env
             # the stack could adopt without its history.
             application.commit()
             provisioner.commit()
-        except errors.UniqueViolation as exc:
-            raise ExportError(f"{where}: {_taken(exc)} in {db.describe_dsn(database_url)}: another tenant's row "
-                              "holds it; nothing imported") from None
+        except _HeldRow as exc:
+            raise ExportError(f"{where}: {exc} in {db.describe_dsn(database_url)}; nothing imported") from None
         except psycopg.Error as exc:
             raise ExportError(f"importing tenant {tenant_id} into {db.describe_dsn(database_url)}: "
                               f"{db.first_line(exc)}; nothing imported") from None
     return Restored({table: len(missing[table][0]) for table in missing}, resumed)
-
-
-def _taken(exc: psycopg.Error) -> str:
-    diag = exc.diag
-    return f"{diag.table_name or 'a table'}: {diag.message_detail or db.first_line(exc)}"
 
 
 def _already_there(environment: str, tenant_id: str, table: str, found: list[dict[str, Any]]) -> str:
