@@ -95,7 +95,8 @@ def test_a_row_id_held_by_another_tenant_is_refused_and_nothing_changes(app_db, 
     squatter = empty_db.add_tenant()
     empty_db.execute("UPDATE tenant_configs SET id = %s", (rows.config_row["id"],))
 
-    with pytest.raises(ExportError, match="f: tenant_configs: row id .* is held by another tenant.s row in .*; nothing"):
+    held = "f: tenant_configs: row id .* is held by another tenant's row in .*; nothing imported"
+    with pytest.raises(ExportError, match=held):
         restore_rows(empty_db.provisioner_dsn, empty_db.app_dsn, rows, "dr", None, "f")
 
     assert empty_db.history_row_count() == 0
