@@ -206,6 +206,11 @@ def parse_export(text: bytes | str, where: str) -> dict:
     missing = [key for key in required if key not in manifest]
     if missing:
         raise ExportError(f"{where}: manifest: missing {', '.join(missing)}")
+    shapes = {"tenant_id": str, "slug": str, "environment": str, "row": dict, "tables": dict, "encryption": dict}
+    wrong = [key for key, kind in shapes.items() if not isinstance(manifest[key], kind)]
+    if wrong or not all(isinstance(n, int) for n in manifest["tables"].values()) \
+            or not isinstance(manifest["row"].get("id"), str) or not isinstance(manifest["row"].get("sha256"), str):
+        raise ExportError(f"{where}: manifest: malformed {', '.join(wrong) or 'row or tables'}")
     checksums = manifest["parts"]
     if not isinstance(checksums, dict) or set(checksums) != set(parts) or TENANT_FILE_PART not in parts:
         raise ExportError(f"{where}: manifest: its parts ({', '.join(sorted(checksums or {}))}) are not the file's "

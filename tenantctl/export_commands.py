@@ -124,6 +124,8 @@ def import_(
     if tenant is not None and str(tenant.tenant_id) != tenant_id:
         raise fail(f"{tenant_path}: tenant_id is {tenant.tenant_id}, the export's tenant is {tenant_id}: a slug names "
                    "one tenant; nothing imported")
+    if not tenants_dir.is_dir():
+        raise fail(f"--tenants-dir {tenants_dir}: no such folder; nothing imported")
     if tenant is None and not rows.tenant_file:
         raise fail(f"{where} holds no tenant file and {tenant_path} does not exist: add the tenant's file first")
     if tenant is None:

@@ -169,3 +169,15 @@ def test_the_gate_accepts_an_export_once_the_row_is_gone_if_the_history_is_as_ex
     gone = {"tenant_configs": 0, "enhancement_history": 1, "ticket_history": 0, "system_inventory": 0}
 
     assert gate_problems(manifest, current(row=None, counts=gone), NOW) == []
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m.update(row="r"), lambda m: m.update(tables={"tenant_configs": "1"}), lambda m: m.pop("tenant_id"),
+    lambda m: m["parts"].pop("tenant_file"),
+])
+def test_a_malformed_manifest_is_a_located_error(operator_key, edit):
+    document = exported(operator_key)
+    edit(document["manifest"])
+
+    with pytest.raises(ExportError, match="^f: "):
+        parse_export(json.dumps(document), "f")
