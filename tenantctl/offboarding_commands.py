@@ -48,6 +48,11 @@ def destroy(
     allow_unverified_tls: AllowUnverifiedTls = False,
     wait: Wait = False,
     wait_timeout: WaitTimeout = 900,
+    export_file: Annotated[Path | None, typer.Option(
+        "--export", help="An export of the tenant (tenantctl export) made within 24 h and matching its row now.")
+    ] = None,
+    without_export: Annotated[bool, typer.Option(
+        "--without-export", help="Offboard without an export: what the destroy deletes is kept nowhere.")] = False,
 ) -> None:
     """Offboard exactly one tenant: lift its guards, destroy its own stack <env>.<slug>, keep the stack as a
     tombstone (its history guarded; --erase-history removes the stack too)."""
@@ -100,6 +105,10 @@ def destroy(
         f"The tenant's KMS key is scheduled for deletion ({KMS_WINDOW}-day window) and its Secrets Manager secret "
         f"keeps a {SECRET_WINDOW}-day recovery window; `tenantctl restore {slug}` takes both back within that time."
     )
+    if yes or export_file is not None:
+        from tenantctl.export_commands import export_gate
+
+        export_gate(export_file, without_export, url, tenant_id, env, slug)
     if not yes:
         premium = tenant is None or tenant.tier is Tier.PREMIUM
         for command in planned_commands(env, slug, purge_data, tenant is not None, premium, erase_history):

@@ -1297,8 +1297,54 @@ def test_offboard_destroys_one_tenant_stack_through_tenantctl(fake_venv: Path, p
     script = step_named(load_workflow("offboard.yml"), "tenantctl destroy")["run"]
     run = run_script(script, fake_venv, TENANT="acme", PURGE_DATA=purge, PULUMI_BACKEND_URL="s3://state")
     assert run.returncode == 0, run
-    assert run.calls == [f"-m tenantctl destroy acme --env prod --yes --wait{extra}"]
+    export = fake_venv.parent / "runner-temp" / "tenant-export" / "acme.export"
+    assert run.calls == [f"-m tenantctl destroy acme --env prod --yes --wait --export {export}{extra}"]
     parses_with_real_tenantctl(run.calls[0])
+
+
+RECIPIENT = ("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VuAyEAq8mJ0OTeO1pBRpHJmhPz0ohkH0VqJmhcm/ZTaRk3qU0=\n"
+             "-----END PUBLIC KEY-----")
+
+
+def test_offboard_exports_to_the_operators_key_before_the_destroy_which_checks_that_export(fake_venv: Path) -> None:
+    workflow = load_workflow("offboard.yml")
+    export_step, destroy_step = step_named(workflow, "tenantctl export"), step_named(workflow, "tenantctl destroy")
+    run = run_script(export_step["run"], fake_venv, TENANT="acme", PULUMI_BACKEND_URL="s3://state",
+                     TENANT_EXPORT_RECIPIENT=RECIPIENT)
+    destroy = run_script(destroy_step["run"], fake_venv, TENANT="acme", PURGE_DATA="false",
+                         PULUMI_BACKEND_URL="s3://state")
+    assert run.returncode == 0, run
+    temp = fake_venv.parent / "runner-temp"
+    out = temp / "tenant-export" / "acme.export"
+    assert run.calls == [f"-m tenantctl export acme --env prod --recipient {temp / 'export-recipient.pub'} "
+                         f"--out {out}"]
+    parses_with_real_tenantctl(run.calls[0])
+    assert (temp / "export-recipient.pub").read_text() == RECIPIENT + "\n"
+    assert f"--export {out}" in destroy.calls[0]
+    assert export_step["env"] == {"TENANT_EXPORT_RECIPIENT": "${{ vars.TENANT_EXPORT_RECIPIENT }}"}
+    credentials = [position(workflow, s) for _, _, s in action_steps(workflow, "aws-actions/configure-aws-credentials")]
+    assert runs_before(workflow, credentials[0], position(workflow, export_step))
+    assert runs_before(workflow, position(workflow, export_step), position(workflow, destroy_step))
+
+
+def test_offboard_without_an_export_key_exports_and_destroys_nothing(fake_venv: Path) -> None:
+    run = run_script(step_named(load_workflow("offboard.yml"), "tenantctl export")["run"], fake_venv, TENANT="acme",
+                     PULUMI_BACKEND_URL="s3://state", TENANT_EXPORT_RECIPIENT="")
+    assert run.returncode != 0 and run.calls == []
+    assert "TENANT_EXPORT_RECIPIENT" in run.stdout and "nothing was exported or destroyed" in run.stdout
+
+
+def test_offboard_uploads_only_the_encrypted_export_and_before_the_destroy() -> None:
+    """The artifact is the file `tenantctl export` wrote encrypted: no folder, no other file, nothing in clear."""
+    workflow = load_workflow("offboard.yml")
+    ((job, index, upload),) = action_steps(workflow, "actions/upload-artifact")
+    export_step = step_named(workflow, "tenantctl export")
+    out = re.search(r"--out \"([^\"]+)\"", export_step["run"]).group(1)
+    assert upload["with"]["path"] == out.replace("$RUNNER_TEMP", "${{ runner.temp }}").replace(
+        "$TENANT", "${{ inputs.tenant }}")
+    assert upload["with"]["if-no-files-found"] == "error"
+    assert runs_before(workflow, position(workflow, export_step), (job, index))
+    assert runs_before(workflow, (job, index), position(workflow, step_named(workflow, "tenantctl destroy")))
 
 
 def test_offboard_refuses_to_destroy_without_a_backend(fake_venv: Path) -> None:

@@ -153,7 +153,7 @@ def test_tenantctl_destroy_removes_one_tenant_and_nothing_else(rehearsal, tenant
 
     result = subprocess.run(
         [sys.executable, "-m", "tenantctl", "destroy", "globex", "--rehearsal", "--state-dir",
-         str(rehearsal.state_base), "--yes", "--tenants-dir", str(tenants_dir), "--database-url",
+         str(rehearsal.state_base), "--yes", "--without-export", "--tenants-dir", str(tenants_dir), "--database-url",
          app_db.provisioner_dsn],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )

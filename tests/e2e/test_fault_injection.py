@@ -90,8 +90,8 @@ def _rehearse(rehearsal, app_db) -> list[str]:
 
 
 def _destroy(rehearsal, app_db) -> list[str]:
-    return [sys.executable, "-m", "tenantctl", "destroy", "globex", "--rehearsal", "--yes", "--tenants-dir",
-            str(rehearsal.tenants_dir), "--database-url", rehearsal.database_url,
+    return [sys.executable, "-m", "tenantctl", "destroy", "globex", "--rehearsal", "--yes", "--without-export",
+            "--tenants-dir", str(rehearsal.tenants_dir), "--database-url", rehearsal.database_url,
             "--state-dir", str(rehearsal.state_base)]
 
 

@@ -99,7 +99,7 @@ def test_tenantctl_destroy_offboards_one_tenant_keeps_a_tombstone_and_restore_ta
 
     where = ("--rehearsal", "--state-dir", str(rehearsal.state_base), "--database-url", app_db.provisioner_dsn,
              "--tenants-dir", str(tenants_dir))
-    result = _tenantctl("destroy", "globex", *where, "--yes")
+    result = _tenantctl("destroy", "globex", *where, "--yes", "--without-export")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr

@@ -296,7 +296,7 @@ def make_machine(local_pg, template: str, tmp_root: Path):
         @rule(data=st.data())
         def explicit_destroy(self, data) -> None:
             tenant = data.draw(st.sampled_from(sorted(self.tenants.values(), key=lambda t: t.slug)))
-            result = self._tenantctl("destroy", tenant.slug, "--purge-data", "--yes")
+            result = self._tenantctl("destroy", tenant.slug, "--purge-data", "--yes", "--without-export")
             assert result.returncode == 0, result.stderr[-2000:]
             del self.tenants[tenant.tenant_id]
             self.offboarded[tenant.tenant_id] = tenant

@@ -106,7 +106,7 @@ def test_an_offboarded_tenant_is_listed_apart_not_as_an_orphan(rehearsal, tenant
     offboarded = subprocess.run(
         [sys.executable, "-m", "tenantctl", "destroy", "globex", "--rehearsal", "--state-dir",
          str(rehearsal.state_base), "--database-url", app_db.provisioner_dsn, "--tenants-dir", str(tenants_dir),
-         "--yes"],
+         "--yes", "--without-export"],
         capture_output=True, text=True, timeout=600)
     assert offboarded.returncode == 0, offboarded.stderr[-2000:]
     (tenants_dir / "globex.yaml").unlink()

@@ -66,7 +66,7 @@ def test_up_with_wait_gives_up_after_the_timeout(project, held):
 
 def test_destroy_yes_refuses_a_held_lock(project, held):
     result = runner.invoke(app, ["destroy", "acme", "--env", "dev", "--tenants-dir", str(project / "tenants"),
-                                 "--yes", "--tenant-id", "20ab6862-0914-44a5-8827-42ff80980e24"],
+                                 "--yes", "--without-export", "--tenant-id", "20ab6862-0914-44a5-8827-42ff80980e24"],
                            env={"TENANT_DATABASE_URL": ""})
     assert result.exit_code == 1 and "environment dev is locked" in result.stderr
 
@@ -98,7 +98,7 @@ def test_unlock_needs_force_for_a_live_holder(project, held):
                                  "gs://state", None])
 @pytest.mark.parametrize("command", [
     ["up"], ["migrate-stacks"], ["unlock", "--force"],
-    ["destroy", "acme", "--yes", "--tenant-id", "20ab6862-0914-44a5-8827-42ff80980e24"]])
+    ["destroy", "acme", "--yes", "--without-export", "--tenant-id", "20ab6862-0914-44a5-8827-42ff80980e24"]])
 def test_any_other_backend_is_refused_in_one_line_naming_the_supported_ones(project, monkeypatch, url, command):
     if url is None:  # nothing chosen: the CLI would use Pulumi Cloud
         monkeypatch.delenv("PULUMI_BACKEND_URL")

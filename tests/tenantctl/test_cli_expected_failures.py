@@ -38,11 +38,22 @@ SCENARIOS = [
     ("plan", "bad input", ["plan", "--tenants-dir", "{B}"]),
     ("handoff", "bad input", ["handoff", "nosuch", "--tenants-dir", "{T}"]),
     ("handoff", "no state", ["handoff", "acme", "--rehearsal", "--state-dir", "{S}", "--tenants-dir", "{T}"]),
-    ("destroy", "no login", ["destroy", "acme", "--env", "prod", "--yes", "--tenants-dir", "{T}"]),
-    ("destroy", "no state", ["destroy", "acme", "--rehearsal", "--state-dir", "{S}", "--yes", "--tenants-dir", "{T}"]),
-    ("destroy", "held lock", ["destroy", "acme", "--env", "dev", "--yes", "--tenants-dir", "{T}"]),
+    ("destroy", "no login", ["destroy", "acme", "--env", "prod", "--yes", "--without-export", "--tenants-dir", "{T}"]),
+    ("destroy", "no state", ["destroy", "acme", "--rehearsal", "--state-dir", "{S}", "--yes", "--without-export",
+                             "--tenants-dir", "{T}"]),
+    ("destroy", "held lock", ["destroy", "acme", "--env", "dev", "--yes", "--without-export", "--tenants-dir", "{T}"]),
     ("destroy", "unreachable service", ["destroy", "acme", "--env", "dev", "--database-url", DEAD_DB,
                                         "--tenants-dir", "{T}"]),
+    ("export", "unreachable service", ["export", "acme", "--env", "dev", "--database-url", DEAD_DB, "--recipient",
+                                       "{O}/operator.pub", "--out", "{O}/acme.export", "--tenants-dir", "{T}"]),
+    ("export", "no state", ["export", "acme", "--rehearsal", "--state-dir", "{S}", "--recipient", "{O}/operator.pub",
+                            "--out", "{O}/acme.export", "--tenants-dir", "{T}"]),
+    ("export", "bad input", ["export", "acme", "--recipient", "{O}/operator.pub", "--out", "{O}/acme.export",
+                             "--tenants-dir", "{B}"]),
+    ("export", "bad key", ["export", "acme", "--recipient", "{O}/Pulumi.yaml", "--out", "{O}/acme.export",
+                           "--tenants-dir", "{T}"]),
+    ("import", "bad export", ["import", "{O}/Pulumi.yaml", "--identity", "{O}/operator.key", "--env", "dev",
+                             "--tenants-dir", "{T}"]),
     ("restore", "no login", ["restore", "acme", "--env", "prod", "--tenants-dir", "{T}"]),
     ("restore", "no state", ["restore", "acme", "--rehearsal", "--state-dir", "{S}", "--tenants-dir", "{T}"]),
     ("preview", "no login", ["preview", "--env", "prod", "--tenants-dir", "{T}"]),
@@ -90,6 +101,7 @@ def project(tmp_path, repo_root, monkeypatch):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "acme.yaml").write_text(tenant_yaml("acme").replace("tier: premium", "tier: gold"))
     (tmp_path / "state").mkdir()
+    _operator_key(tmp_path)
     shutil.copy(repo_root / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
     (tmp_path / ".venv").symlink_to(repo_root / ".venv")  # the engine `make setup` built
     (tmp_path / "stacks").mkdir()
@@ -100,6 +112,17 @@ def project(tmp_path, repo_root, monkeypatch):
     monkeypatch.delenv("APP_DATABASE_URL", raising=False)
     monkeypatch.setenv("PULUMI_SKIP_UPDATE_CHECK", "true")
     return tmp_path
+
+
+def _operator_key(folder) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    key = X25519PrivateKey.generate()
+    (folder / "operator.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (folder / "operator.pub").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 def _arrange(failure: str, project, monkeypatch, stack: contextlib.ExitStack) -> None:

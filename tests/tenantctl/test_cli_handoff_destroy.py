@@ -131,7 +131,7 @@ def test_destroy_refuses_while_history_exists(project, app_db, monkeypatch):
     calls = recorded_offboarding(monkeypatch)
     _seed(app_db, project, history=True)
     result = runner.invoke(app, ["destroy", "acme", "--tenants-dir", str(project / "tenants"),
-                                 "--database-url", app_db.provisioner_dsn, "--yes"])
+                                 "--database-url", app_db.provisioner_dsn, "--yes", "--without-export"])
     assert result.exit_code == 1 and "still has history rows (1 ticket_history)" in result.stderr
     assert app_db.history_row_count() == 1 and calls == []
 
@@ -140,7 +140,8 @@ def test_destroy_purge_data_offboards_with_the_purge_through_the_resource(projec
     calls = recorded_offboarding(monkeypatch)
     _seed(app_db, project, history=True)
     result = runner.invoke(app, ["destroy", "acme", "--stack", "prod", "--tenants-dir", str(project / "tenants"),
-                                 "--database-url", app_db.provisioner_dsn, "--purge-data", "--yes"])
+                                 "--database-url", app_db.provisioner_dsn, "--purge-data", "--yes",
+                                 "--without-export"])
     assert result.exit_code == 0, result.stderr
     assert app_db.history_row_count() == 1  # the command purges nothing itself: the resource's delete does
     assert calls == [("prod.acme", {"purge": True, "erase_history": False, "tenant_file": True})]
@@ -150,7 +151,8 @@ def test_destroy_erases_history_only_when_asked(project, app_db, monkeypatch):
     calls = recorded_offboarding(monkeypatch)
     _seed(app_db, project, history=False)
     result = runner.invoke(app, ["destroy", "acme", "--tenants-dir", str(project / "tenants"),
-                                 "--database-url", app_db.provisioner_dsn, "--yes", "--erase-history"])
+                                 "--database-url", app_db.provisioner_dsn, "--yes", "--without-export",
+                                 "--erase-history"])
     assert result.exit_code == 0, result.stderr
     assert calls[0][1]["erase_history"] is True
 
@@ -159,7 +161,7 @@ def test_a_failed_offboarding_is_one_line(project, app_db, monkeypatch):
     recorded_offboarding(monkeypatch, status="failed", error="the destroy cannot run: no stack named prod.acme")
     _seed(app_db, project, history=False)
     result = runner.invoke(app, ["destroy", "acme", "--tenants-dir", str(project / "tenants"),
-                                 "--database-url", app_db.provisioner_dsn, "--yes"])
+                                 "--database-url", app_db.provisioner_dsn, "--yes", "--without-export"])
     assert result.exit_code == 1 and "error: the destroy cannot run: no stack named prod.acme" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -168,7 +170,7 @@ def test_destroy_purge_data_without_the_tenant_file_is_refused(project, app_db, 
     calls = recorded_offboarding(monkeypatch)
     (project / "tenants" / "acme.yaml").unlink()
     result = runner.invoke(app, ["destroy", "acme", "--tenants-dir", str(project / "tenants"), "--purge-data",
-                                 "--tenant-id", "20ab6862-0914-44a5-8827-42ff80980e24", "--yes"])
+                                 "--tenant-id", "20ab6862-0914-44a5-8827-42ff80980e24", "--yes", "--without-export"])
     assert result.exit_code == 1 and "--purge-data needs tenants/acme.yaml" in result.stderr
     assert calls == []
 
@@ -187,7 +189,7 @@ def test_destroy_with_yes_but_no_pulumi_cli_fails_clearly(project, app_db, monke
     monkeypatch.setenv("PATH", "/nonexistent")
     _seed(app_db, project, history=False)
     result = runner.invoke(app, ["destroy", "acme", "--tenants-dir", str(project / "tenants"),
-                                 "--database-url", app_db.provisioner_dsn, "--yes"])
+                                 "--database-url", app_db.provisioner_dsn, "--yes", "--without-export"])
     assert result.exit_code == 1 and "Pulumi CLI is not installed" in result.stderr
 
 

@@ -68,7 +68,8 @@ def test_without_a_rehearsal_they_say_how_to_make_one(command, tenants_dir, tmp_
     assert len(lines) == 1 and "no rehearsal in" in lines[0] and "run `tenantctl rehearse` first" in lines[0]
 
 
-@pytest.mark.parametrize("command", [["up"], ["migrate-stacks"], ["destroy", "acme", "--yes"], ["restore", "acme"]])
+@pytest.mark.parametrize("command", [["up"], ["migrate-stacks"], ["destroy", "acme", "--yes", "--without-export"],
+                                     ["restore", "acme"]])
 def test_a_held_rehearsal_lock_refuses_the_run_before_anything_starts(command, rehearsed, held, app_db):  # noqa: F811
     """Every command that changes the rehearsal takes its environment lock (rule 5), offboarding included."""
     project, port = rehearsed

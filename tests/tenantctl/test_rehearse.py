@@ -35,7 +35,7 @@ def test_offboarding_is_refused_while_history_exists_then_purged_when_asked(rehe
     assert rehearsal.up().ok
     app_db.execute("INSERT INTO enhancement_history (tenant_id) VALUES (%s)", (ids["globex"],))
     where = ["destroy", "globex", "--rehearsal", "--state-dir", str(rehearsal.state_base), "--database-url",
-             app_db.provisioner_dsn, "--tenants-dir", str(tenants_dir), "--yes"]
+             app_db.provisioner_dsn, "--tenants-dir", str(tenants_dir), "--yes", "--without-export"]
 
     refused = subprocess.run([sys.executable, "-m", "tenantctl", *where], capture_output=True, text=True, timeout=600)
 
