@@ -68,6 +68,16 @@ def _quota_pods(rehearsal) -> str:
                 if line.strip().startswith("pods:"))
 
 
+def _as_the_release_before_left_it(rehearsal) -> None:
+    """The signing secret under its unversioned name, as every stack applied before versioned secrets holds it:
+    the next `up` must move it (the alias), not replace it (which would drop every webhook)."""
+    [path] = rehearsal.state_dir.glob("backend/.pulumi/stacks/*/rehearsal.acme.json")
+    text = path.read_text()
+    versioned = 'RandomPassword::acme-webhook-signing-secret-v1"'
+    assert versioned in text
+    path.write_text(text.replace(versioned, 'RandomPassword::acme-webhook-signing-secret"'))
+
+
 def test_suspend_resume_and_rotation_keep_the_row_and_drop_no_webhook(rehearsal, tenants_dir, app_db):
     (tenants_dir / "globex.yaml").unlink()  # one tenant: the fewest engine runs
     path = tenants_dir / "acme.yaml"
@@ -83,6 +93,7 @@ def test_suspend_resume_and_rotation_keep_the_row_and_drop_no_webhook(rehearsal,
         return rehearsal.stack(f"{STACK}.acme").outputs()["tenant"].value["checks"]
 
     assert rehearsal.up().ok
+    _as_the_release_before_left_it(rehearsal)
     onboarded = row()
     app_db.execute("INSERT INTO enhancement_history (tenant_id) VALUES (%s)", (tenant_id,))
     old = secrets().current
@@ -97,6 +108,7 @@ def test_suspend_resume_and_rotation_keep_the_row_and_drop_no_webhook(rehearsal,
             assert rehearsal.up().ok
         suspended = secrets()
         new = suspended.next
+        # The secret moved to its versioned name and kept its value (no replacement).
         assert suspended.suspended and suspended.current == old and new not in (None, old)
         assert _answer(receiver, tenant_id, old) == 423 and _answer(receiver, tenant_id, new) == 423
         assert _answer(receiver, tenant_id, "not-the-secret") == 401
