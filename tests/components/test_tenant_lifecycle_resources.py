@@ -10,7 +10,7 @@ import pytest
 from fleet.plan import build_plan
 from tests.conftest import ROOT
 
-RANDOM_PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
+GENERATED_TYPE = "random:index/randomPassword:RandomPassword"
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def _of(tenant, suffix):
 
 
 def test_an_overlap_declares_both_secret_versions_each_keyed_by_its_version(lifecycle_plan):
-    passwords = {r.name: r.inputs["keepers"] for r in _of(lifecycle_plan["acme"], RANDOM_PASSWORD_TYPE)}
+    passwords = {r.name: r.inputs["keepers"] for r in _of(lifecycle_plan["acme"], GENERATED_TYPE)}
     assert passwords == {"acme-webhook-signing-secret-v1": {"signing_secret_version": "1"},
                          "acme-webhook-signing-secret-v2": {"signing_secret_version": "2"}}
 
@@ -51,7 +51,7 @@ def test_an_overlap_puts_the_next_secret_beside_the_current_one_in_the_row_and_t
 
 def test_a_passed_overlap_keeps_only_the_next_version(lifecycle_plan):
     globex = lifecycle_plan["globex"]
-    assert [r.name for r in _of(globex, RANDOM_PASSWORD_TYPE)] == ["globex-webhook-signing-secret-v2"]
+    assert [r.name for r in _of(globex, GENERATED_TYPE)] == ["globex-webhook-signing-secret-v2"]
     [row] = _of(globex, "TenantConfigRow")
     assert row.inputs.get("webhook_next_signing_secret") is None and row.inputs["suspended"] is False
 

@@ -105,7 +105,7 @@ def test_suspend_resume_and_rotation_keep_the_row_and_drop_no_webhook(rehearsal,
         _edit(path, "tier: premium\n", "tier: premium\nstate: suspended\n")
         start_rotation(path, _tenant(path))
         with _Sender(receiver, tenant_id, [old]) as during_suspend:
-            assert rehearsal.up().ok
+            assert rehearsal.up(force=False).ok
         suspended = secrets()
         new = suspended.next
         # The secret moved to its versioned name and kept its value (no replacement).
@@ -120,7 +120,7 @@ def test_suspend_resume_and_rotation_keep_the_row_and_drop_no_webhook(rehearsal,
         _edit(path, "state: suspended\n", "")
         finish_rotation(path, _tenant(path))
         with _Sender(receiver, tenant_id, [new]) as during_finish:
-            assert rehearsal.up().ok
+            assert rehearsal.up(force=False).ok
         finished = secrets()
         assert not finished.suspended and finished.current == new and finished.next is None
         assert _answer(receiver, tenant_id, new) == 202 and _answer(receiver, tenant_id, old) == 401
