@@ -20,7 +20,7 @@ def lifecycle_plan(tmp_path_factory):
     shutil.copytree(ROOT / "tenants", tenants)
     acme = tenants / "acme.yaml"
     acme.write_text(acme.read_text().replace("tier: premium\n", "tier: premium\nstate: suspended\n").replace(
-        "  signing_secret_version: 1  # bump to rotate the signing secret\n",
+        "  signing_secret_version: 1  # rotate with `tenantctl rotate-signing-secret` (a hand bump drops webhooks)\n",
         "  signing_secret_version: 1\n  rotation: {next_version: 2, overlap_until: '2999-01-01T00:00:00Z'}\n"))
     globex = tenants / "globex.yaml"
     text = globex.read_text()

@@ -6,7 +6,7 @@ from tests.tenantctl.test_cli_plan import project, tenantctl  # noqa: F401 (fixt
 
 
 def test_the_plan_of_a_suspension_and_a_rotation_says_what_up_will_do(project):  # noqa: F811
-    acme, globex = project / "tenants" / "acme.yaml", project / "tenants" / "globex.yaml"
+    acme = project / "tenants" / "acme.yaml"
     acme.write_text(acme.read_text().replace("tier: premium\n", "tier: premium\nstate: suspended\n"))
     rotated = tenantctl(project, "rotate-signing-secret", "globex", "--env", "prod")
     assert rotated.returncode == 0, rotated.stderr
