@@ -13,6 +13,11 @@ since, the delete leaves it (and all history) in place and says so. History is d
 the purge was applied (`purge_on_delete` in state), in the same transaction as the row, with the
 history tables locked against concurrent inserts.
 
+A tenant's lifecycle is an update of the same row, never a replacement: `suspended` sets `suspended_at` (kept
+at its first time while the tenant stays suspended) and clears it on resumption; during a signing-secret rotation
+`webhook_next_signing_secret` is stored beside the current secret, encrypted the same way, and cleared after.
+State written before these existed diffs to no change for an active tenant without a rotation.
+
 The engine serializes the provider with dill and runs it in another process, so everything it
 needs is imported inside the methods and every connection is opened and closed per call.
 """
