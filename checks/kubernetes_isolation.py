@@ -12,6 +12,8 @@ What the server is asked, for a premium tenant (a namespace of its own):
 - `kubernetes_quota`: dry-runs of a pod just over the tier's CPU and of one just over its memory, which the
   namespace's ResourceQuota must refuse (a quota missing, or raised past the tier, admits them). The pod-count
   limit is not probed: one dry-run is one pod.
+- `kubernetes_suspended_no_pod` (a suspended tenant only): a dry-run of a small pod that fits the tier, which the
+  namespace's quota (`pods: 0` while suspended) must refuse.
 - `kubernetes_default_deny`: the default-deny NetworkPolicy is stored, selects every pod and allows no traffic,
   and no other policy of the namespace opens it to every peer. The server stores a NetworkPolicy; only a network
   plugin enforces it, and the result says so rather than claim it.
@@ -49,6 +51,7 @@ POD_SECURITY = "kubernetes_pod_security"
 QUOTA = "kubernetes_quota"
 DEFAULT_DENY = "kubernetes_default_deny"
 SHARED_ACCOUNT_ACCESS = "kubernetes_shared_account_access"
+SUSPENDED_NO_POD = "kubernetes_suspended_no_pod"
 PREMIUM_CHECKS = (ACCOUNT_ACCESS, POD_SECURITY, QUOTA, DEFAULT_DENY)
 BASIC_CHECKS = (SHARED_ACCOUNT_ACCESS,)
 
@@ -105,6 +108,7 @@ class KubernetesTenant:
     service_account: str | None = None  # premium: the account its workload runs as
     quota: Resources | None = None  # premium: what its ResourceQuota must hold it to
     default_deny_policy: str | None = None  # premium
+    suspended: bool = False  # premium: its quota must admit no pod
 
     @property
     def premium(self) -> bool:
@@ -142,6 +146,8 @@ def run_kubernetes_checks(api: KubernetesApi, tenant: KubernetesTenant, peers: I
             (QUOTA, lambda: _quota(api, tenant)),
             (DEFAULT_DENY, lambda: _default_deny(api, tenant)),
         ]
+        if tenant.suspended:
+            checks.append((SUSPENDED_NO_POD, lambda: _suspended_no_pod(api, tenant)))
     else:
         checks = [(SHARED_ACCOUNT_ACCESS, lambda: _shared_account_access(api, tenant, others, shared))]
     results = []
@@ -412,6 +418,23 @@ def _quota(api: KubernetesApi, tenant: KubernetesTenant) -> CheckResult:
     return CheckResult(QUOTA, True, (
         f"{tenant.shown}: the quota in {tenant.namespace} refused pods just over the tier (cpu {quota.cpu}, memory "
         f"{quota.memory}): {' and '.join(refusals)} (server-side dry-runs)"))
+
+
+def _suspended_no_pod(api: KubernetesApi, tenant: KubernetesTenant) -> CheckResult:
+    reply = dry_run_pod(api, probe_pod("tenantctl-probe-suspended", tenant))
+    where = f"in {tenant.namespace}"
+    if _ok(reply):
+        return CheckResult(SUSPENDED_NO_POD, False, (
+            f"{tenant.shown} is suspended, but a small pod was admitted {where} (server-side dry-run): its "
+            "ResourceQuota must allow 0 pods while it is suspended"))
+    message = _message(reply)
+    if QUOTA_REFUSAL in message:
+        return CheckResult(SUSPENDED_NO_POD, True, (
+            f"{tenant.shown} is suspended: its quota refused a small pod {where} (server-side dry-run): "
+            f"{_first_line(message)}"))
+    return CheckResult(SUSPENDED_NO_POD, False, (
+        f"{tenant.shown} is suspended: a small pod {where} was refused ({reply.status}), but not by its quota, "
+        f"which is left unproven: {_first_line(message)}"))
 
 
 def parse_quantity(text: str) -> Decimal:

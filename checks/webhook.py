@@ -13,6 +13,16 @@ the check sends up to four probes and judges each by its HTTP status:
   endpoint that accepts a signature made with any tenant's secret, which lets one tenant forge
   another's webhooks. Without a peer secret this probe is not sent and has no result.
 
+Two phases of a tenant's life change what is expected (docs/app-contract.md):
+
+- during a signing-secret rotation, a probe signed with the next secret must be accepted as well
+  (`webhook_next_secret_accepted`); after it, a probe signed with a retired secret must be refused
+  (`webhook_retired_secret_refused`), like a wrong one;
+- while the tenant is suspended, a probe signed with its secret (current or next) must be refused with
+  HTTP 423 (`webhook_suspended_refused`), which says "suspended" rather than "bad signature"; the unsigned
+  and wrongly signed probes must still get 401 or 403, so a suspension tells nothing to a caller who
+  cannot sign.
+
 Every probe has a body of its own (fresh nonce and timestamp), so an endpoint that refuses replayed
 bodies but never checks signatures cannot pass a refusal probe by recognising a body it has seen.
 All probes are sent whatever the earlier ones got. Connection errors and 5xx answers are retried with
@@ -40,6 +50,10 @@ SIGNED_ACCEPTED = "webhook_signed_probe_accepted"
 UNSIGNED_REFUSED = "webhook_unsigned_refused"
 WRONG_SIGNATURE_REFUSED = "webhook_wrong_signature_refused"
 PEER_SECRET_REFUSED = "webhook_peer_secret_refused"  # noqa: S105 (a check name, not a secret)
+NEXT_SECRET_ACCEPTED = "webhook_next_secret_accepted"  # noqa: S105 (a check name, not a secret)
+RETIRED_SECRET_REFUSED = "webhook_retired_secret_refused"  # noqa: S105 (a check name, not a secret)
+SUSPENDED_REFUSED = "webhook_suspended_refused"
+SUSPENDED_STATUS = 423  # Locked: the tenant exists and the signature is good, but it is suspended
 SIGNATURE_HEADER = "X-ServiceDesk-Signature"
 PROBE_EVENT = "onboarding_probe"
 
@@ -51,6 +65,8 @@ _REFUSALS = {
                               "a probe signed with a random secret"),
     PEER_SECRET_REFUSED: ("probe signed with another tenant's secret", "webhooks signed with another tenant's secret",
                           "a probe signed with another tenant's signing secret"),
+    RETIRED_SECRET_REFUSED: ("probe signed with a retired secret", "webhooks signed with a retired secret",
+                             "a probe signed with the tenant's retired signing secret"),
 }
 
 
@@ -68,16 +84,25 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def run_webhook_checks(webhook_url: str, signing_secret: str, tenant_id: UUID | str, *,
-                       peer_signing_secret: str | None = None, timeout: float = 10.0, attempts: int = 4,
-                       backoff: float = 0.25) -> CheckReport:
-    """POST a signed probe (expect 2xx), then unsigned, randomly signed and, given `peer_signing_secret`,
-    peer-signed probes (expect 401 or 403 each). Results come in that order."""
+                       peer_signing_secret: str | None = None, next_signing_secret: str | None = None,
+                       retired_signing_secrets: list[str] | tuple[str, ...] = (), suspended: bool = False,
+                       timeout: float = 10.0, attempts: int = 4, backoff: float = 0.25) -> CheckReport:
+    """POST a signed probe (expect 2xx; 423 when `suspended`), given `next_signing_secret` one signed with it
+    (the same), then unsigned, randomly signed, peer-signed (given `peer_signing_secret`) and retired-signed
+    (one per `retired_signing_secrets`) probes (expect 401 or 403 each). Results come in that order."""
     parts = urlsplit(webhook_url)
     # Credentials in the URL are never echoed back in a report.
     shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-    names = [SIGNED_ACCEPTED, UNSIGNED_REFUSED, WRONG_SIGNATURE_REFUSED]
+    live = [secret for secret in (signing_secret, next_signing_secret) if secret is not None]
+    retired = [secret for secret in dict.fromkeys(retired_signing_secrets) if secret not in live]
+    names = [SUSPENDED_REFUSED if suspended else SIGNED_ACCEPTED]
+    if next_signing_secret is not None and not suspended:
+        names.append(NEXT_SECRET_ACCEPTED)
+    names += [UNSIGNED_REFUSED, WRONG_SIGNATURE_REFUSED]
     if peer_signing_secret is not None:
         names.append(PEER_SECRET_REFUSED)
+    if retired:
+        names.append(RETIRED_SECRET_REFUSED)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         detail = f"webhook URL {shown!r} is not an http(s) URL with a host"
         return CheckReport([CheckResult(name, False, detail) for name in names])
@@ -89,8 +114,14 @@ def run_webhook_checks(webhook_url: str, signing_secret: str, tenant_id: UUID | 
         signature = None if secret is None else sign_body(secret, body)
         return _post(webhook_url, body, signature, deadline, attempts, backoff)
 
-    results = [
-        _judge_signed(send(signing_secret), shown, timeout),
+    if suspended:
+        results = [_judge_suspended([send(secret) for secret in live], shown, timeout)]
+    else:
+        results = [_judge_signed(send(signing_secret), shown, timeout)]
+        if next_signing_secret is not None:
+            results.append(_judge_signed(send(next_signing_secret), shown, timeout, NEXT_SECRET_ACCEPTED,
+                                         "probe signed with the next secret"))
+    results += [
         _judge_refusal(UNSIGNED_REFUSED, send(None), shown, timeout),
         _judge_refusal(WRONG_SIGNATURE_REFUSED, send(secrets.token_hex(32)), shown, timeout),
     ]
@@ -102,6 +133,9 @@ def run_webhook_checks(webhook_url: str, signing_secret: str, tenant_id: UUID | 
                                        "every tenant needs a signing secret of its own"))
         else:
             results.append(_judge_refusal(PEER_SECRET_REFUSED, send(peer_signing_secret), shown, timeout))
+    if retired:
+        results.append(_judge_all_refused(RETIRED_SECRET_REFUSED, [send(secret) for secret in retired], shown,
+                                          timeout))
     return CheckReport(results)
 
 
@@ -157,20 +191,50 @@ def _unanswered(answer: _Answer, shown: str, timeout: float) -> str:
     return f"no answer from {shown} within {timeout:g}s ({_tries(answer)}): {answer.reason}"
 
 
-def _judge_signed(answer: _Answer, shown: str, timeout: float) -> CheckResult:
+def _judge_signed(answer: _Answer, shown: str, timeout: float, name: str = SIGNED_ACCEPTED,
+                  probe: str = "signed probe") -> CheckResult:
     status = answer.status
     if status is not None and 200 <= status < 300:
-        return CheckResult(SIGNED_ACCEPTED, True, f"signed probe accepted by {shown}: HTTP {status}")
+        return CheckResult(name, True, f"{probe} accepted by {shown}: HTTP {status}")
     if status is None:
         detail = _unanswered(answer, shown, timeout)
     elif status in (401, 403):
-        detail = (f"signed probe refused by {shown} (HTTP {status}): the endpoint's signing secret for this tenant "
+        detail = (f"{probe} refused by {shown} (HTTP {status}): the endpoint's signing secret for this tenant "
                   "differs from the one deployed")
+    elif status == SUSPENDED_STATUS:
+        detail = (f"{probe} refused by {shown} with HTTP {status}: the endpoint holds the tenant as suspended, "
+                  "but its tenant file says active; run `tenantctl up` for it")
     elif 300 <= status < 400:
         detail = f"{shown} redirects (HTTP {status}); redirects are not followed: configure the final URL"
     else:
-        detail = f"expected 2xx for the signed probe from {shown}, got HTTP {status} {answer.reason} ({_tries(answer)})"
-    return CheckResult(SIGNED_ACCEPTED, False, detail)
+        detail = f"expected 2xx for the {probe} from {shown}, got HTTP {status} {answer.reason} ({_tries(answer)})"
+    return CheckResult(name, False, detail)
+
+
+def _judge_suspended(answers: list[_Answer], shown: str, timeout: float) -> CheckResult:
+    """A suspended tenant: every correctly signed probe must get 423."""
+    for answer in answers:
+        status = answer.status
+        if status == SUSPENDED_STATUS:
+            continue
+        if status is None:
+            detail = _unanswered(answer, shown, timeout)
+        elif 200 <= status < 300:
+            detail = (f"CRITICAL: the tenant is suspended, but {shown} accepted a correctly signed probe (HTTP "
+                      f"{status}): its tenant_configs row is not marked suspended, or the endpoint ignores it")
+        else:
+            detail = (f"expected HTTP {SUSPENDED_STATUS} (suspended) for a correctly signed probe from {shown}, got "
+                      f"HTTP {status} {answer.reason} ({_tries(answer)})")
+        return CheckResult(SUSPENDED_REFUSED, False, detail)
+    return CheckResult(SUSPENDED_REFUSED, True, (
+        f"the tenant is suspended: {len(answers)} correctly signed probe(s) refused by {shown} with HTTP "
+        f"{SUSPENDED_STATUS}"))
+
+
+def _judge_all_refused(name: str, answers: list[_Answer], shown: str, timeout: float) -> CheckResult:
+    results = [_judge_refusal(name, answer, shown, timeout) for answer in answers]
+    failed = [result for result in results if not result.ok]
+    return failed[0] if failed else results[0]
 
 
 def _judge_refusal(name: str, answer: _Answer, shown: str, timeout: float) -> CheckResult:

@@ -62,7 +62,10 @@ def render_namespace(slug: str, labels: dict[str, str]) -> Manifest:
     })
 
 
-def render_resource_quota(slug: str, labels: dict[str, str], resources: Resources) -> Manifest:
+def render_resource_quota(slug: str, labels: dict[str, str], resources: Resources, *,
+                          suspended: bool = False) -> Manifest:
+    """The namespace's quota; a suspended tenant's admits no pod (`pods: 0`), and its running pods are not evicted
+    by it (a quota is checked at admission), so the workload scaled to zero stays at zero."""
     return Manifest("quota", {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
@@ -72,7 +75,7 @@ def render_resource_quota(slug: str, labels: dict[str, str], resources: Resource
             "limits.cpu": resources.cpu,
             "requests.memory": resources.memory,
             "limits.memory": resources.memory,
-            "pods": str(resources.pods),
+            "pods": "0" if suspended else str(resources.pods),
         }},
     })
 
@@ -161,12 +164,12 @@ def render_rbac(slug: str, labels: dict[str, str]) -> list[Manifest]:
 
 def render_premium_isolation(
     slug: str, labels: dict[str, str], resources: Resources, ingress_ns: pulumi.Input[str],
-    monitoring_ns: pulumi.Input[str],
+    monitoring_ns: pulumi.Input[str], *, suspended: bool = False,
 ) -> list[Manifest]:
     """Everything a premium tenant's namespace holds except its credentials Secret."""
     return [
         render_namespace(slug, labels),
-        render_resource_quota(slug, labels, resources),
+        render_resource_quota(slug, labels, resources, suspended=suspended),
         render_limit_range(slug, labels),
         *render_network_policies(slug, labels, ingress_ns, monitoring_ns),
         *render_rbac(slug, labels),
@@ -182,4 +185,5 @@ def kubernetes_check_tenant(tenant: Tenant, shared_namespace: str) -> Kubernetes
     if tenant.tier is not Tier.PREMIUM:
         return KubernetesTenant(namespace=shared_namespace, **common)
     return KubernetesTenant(namespace=naming.namespace_name(slug), service_account=naming.service_account_name(slug),
-                            quota=tenant.effective_resources, default_deny_policy=DEFAULT_DENY_POLICY, **common)
+                            quota=tenant.effective_resources, default_deny_policy=DEFAULT_DENY_POLICY,
+                            suspended=tenant.suspended, **common)

@@ -1,7 +1,8 @@
 """TenantStack: everything one MSP client gets, from one tenant file.
 
 Creates, all parented to the component and named from the slug:
-- a random webhook signing secret (rotated by bumping `webhook.signing_secret_version`);
+- a random webhook signing secret per version in use: the current one, and during a rotation
+  (`webhook.rotation`) the next one too (`tenancy.signing_rotation` says which);
 - a per-tenant KMS key (rotation on, 30-day deletion window) and its alias `alias/tenant-<slug>`;
 - a Secrets Manager secret encrypted with that key, holding the API key and signing secret (14-day recovery
   window);
@@ -27,6 +28,16 @@ no removal inferred from a missing file and no accidental replacement can delete
 Only offboarding lifts them (the stack's `offboarding: true`, docs/operations.md): the program then declares the
 same resources without guards, so the offboarding's own destroy schedules their deletion.
 
+Signing secrets are not guarded: each version is its own `RandomPassword` (`<name>-webhook-signing-secret-v<N>`,
+its keepers the version, so nothing replaces one), and retiring a version after a rotation deletes its resource,
+which `protect` would refuse. Deleting one removes it from the state only: the secret in use lives on in the row,
+Secrets Manager and the Kubernetes Secret. The current version's resource aliases the single unversioned name of
+earlier releases, so the first `up` of this release moves that secret to its versioned name instead of replacing it.
+
+Suspension (`state: suspended`) changes three things and deletes nothing: the row's `suspended_at` (the application
+refuses the tenant's webhooks), a premium namespace's quota (`pods: 0`: no new pod is admitted) and what the
+post-deploy check expects (a refused signed webhook, and the quota admitting no pod).
+
 The secret's recovery window (14 days) is shorter than the key's deletion window (30 days): a secret restored on
 the last day of its window can still be decrypted by its key. A key and secret restored by `tenantctl restore`
 are adopted by the next `up` (the stack's `adopt` config) rather than created again.
@@ -49,6 +60,7 @@ from components.observability.dashboard import render_dashboard_configmap
 from components.observability.rules import render_prometheus_rule
 from components.settings import DatabaseSettings, TenantEnvironment
 from tenancy.model import Tenant, Tier
+from tenancy.signing_rotation import signing_phase
 
 SIGNING_SECRET_LENGTH = 48
 KMS_DELETION_WINDOW_DAYS = 30
@@ -101,23 +113,21 @@ class TenantStack(pulumi.ComponentResource):
         api_key = pulumi.Output.secret(args.servicedesk_api_key)
         guarded = not settings.offboarding
 
-        signing_secret = random.RandomPassword(
-            f"{name}-webhook-signing-secret",
-            length=SIGNING_SECRET_LENGTH,
-            special=False,
-            upper=True,
-            lower=True,
-            numeric=True,
-            min_upper=4,
-            min_lower=4,
-            min_numeric=4,
-            keepers={"signing_secret_version": str(tenant.webhook.signing_secret_version)},
-            opts=self._child(),
-        )
+        phase = signing_phase(tenant)
+        if phase.deadline_passed:
+            pulumi.log.info(f"tenant {tenant.slug}: the signing-secret overlap ended at "
+                            f"{tenant.webhook.rotation.overlap_until.isoformat()}; retiring the old secret and "
+                            f"keeping version {phase.current_version} (write it with `tenantctl rotate-signing-secret "
+                            f"{tenant.slug} --finish`)")
+        signing_secret = self._signing_secret(name, phase.current_version, current=True)
+        next_secret = (self._signing_secret(name, phase.next_version, current=False) if phase.overlapping else None)
 
         # What the application reads for this tenant, in Secrets Manager and in its Kubernetes Secret.
         credentials: dict[str, pulumi.Input[str]] = {"SERVICEDESK_API_KEY": api_key,
                                                      "WEBHOOK_SECRET": signing_secret.result}
+        if next_secret is not None:
+            # What `tenantctl handoff --reveal` gives the client's admin during a rotation.
+            credentials["WEBHOOK_SECRET_NEXT"] = next_secret.result
         if args.llm_api_key is not None:
             credentials["LLM_API_KEY"] = pulumi.Output.secret(args.llm_api_key)
 
@@ -152,8 +162,12 @@ class TenantStack(pulumi.ComponentResource):
         )
 
         isolation: list[pulumi.Resource] = []
+        quota_pods: pulumi.Input[str | None] = None
         if tenant.tier is Tier.PREMIUM:
             isolation = self._premium_isolation(name, tenant, labels, settings)
+            # What the engine holds for the quota it applied (or rendered), for the post-deploy check.
+            quota_pods = next(r for r in isolation if isinstance(r, k8s.core.v1.ResourceQuota)).spec.apply(
+                _pods_of)
             namespace = naming.namespace_name(tenant.slug)  # created first: the Secret depends on `isolation`
         else:
             namespace = settings.shared_namespace
@@ -177,7 +191,8 @@ class TenantStack(pulumi.ComponentResource):
         check = None
         if args.database is not None:
             check = self._database_and_checks(
-                name, tenant, args, signing_secret.result, webhook_url,
+                name, tenant, args, signing_secret.result, next_secret.result if next_secret else None, quota_pods,
+                webhook_url,
                 ready=[kms_key, kms_alias, credentials_secret, secret_version, k8s_secret, *isolation, *monitoring],
             )
 
@@ -202,11 +217,29 @@ class TenantStack(pulumi.ComponentResource):
     def _child(self, **kwargs) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, **kwargs)
 
+    def _signing_secret(self, name: str, version: int, *, current: bool) -> random.RandomPassword:
+        """Version `version` of the webhook signing secret. The current one answers to the unversioned name of
+        earlier releases too (an alias), so that secret moves to its versioned name and is not replaced."""
+        return random.RandomPassword(
+            f"{name}-webhook-signing-secret-v{version}",
+            length=SIGNING_SECRET_LENGTH,
+            special=False,
+            upper=True,
+            lower=True,
+            numeric=True,
+            min_upper=4,
+            min_lower=4,
+            min_numeric=4,
+            keepers={"signing_secret_version": str(version)},
+            opts=self._child(aliases=[pulumi.Alias(name=f"{name}-webhook-signing-secret")] if current else None),
+        )
+
     def _premium_isolation(
         self, name: str, tenant: Tenant, labels: dict[str, str], settings: TenantEnvironment
     ) -> list[pulumi.Resource]:
         manifests = render_premium_isolation(
-            tenant.slug, labels, tenant.effective_resources, settings.ingress_namespace, settings.monitoring_namespace
+            tenant.slug, labels, tenant.effective_resources, settings.ingress_namespace, settings.monitoring_namespace,
+            suspended=tenant.suspended,
         )
         namespace_manifest, namespaced = manifests[0], manifests[1:]
         namespace = self._k8s(name, namespace_manifest, self._child(protect=not settings.offboarding))
@@ -237,6 +270,8 @@ class TenantStack(pulumi.ComponentResource):
         tenant: Tenant,
         args: TenantStackArgs,
         signing_secret: pulumi.Output[str],
+        next_signing_secret: pulumi.Output[str] | None,
+        quota_pods: pulumi.Input[str | None],
         webhook_url: pulumi.Output[str],
         ready: list[pulumi.Resource],
     ) -> OnboardingCheck | None:
@@ -251,6 +286,8 @@ class TenantStack(pulumi.ComponentResource):
                 servicedesk_api_key=pulumi.Output.secret(args.servicedesk_api_key),
                 llm_api_key=pulumi.Output.secret(args.llm_api_key) if args.llm_api_key is not None else None,
                 webhook_signing_secret=signing_secret,
+                webhook_next_signing_secret=next_signing_secret,
+                suspended=tenant.suspended,
                 fernet_key=database.fernet_key,
                 database_url=database.provisioner_url,
                 purge_on_delete=tenant.offboarding.purge_data or tenant.slug in args.settings.purge_slugs,
@@ -273,6 +310,9 @@ class TenantStack(pulumi.ComponentResource):
                 slug=tenant.slug,
                 webhook_url=webhook_url,
                 signing_secret=signing_secret,
+                next_signing_secret=next_signing_secret,
+                suspended=tenant.suspended,
+                quota_pods=quota_pods,
                 app_database_url=database.app_url,
                 row_revision=row.revision,
                 peer_tenant_ids=args.peer_tenant_ids,
@@ -287,6 +327,13 @@ def _adopting(aws_id: str | None, unreadable: str) -> dict:
     """Import options for an object `tenantctl restore` took back. AWS cannot say the window it was created with,
     so that one field is left out of the import's comparison (the next `up` records the declared window)."""
     return {"import_": aws_id, "ignore_changes": [unreadable]} if aws_id else {}
+
+
+def _pods_of(spec) -> str | None:
+    """`spec.hard.pods` of a ResourceQuota's output (a typed spec, or a plain dict under some engines)."""
+    hard = spec.get("hard") if isinstance(spec, dict) else getattr(spec, "hard", None)
+    pods = hard.get("pods") if isinstance(hard, dict) else None
+    return None if pods is None else str(pods)
 
 
 def _check_verdicts(report: dict | None) -> dict | None:

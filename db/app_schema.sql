@@ -9,6 +9,9 @@
 --   * app_user and tenant_provisioner can log in, are not superuser or BYPASSRLS, own nothing, and hold
 --     no TRUNCATE, REFERENCES or TRIGGER privilege on a tenant table (TRUNCATE ignores RLS);
 --   * set_tenant_context() refuses an unknown tenant and sets the context for the current transaction only;
+--   * tenant_configs.suspended_at is NULL for an active tenant; a suspended tenant's webhooks are refused;
+--   * tenant_configs.webhook_next_signing_secret_encrypted, when set, is a second signing secret accepted
+--     beside the current one (a rotation's overlap);
 --   * tenant_configs.provisioning_owner names the Pulumi resource that manages a row, so a resource deletes
 --     a row only while it still owns it (a rename, an alias or another stack may have adopted it).
 --
@@ -63,6 +66,16 @@ CREATE TABLE IF NOT EXISTS tenant_configs (
 ALTER TABLE tenant_configs ADD COLUMN IF NOT EXISTS provisioning_owner text;
 -- A client's own LLM API key (Fernet, like the others); NULL: the application uses the platform's key.
 ALTER TABLE tenant_configs ADD COLUMN IF NOT EXISTS llm_api_key_encrypted text;
+-- Suspension (tenant file `state: suspended`): the application refuses a suspended tenant's webhooks (HTTP 423).
+-- NULL for every existing row: adding the column suspends nobody.
+ALTER TABLE tenant_configs ADD COLUMN IF NOT EXISTS suspended_at timestamptz;
+-- Signing-secret rotation: while it is set, a webhook signed with this secret (Fernet, like the current one) is
+-- accepted as well as one signed with webhook_signing_secret_encrypted. NULL: no rotation under way.
+ALTER TABLE tenant_configs ADD COLUMN IF NOT EXISTS webhook_next_signing_secret_encrypted text;
+COMMENT ON COLUMN tenant_configs.suspended_at IS
+    'When the tenant was suspended; NULL while it is active. The application refuses its webhooks (423).';
+COMMENT ON COLUMN tenant_configs.webhook_next_signing_secret_encrypted IS
+    'The next signing secret during a rotation (Fernet); a webhook signed with either secret is accepted.';
 COMMENT ON COLUMN tenant_configs.provisioning_owner IS
     'Token of the Pulumi resource that manages this row; NULL for a row made by hand. Deletes compare it.';
 

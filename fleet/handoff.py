@@ -1,7 +1,9 @@
 """`tenantctl handoff`: what a client's ServiceDesk Plus admin needs, as Markdown, without the secret.
 
 The signing secret is only ever revealed by a command an authorized operator runs with their own
-AWS credentials (KMS-audited), or with `--reveal`, which runs that command.
+AWS credentials (KMS-audited), or with `--reveal`, which runs that command. During a signing-secret rotation the
+secret revealed is the new one (`WEBHOOK_SECRET_NEXT`), the one the client's admin must save; the old one is
+accepted until the rotation's deadline.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import subprocess
 
 from components import naming
 from tenancy.model import Tenant, Tier
+from tenancy.signing_rotation import signing_phase
 
 SIGNATURE_HEADER = "X-ServiceDesk-Signature"
 
@@ -32,12 +35,33 @@ def reveal_command(tenant: Tenant, region: str | None = None, endpoint: str | No
     ]
 
 
+def secret_field(tenant: Tenant) -> str:
+    """The field of the tenant's credentials that holds the secret its admin must save: the next one during a
+    rotation's overlap, else the current one."""
+    return "WEBHOOK_SECRET_NEXT" if signing_phase(tenant).overlapping else "WEBHOOK_SECRET"
+
+
 def kubectl_reveal_command(tenant: Tenant, shared_namespace: str) -> str:
     namespace = naming.namespace_name(tenant.slug) if tenant.tier is Tier.PREMIUM else shared_namespace
     return (
         f"kubectl get secret {naming.credentials_secret_name(tenant.slug)} -n {namespace} "
-        "-o jsonpath='{.data.WEBHOOK_SECRET}' | base64 -d"
+        f"-o jsonpath='{{.data.{secret_field(tenant)}}}' | base64 -d"
     )
+
+
+def _lifecycle_lines(tenant: Tenant) -> list[str]:
+    phase = signing_phase(tenant)
+    lines = []
+    if tenant.suspended:
+        lines += ["**This tenant is suspended**: its webhooks are refused (HTTP 423) until its tenant file says "
+                  "`state: active` again and `up` has run.", ""]
+    if phase.overlapping:
+        until = phase.overlap_until.strftime("%Y-%m-%d %H:%M UTC")
+        lines += [f"**Signing-secret rotation under way** (version {phase.current_version} -> {phase.next_version}): "
+                  f"the secret to send is the new one. Webhooks signed with the old or the new secret are accepted "
+                  f"until {until}; after that, or once `tenantctl rotate-signing-secret {tenant.slug} --finish` is "
+                  "applied, only the new one is.", ""]
+    return lines
 
 
 def render_handoff(tenant: Tenant, env: str, webhook_base_url: str, shared_namespace: str,
@@ -46,7 +70,7 @@ def render_handoff(tenant: Tenant, env: str, webhook_base_url: str, shared_names
     (`--env prod`, or `--rehearsal`)."""
     url = naming.webhook_url(webhook_base_url, str(tenant.tenant_id))
     prefs = tenant.enhancement_preferences
-    extract = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"WEBHOOK_SECRET\"])'"
+    extract = f"python3 -c 'import json,sys; print(json.load(sys.stdin)[\"{secret_field(tenant)}\"])'"
     reveal = " ".join(reveal_command(tenant, region, endpoint)) + " | " + extract
     option = env_option or f"--env {env}"
     return "\n".join([
@@ -69,6 +93,7 @@ def render_handoff(tenant: Tenant, env: str, webhook_base_url: str, shared_names
         "",
         "### Signing secret",
         "",
+        *_lifecycle_lines(tenant),
         "Not shown here. An authorized operator (IAM access to the tenant's secret and KMS key) reveals it with:",
         "",
         "```sh",
@@ -95,7 +120,10 @@ def reveal_signing_secret(tenant: Tenant, region: str | None = None, endpoint: s
         raise HandoffError(f"aws secretsmanager refused: {exc.stderr.strip().splitlines()[-1:] or exc}") from None
     except subprocess.TimeoutExpired:
         raise HandoffError("aws secretsmanager did not answer within 60 s") from None
+    field = secret_field(tenant)
     try:
-        return json.loads(result.stdout)["WEBHOOK_SECRET"]
+        return json.loads(result.stdout)[field]
     except (ValueError, KeyError, TypeError):
-        raise HandoffError("the tenant's secret does not hold a WEBHOOK_SECRET field") from None
+        pending = (" (the rotation is not applied yet: run `tenantctl up` for it first)"
+                   if field.endswith("NEXT") else "")
+        raise HandoffError(f"the tenant's secret does not hold a {field} field{pending}") from None

@@ -15,6 +15,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from tenancy.identity_changes import tenants_at
+from tenancy.lifecycle import lifecycle_effects
 from tenancy.model import Tenant
 
 
@@ -26,16 +27,19 @@ class TenantChange:
     tier: str
     resources: int
     fields: list[tuple[str, Any, Any]] = field(default_factory=list)  # (path, old, new)
+    effects: list[str] = field(default_factory=list)  # what the next `up` does about a lifecycle change
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "slug": self.slug, "tenant_id": self.tenant_id, "tier": self.tier,
                 "resources": self.resources,
-                "fields": [{"field": path, "old": old, "new": new} for path, old, new in self.fields]}
+                "fields": [{"field": path, "old": old, "new": new} for path, old, new in self.fields],
+                "effects": list(self.effects)}
 
     def render(self) -> list[str]:
         mark = {"added": "+", "changed": "~", "removed": "-"}[self.kind]
         lines = [f"{mark} {self.kind:<7} {self.slug} ({self.tier}, {self.resources} resources)"]
         lines += [f"      {path}: {_shown(old)} -> {_shown(new)}" for path, old, new in self.fields]
+        lines += [f"      => {effect}" for effect in self.effects]
         return lines
 
 
@@ -70,10 +74,11 @@ def tenant_changes(project_root: Path, tenants_dir: Path, ref: str, current: lis
     for tenant_id in sorted(set(before) | set(after)):
         old, new = before.get(tenant_id), after.get(tenant_id)
         if old is None:
-            changes.append(TenantChange("added", new.slug, tenant_id, new.tier.value, resource_counts.get(new.slug, 0)))
+            changes.append(TenantChange("added", new.slug, tenant_id, new.tier.value, resource_counts.get(new.slug, 0),
+                                        effects=lifecycle_effects(None, new)))
         elif new is not None and (fields := field_changes(old, new)):
             changes.append(TenantChange("changed", new.slug, tenant_id, new.tier.value,
-                                        resource_counts.get(new.slug, 0), fields))
+                                        resource_counts.get(new.slug, 0), fields, lifecycle_effects(old, new)))
     removed = [before[t] for t in sorted(set(before) - set(after))]
     if removed:
         counts = count_resources(removed)

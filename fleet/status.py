@@ -128,6 +128,7 @@ class TenantStatus:
     row_updated_at: str | None = None
     problems: list[str] = field(default_factory=list)  # why this tenant fails the gate
     deployed_commit: str | None = None  # what the last successful `up` deployed
+    state: str = "active"  # the tenant file's: active | suspended, and a signing-secret rotation under way
 
     def as_dict(self) -> dict:
         return dict(vars(self))
@@ -203,7 +204,8 @@ def _status(tenant: Tenant, facts: StackFacts | None, commit: str | None, row_up
     wanted = short_digest(desired_digest) if desired_digest else tenant.digest
     desired = wanted + (f" ({commit})" if commit else "")
     status = TenantStatus(tenant.slug, tenant.tier.value, tenant_stack_name(env, tenant.slug), desired, None,
-                          "pending", "unverified", None, NOT_CHECKED, None, None, row_updated_at)
+                          "pending", "unverified", None, NOT_CHECKED, None, None, row_updated_at,
+                          state=lifecycle_state(tenant, now))
     if facts is None or not facts.exists:
         status.problems.append(f"no stack yet: `tenantctl up {environment_option(env)}` creates it")
         return status
@@ -242,6 +244,21 @@ def _status(tenant: Tenant, facts: StackFacts | None, commit: str | None, row_up
     if status.drift in (DRIFTED, UNKNOWN):
         status.problems.append(f"drift {status.drift}" + (f": {facts.drift_detail}" if facts.drift_detail else ""))
     return status
+
+
+def lifecycle_state(tenant: Tenant, now: datetime) -> str:
+    """`active` or `suspended`, and `rotating to vN` while a signing-secret rotation overlaps (`rotation overdue`
+    once its deadline passed: the next `up` retires the old secret). What is applied is READY's business."""
+    from tenancy.signing_rotation import signing_phase
+
+    phase = signing_phase(tenant, now)
+    rotation = tenant.webhook.rotation
+    shown = tenant.state.value
+    if phase.overlapping:
+        shown += f", rotating to v{phase.next_version}"
+    elif rotation is not None:
+        shown += f", rotation to v{rotation.next_version} overdue"
+    return shown
 
 
 def _age(iso: str | None, now: datetime) -> str | None:
@@ -285,8 +302,8 @@ def status_table(report: StatusReport):
 
     title = f"Environment {report.env}: " + ("ok" if report.ok else f"{len(report.failing)} tenant(s) need attention")
     table = Table(title=title)
-    columns = ("TENANT", "TIER", "STACK", "DESIRED", "APPLIED", "READY", "VERIFIED", "DRIFT", "ROW", "LAST ERROR",
-               "AGE")
+    columns = ("TENANT", "TIER", "STATE", "STACK", "DESIRED", "APPLIED", "READY", "VERIFIED", "DRIFT", "ROW",
+               "LAST ERROR", "AGE")
     for column in columns:
         table.add_column(column)
     now = datetime.now(UTC)
@@ -294,7 +311,7 @@ def status_table(report: StatusReport):
         verified = t.verified + (f" ({_age(t.verified_at, now)} ago)" if t.verified_at else "")
         row = f"updated {_age(t.row_updated_at, now)} ago" if t.row_updated_at else "-"
         applied = (t.applied or "-") + (f" @ {t.deployed_commit[:12]}" if t.deployed_commit else "")
-        table.add_row(t.tenant, t.tier, t.stack, t.desired, applied, t.ready, verified, t.drift, row,
+        table.add_row(t.tenant, t.tier, t.state, t.stack, t.desired, applied, t.ready, verified, t.drift, row,
                       (t.last_error or "-")[:80], t.age or "-")
     return table
 

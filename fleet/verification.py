@@ -45,6 +45,7 @@ class VerifyOutcome:
 def verify(
     tenant_id: str, slug: str, checks: list[str], app_database_url: str | None, webhook_url: str | None,
     signing_secret: str | None, peer_tenant_ids: list[str] | None = None, peer_signing_secret: str | None = None,
+    next_signing_secret: str | None = None, suspended: bool = False,
 ) -> CheckReport:
     unknown = set(checks) - set(ALL_CHECKS)
     if unknown:
@@ -58,26 +59,29 @@ def verify(
         "signing_secret": signing_secret,
         "peer_tenant_ids": peer_tenant_ids or [],
         "peer_signing_secret": peer_signing_secret,
+        "next_signing_secret": next_signing_secret,
+        "suspended": suspended,
         "timeout_seconds": 15.0,
     })
 
 
 def verify_tenant(tenant: Tenant, target: VerifyTarget) -> VerifyOutcome:
     """One tenant's checks, timed; VerifyError when they cannot even start (no row, a wrong key)."""
-    from tenancy.signing_secrets import SigningSecretError, first_peer_secret, read_signing_secret
+    from tenancy.signing_secrets import SigningSecretError, WebhookSecrets, first_peer_secret, read_webhook_secrets
 
     started = time.monotonic()
     tenant_id = str(tenant.tenant_id)
     peers = peer_tenant_ids(target.registry, tenant.tenant_id, count=MAX_REAL_PEERS)
     webhook_url = target.webhook_url or (naming.webhook_url(target.webhook_base_url, tenant_id)
                                          if target.webhook_base_url else None)
-    secret = peer_secret = None
+    secrets, peer_secret = WebhookSecrets(""), None
     try:
         if "webhook" in target.checks:
-            secret = read_signing_secret(target.database_url, tenant_id, target.fernet_key)
+            # The row says whether the tenant is suspended and which secrets are live: what the endpoint must honour.
+            secrets = read_webhook_secrets(target.database_url, tenant_id, target.fernet_key)
             peer_secret = first_peer_secret(target.database_url, peers, target.fernet_key)
-        report = verify(tenant_id, tenant.slug, target.checks, target.app_database_url, webhook_url, secret, peers,
-                        peer_secret)
+        report = verify(tenant_id, tenant.slug, target.checks, target.app_database_url, webhook_url,
+                        secrets.current or None, peers, peer_secret, secrets.next, secrets.suspended)
     except SigningSecretError as exc:
         raise VerifyError(str(exc)) from None
     return VerifyOutcome(tenant, report, time.monotonic() - started)

@@ -1,9 +1,11 @@
 """A local reference webhook receiver implementing the application's signature contract.
 
 POST /webhook/servicedesk?tenant_id=<uuid>, body signed with hex HMAC-SHA256 in X-ServiceDesk-Signature:
-202 when the signature matches the tenant's signing secret, 401 when it does not, 404 for an unknown
-tenant, 400 for a missing or malformed tenant_id. It reads the secret the way the application does:
-as the application's role, inside the tenant's RLS context, decrypting the stored Fernet token.
+202 when the signature matches the tenant's signing secret (or, during a rotation, its next one), 401 when
+it does not, 423 when it matches but the tenant is suspended (`suspended_at` set), 404 for an unknown
+tenant, 400 for a missing or malformed tenant_id. The signature is judged before the suspension, so a caller
+who cannot sign for the tenant learns nothing about it (docs/app-contract.md). It reads the secret the way the
+application does: as the application's role, inside the tenant's RLS context, decrypting the stored Fernet token.
 Rehearsals and tests point the webhook checks at it in place of the real application.
 """
 
@@ -110,7 +112,8 @@ class WebhookReceiver:
             with db.connect(self.app_dsn) as conn:
                 conn.execute("SELECT set_tenant_context(%s)", (tenant,))
                 row = conn.execute(
-                    "SELECT webhook_signing_secret_encrypted FROM tenant_configs WHERE tenant_id = %s", (tenant,)
+                    "SELECT webhook_signing_secret_encrypted, webhook_next_signing_secret_encrypted, suspended_at"
+                    " FROM tenant_configs WHERE tenant_id = %s", (tenant,)
                 ).fetchone()
         except psycopg.errors.NoDataFound:
             return 404, {"error": "unknown tenant"}
@@ -119,13 +122,17 @@ class WebhookReceiver:
         if row is None:
             return 404, {"error": "unknown tenant"}
         try:
-            secret = credentials.decrypt(self.fernet_key, row[0])
+            secrets = [credentials.decrypt(self.fernet_key, token) for token in row[:2] if token is not None]
         except credentials.CredentialError:
             return 500, {"error": "the tenant's signing secret cannot be decrypted"}
         # compare_digest refuses non-ASCII text; such a header cannot be a hex digest anyway.
-        if signature and signature.isascii() and credentials.signature_matches(secret, body, signature):
-            return 202, {"status": "accepted"}
-        return 401, {"error": "invalid signature"}
+        signed = bool(signature) and signature.isascii() and any(
+            credentials.signature_matches(secret, body, signature) for secret in secrets)
+        if not signed:
+            return 401, {"error": "invalid signature"}
+        if row[2] is not None:
+            return 423, {"error": "tenant suspended", "suspended_at": row[2].isoformat()}
+        return 202, {"status": "accepted"}
 
 
 class _Server(ThreadingHTTPServer):

@@ -22,7 +22,7 @@ APP_ROLE = "app_user"
 PROVISIONER_ROLE = "tenant_provisioner"
 OWNER_ROLE = "app_owner"
 # The newest column and table the contract added; a database without either gets the (idempotent) file re-run.
-NEWEST_COLUMN = "llm_api_key_encrypted"
+NEWEST_COLUMN = "webhook_next_signing_secret_encrypted"
 ENVIRONMENTS_TABLE = "tenantctl_environments"
 NEWEST_TABLE = ENVIRONMENTS_TABLE
 

@@ -11,6 +11,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -49,6 +50,14 @@ SECRETISH_KEY = re.compile(
 class Tier(StrEnum):
     BASIC = "basic"
     PREMIUM = "premium"
+
+
+class TenantState(StrEnum):
+    """`active` serves the tenant; `suspended` keeps everything it has (row, secrets, key, data) and refuses its
+    webhooks (docs/operations.md, "Suspend and resume")."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
 
 
 class ContextSource(StrEnum):
@@ -192,11 +201,39 @@ class EnhancementPreferences(_Section):
         return value
 
 
+class SigningSecretRotation(_Section):
+    """A signing-secret rotation under way, as `tenantctl rotate-signing-secret` writes it: until `overlap_until`
+    the application accepts webhooks signed with the current secret or the next one."""
+
+    next_version: Annotated[StrictInt, Field(ge=2, description="The version of the next signing secret.")]
+    overlap_until: Annotated[datetime, Field(description=(
+        "Until when (ISO 8601 with a time zone) both secrets are accepted; the first `up` after it retires the "
+        "current secret, as `tenantctl rotate-signing-secret --finish` does."))]
+
+    @field_validator("overlap_until")
+    @classmethod
+    def _has_time_zone(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("must carry a time zone, for example 2026-12-11T00:00:00Z")
+        return value
+
+
 class Webhook(_Section):
     signing_secret_version: Annotated[
         StrictInt,
-        Field(ge=1, description="Bump to rotate the webhook signing secret."),
+        Field(ge=1, description=(
+            "The signing secret in use. Rotate with `tenantctl rotate-signing-secret` (an overlap, no webhook "
+            "dropped); bumping it by hand replaces the secret at once.")),
     ] = 1
+    rotation: SigningSecretRotation | None = Field(
+        default=None, description="A rotation under way (written by `tenantctl rotate-signing-secret`).")
+
+    @model_validator(mode="after")
+    def _next_version_is_newer(self) -> Webhook:
+        if self.rotation is not None and self.rotation.next_version <= self.signing_secret_version:
+            raise ValueError(
+                f"rotation.next_version: must be above signing_secret_version ({self.signing_secret_version})")
+        return self
 
 
 class Resources(_Section):
@@ -326,6 +363,9 @@ class Tenant(_Section):
     ] = []
     name: Annotated[str, Field(min_length=1, max_length=255)]
     tier: Tier
+    state: TenantState = Field(default=TenantState.ACTIVE, description=(
+        "`suspended`: the row is marked inactive and the tenant's webhooks are refused (HTTP 423); a premium "
+        "namespace admits no new pod. Secrets, keys and data are kept; `active` restores the tenant."))
     servicedesk: ServiceDesk
     enhancement_preferences: EnhancementPreferences = EnhancementPreferences()
     webhook: Webhook = Webhook()
@@ -385,7 +425,13 @@ class Tenant(_Section):
         import hashlib
         import json
 
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        dumped = self.model_dump(mode="json")
+        # Fields added later count only when set: a file that does not use them keeps the digest it had.
+        if dumped.get("state") == TenantState.ACTIVE.value:
+            del dumped["state"]
+        if dumped["webhook"].get("rotation") is None:
+            del dumped["webhook"]["rotation"]
+        canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     @property
@@ -397,6 +443,10 @@ class Tenant(_Section):
             queue_age_seconds=given.queue_age_seconds or defaults.queue_age_seconds,
             silent_after_hours=given.silent_after_hours,
         )
+
+    @property
+    def suspended(self) -> bool:
+        return self.state is TenantState.SUSPENDED
 
     @property
     def effective_resources(self) -> Resources:

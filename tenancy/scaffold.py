@@ -29,7 +29,7 @@ enhancement_preferences:
   rate_limits:
     webhooks_per_minute: 60
 webhook:
-  signing_secret_version: 1  # bump to rotate the signing secret
+  signing_secret_version: 1  # rotate with `tenantctl rotate-signing-secret` (a hand bump drops webhooks)
 {resources}contacts:
   admin_email: {admin_email}
 """

@@ -13,7 +13,7 @@ import typer
 # the newcomer's path first (tenant files, the rehearsal), then the environment's commands.
 # isort: off
 from tenantctl import tenant_file_commands, rehearsal_commands, fleet_commands, check_commands  # noqa: F401
-from tenantctl import offboarding_commands, export_commands, operator_commands  # noqa: F401
+from tenantctl import offboarding_commands, export_commands, operator_commands, lifecycle_commands  # noqa: F401
 # isort: on
 from tenantctl.app import app
 

@@ -41,7 +41,7 @@ def isolation_manifests(tenant: Tenant, quota: Resources | None = None) -> list[
     assert tenant.tier is Tier.PREMIUM, f"{tenant.slug} is not premium: it has no namespace of its own"
     labels = naming.tenant_labels(tenant.slug, str(tenant.tenant_id), tenant.tier.value)
     manifests = render_premium_isolation(tenant.slug, labels, quota or tenant.effective_resources,
-                                         INGRESS_NAMESPACE, MONITORING_NAMESPACE)
+                                         INGRESS_NAMESPACE, MONITORING_NAMESPACE, suspended=tenant.suspended)
     return [manifest.body for manifest in manifests]
 
 

@@ -13,6 +13,11 @@ since, the delete leaves it (and all history) in place and says so. History is d
 the purge was applied (`purge_on_delete` in state), in the same transaction as the row, with the
 history tables locked against concurrent inserts.
 
+A tenant's lifecycle is an update of the same row, never a replacement: `suspended` sets `suspended_at` (kept
+at its first time while the tenant stays suspended) and clears it on resumption; during a signing-secret rotation
+`webhook_next_signing_secret` is stored beside the current secret, encrypted the same way, and cleared after.
+State written before these existed diffs to no change for an active tenant without a rotation.
+
 The engine serializes the provider with dill and runs it in another process, so everything it
 needs is imported inside the methods and every connection is opened and closed per call.
 """
@@ -41,12 +46,15 @@ SECRET_FIELDS = {
     "servicedesk_api_key": "servicedesk_api_key_fingerprint",
     "webhook_signing_secret": "webhook_signing_secret_fingerprint",
     "llm_api_key": "llm_api_key_fingerprint",
+    "webhook_next_signing_secret": "webhook_next_signing_secret_fingerprint",
 }
-# Secrets a tenant may go without (NULL in the row: the application then uses the platform's own).
-OPTIONAL_SECRETS = ("llm_api_key",)
+# Secrets a tenant may go without (NULL in the row): the LLM key (the application then uses the platform's own),
+# and the next signing secret, set only while a rotation is under way.
+OPTIONAL_SECRETS = ("llm_api_key", "webhook_next_signing_secret")
 ABSENT = "absent"  # the fingerprint of an optional secret that is not set
 # Written to state, and secret there: the provider needs them again in read and delete.
-SECRET_OUTPUTS = ["database_url", "fernet_key", "servicedesk_api_key", "webhook_signing_secret", "llm_api_key"]
+SECRET_OUTPUTS = ["database_url", "fernet_key", "servicedesk_api_key", "webhook_signing_secret", "llm_api_key",
+                  "webhook_next_signing_secret"]
 # Only a different tenant is a different row; everything else is an update (of the row or of state only).
 REPLACE_ON = ("tenant_id",)
 # Which environment writes (fleet rule 1): state only, checked against the database's claim on every write.
@@ -72,6 +80,10 @@ class TenantConfigRowArgs:
     # The environment's id from its platform stack; None (a plan, no id recorded): the database is not checked.
     environment_id: pulumi.Input[str] | None = None
     environment_name: pulumi.Input[str] | None = None
+    # Tenant file `state: suspended`: the row's `suspended_at` is set (the application refuses its webhooks).
+    suspended: pulumi.Input[bool] = False
+    # During a signing-secret rotation: the next secret, accepted beside the current one.
+    webhook_next_signing_secret: pulumi.Input[str] | None = None
 
 
 def _is_unknown(value: Any) -> bool:
@@ -100,6 +112,14 @@ def _fingerprints(props: dict) -> dict[str, str | None]:
 _SECRET_COLUMNS = ", ".join(f"{field}_encrypted" for field in SECRET_FIELDS)
 _SECRET_VALUES = ", ".join("%s" for _ in SECRET_FIELDS)
 _SECRET_ASSIGNMENTS = ", ".join(f"{field}_encrypted = %s" for field in SECRET_FIELDS)
+# Suspended: keep the time it was first suspended; active: NULL. The parameter is whether it is suspended.
+_SUSPENDED_AT = "CASE WHEN %s THEN coalesce(suspended_at, now()) END"
+
+
+def _old_fingerprint(olds: dict, field: str) -> str | None:
+    """A fingerprint in state; an optional secret that state from before it existed has none was absent."""
+    value = olds.get(SECRET_FIELDS[field])
+    return ABSENT if value is None and field in OPTIONAL_SECRETS and SECRET_FIELDS[field] not in olds else value
 
 
 def _encrypted(props: dict, field: str) -> str | None:
@@ -114,7 +134,9 @@ def _revision(props: dict, fingerprints: dict) -> str:
     import hashlib
 
     material = json.dumps(
-        {**{f: props.get(f) for f in PLAIN_FIELDS}, **fingerprints, "tenant_id": props.get("tenant_id")},
+        {**{f: props.get(f) for f in PLAIN_FIELDS}, **fingerprints, "tenant_id": props.get("tenant_id"),
+         # Only when suspended, so that every active row keeps the revision it had before suspension existed.
+         **({"suspended": True} if props.get("suspended") else {})},
         sort_keys=True,
         default=str,
     )
@@ -155,10 +177,11 @@ class TenantConfigRowProvider(ResourceProvider):
         changed = [f for f in PLAIN_FIELDS if _is_unknown(news.get(f)) or news.get(f) != olds.get(f)]
         new_fps = _fingerprints(news)
         for field, fp_name in SECRET_FIELDS.items():
-            if new_fps[fp_name] is None or new_fps[fp_name] != olds.get(fp_name):
+            if new_fps[fp_name] is None or new_fps[fp_name] != _old_fingerprint(olds, field):
                 changed.append(field)
-        if bool(news.get("purge_on_delete")) != bool(olds.get("purge_on_delete")):
-            changed.append("purge_on_delete")
+        for flag in ("purge_on_delete", "suspended"):
+            if _is_unknown(news.get(flag)) or bool(news.get(flag)) != bool(olds.get(flag)):
+                changed.append(flag)
         for field in ("database_url", *ENVIRONMENT_FIELDS):
             if _is_unknown(news.get(field)) or news.get(field) != olds.get(field):
                 changed.append(field)
@@ -183,21 +206,23 @@ class TenantConfigRowProvider(ResourceProvider):
                 *(_encrypted(props, field) for field in SECRET_FIELDS),
                 json.dumps(props["enhancement_preferences"]),
             )
+            suspended = bool(props.get("suspended"))
             if existing:
                 # Onboarded by hand, renamed, or moved from another resource: take it over under the same id.
                 # Its history is never touched here; the previous owner's delete sees the new token and leaves it.
+                # A suspension already recorded keeps its time.
                 cursor.execute(
                     f"UPDATE tenant_configs SET name = %s, servicedesk_url = %s, {_SECRET_ASSIGNMENTS},"
-                    " enhancement_preferences = %s::jsonb, provisioning_owner = %s, updated_at = now()"
-                    " WHERE tenant_id = %s RETURNING id",
-                    (*values, token, tenant_id),
+                    " enhancement_preferences = %s::jsonb, provisioning_owner = %s,"
+                    f" suspended_at = {_SUSPENDED_AT}, updated_at = now() WHERE tenant_id = %s RETURNING id",
+                    (*values, token, suspended, tenant_id),
                 )
             else:
                 cursor.execute(
                     f"INSERT INTO tenant_configs (tenant_id, name, servicedesk_url, {_SECRET_COLUMNS},"
-                    f" enhancement_preferences, provisioning_owner) VALUES (%s, %s, %s, {_SECRET_VALUES},"
-                    " %s::jsonb, %s) RETURNING id",
-                    (tenant_id, *values, token),
+                    f" enhancement_preferences, provisioning_owner, suspended_at) VALUES (%s, %s, %s,"
+                    f" {_SECRET_VALUES}, %s::jsonb, %s, CASE WHEN %s THEN now() END) RETURNING id",
+                    (tenant_id, *values, token, suspended),
                 )
             row_id = str(cursor.fetchone()[0])
         if existing and existing[1]:
@@ -212,9 +237,9 @@ class TenantConfigRowProvider(ResourceProvider):
         tenant_id = str(news["tenant_id"])
         token = olds.get("owner_token")
         adopted = bool(olds.get("adopted"))
-        row_unchanged = all(news.get(f) == olds.get(f) for f in PLAIN_FIELDS) and all(
-            fps[fp] == olds.get(fp) for fp in SECRET_FIELDS.values()
-        )
+        row_unchanged = (all(news.get(f) == olds.get(f) for f in PLAIN_FIELDS)
+                         and all(fps[fp] == _old_fingerprint(olds, f) for f, fp in SECRET_FIELDS.items())
+                         and bool(news.get("suspended")) == bool(olds.get("suspended")))
         if row_unchanged:  # only the purge marker, the connection or the environment moved: the row stays
             if news.get("environment_id"):
                 with _transaction(news) as cursor:
@@ -222,11 +247,12 @@ class TenantConfigRowProvider(ResourceProvider):
             return UpdateResult(_outputs(news, fps, adopted=adopted, owner_token=token))
         token = token or _new_owner_token()  # state from before owner tokens: claim the row now
         assignments = ["name = %s", "servicedesk_url = %s", "enhancement_preferences = %s::jsonb",
-                       "provisioning_owner = %s"]
-        params: list[Any] = [news["name"], news["servicedesk_url"], json.dumps(news["enhancement_preferences"]), token]
+                       "provisioning_owner = %s", f"suspended_at = {_SUSPENDED_AT}"]
+        params: list[Any] = [news["name"], news["servicedesk_url"], json.dumps(news["enhancement_preferences"]), token,
+                             bool(news.get("suspended"))]
         # Only a secret that really changed is re-encrypted.
         for field, fp_name in SECRET_FIELDS.items():
-            if fps[fp_name] != olds.get(fp_name):
+            if fps[fp_name] != _old_fingerprint(olds, field):
                 assignments.append(f"{field}_encrypted = %s")
                 params.append(_encrypted(news, field))
         with _transaction(news) as cursor:
@@ -255,8 +281,8 @@ class TenantConfigRowProvider(ResourceProvider):
         with _transaction(props) as cursor:
             db.set_tenant_variable(cursor, tenant_id)
             cursor.execute(
-                f"SELECT id, name, servicedesk_url, enhancement_preferences, provisioning_owner, {_SECRET_COLUMNS}"
-                " FROM tenant_configs WHERE tenant_id = %s",
+                f"SELECT id, name, servicedesk_url, enhancement_preferences, provisioning_owner,"
+                f" suspended_at IS NOT NULL, {_SECRET_COLUMNS} FROM tenant_configs WHERE tenant_id = %s",
                 (tenant_id,),
             )
             row = cursor.fetchone()
@@ -265,8 +291,8 @@ class TenantConfigRowProvider(ResourceProvider):
             return ReadResult("", {})
         key = props["fernet_key"]
         outs = dict(props)
-        outs.update(name=row[1], servicedesk_url=row[2], enhancement_preferences=row[3])
-        for (field, fp_name), token in zip(SECRET_FIELDS.items(), row[5:], strict=True):
+        outs.update(name=row[1], servicedesk_url=row[2], enhancement_preferences=row[3], suspended=row[5])
+        for (field, fp_name), token in zip(SECRET_FIELDS.items(), row[6:], strict=True):
             if token is None:
                 outs[field], outs[fp_name] = None, ABSENT
                 continue
@@ -348,6 +374,7 @@ def _taken_over(tenant_id: str) -> str:
 def _outputs(props: dict, fingerprints: dict, adopted: bool, owner_token: str | None) -> dict:
     outs = {k: props.get(k) for k in ("tenant_id", *PLAIN_FIELDS, "database_url", "fernet_key", "purge_on_delete",
                                       *ENVIRONMENT_FIELDS)}
+    outs["suspended"] = bool(props.get("suspended"))
     outs.update(fingerprints)
     outs["adopted"] = adopted
     outs["owner_token"] = owner_token
@@ -403,6 +430,7 @@ class TenantConfigRow(Resource, module="tenant-onboarding", name="TenantConfigRo
             "servicedesk_api_key_fingerprint": None,
             "llm_api_key_fingerprint": None,
             "webhook_signing_secret_fingerprint": None,
+            "webhook_next_signing_secret_fingerprint": None,
             "revision": None,
             "adopted": None,
             "owner_token": None,

@@ -22,6 +22,7 @@ from checks.kubernetes_isolation import (
     PREMIUM_CHECKS,
     QUOTA,
     SHARED_ACCOUNT_ACCESS,
+    SUSPENDED_NO_POD,
     KubernetesTenant,
     SharedWorkload,
     just_over_cpu,
@@ -37,7 +38,7 @@ from components import naming
 from components.isolation_manifests import DEFAULT_DENY_POLICY, kubernetes_check_tenant
 from components.settings import PlatformSettings
 from services.kube_apiserver import LocalKubeApiServer
-from tenancy.model import Resources
+from tenancy.model import Resources, TenantState
 from tests.kube_cluster import eventually, make_tenant, onboard, repo_tenant
 
 pytestmark = pytest.mark.xdist_group("kube-apiserver")
@@ -353,3 +354,31 @@ def test_with_a_peer_count_each_account_is_probed_against_its_nearest_peers_only
     everyone = Recorder()
     run_fleet_kubernetes_checks(everyone, tenants)
     assert everyone.asked["tenant-peer1"] == {"", *(f"tenant-peer{i}" for i in range(1, 6))}
+
+
+# A suspended tenant ----------------------------------------------------------------------------------------------
+
+def _suspended(slug: str):
+    return make_tenant(slug).model_copy(update={"state": TenantState.SUSPENDED})
+
+
+def test_a_suspended_tenants_quota_refuses_a_pod_and_every_other_check_still_passes(kube, fleet, shared):
+    tenant = _suspended("dormant")
+    onboard(kube, tenant)
+    target = kubernetes_check_tenant(tenant, SHARED_NAMESPACE)
+
+    report = run_kubernetes_checks(kube, target, fleet, shared)
+
+    assert report.ok, report.render()
+    assert [r.name for r in report.results][-1] == SUSPENDED_NO_POD
+    assert "its quota refused a small pod in tenant-dormant" in report.results[-1].detail
+
+
+def test_a_suspended_tenant_whose_quota_still_admits_pods_fails(kube, fleet, shared):
+    """The namespace as an active tenant has it (the suspension never applied): a pod is admitted."""
+    onboard(kube, make_tenant("sleepless"))
+    target = kubernetes_check_tenant(_suspended("sleepless"), SHARED_NAMESPACE)
+
+    assert failing(run_kubernetes_checks(kube, target, fleet, shared)) == {SUSPENDED_NO_POD: (
+        "tenant sleepless (premium) is suspended, but a small pod was admitted in tenant-sleepless (server-side "
+        "dry-run): its ResourceQuota must allow 0 pods while it is suspended")}

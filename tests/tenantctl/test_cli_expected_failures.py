@@ -37,6 +37,8 @@ SCENARIOS = [
     ("schema", "bad input", ["schema", "--write", "--tenants-dir", "{O}/missing"]),
     ("plan", "bad input", ["plan", "--tenants-dir", "{B}"]),
     ("handoff", "bad input", ["handoff", "nosuch", "--tenants-dir", "{T}"]),
+    ("rotate-signing-secret", "bad input", ["rotate-signing-secret", "acme", "--env", "prod",
+                                            "--tenants-dir", "{B}"]),
     ("handoff", "no state", ["handoff", "acme", "--rehearsal", "--state-dir", "{S}", "--tenants-dir", "{T}"]),
     ("destroy", "no login", ["destroy", "acme", "--env", "prod", "--yes", "--without-export", "--tenants-dir", "{T}"]),
     ("destroy", "no state", ["destroy", "acme", "--rehearsal", "--state-dir", "{S}", "--yes", "--without-export",
