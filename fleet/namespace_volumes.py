@@ -8,7 +8,8 @@ Before it, the cluster is asked, through the same kubeconfig the stack's Kuberne
   $KUBECONFIG, else ~/.kube/config); neither set: that kubeconfig's current context, as the provider does.
 
 Only `list` on persistentvolumeclaims is asked, read-only: a preview may call this too. A cluster that cannot be
-reached or refuses is an `error`, never "no volumes".
+reached or refuses is an `error`, never "no volumes". A claim being deleted (deletionTimestamp set) is not counted:
+someone deleted it already.
 """
 
 from __future__ import annotations
@@ -61,7 +62,10 @@ def namespace_volumes(stack_config: dict[str, str], namespace: str) -> Volumes:
         reply = client.get(f"/api/v1/namespaces/{quote(namespace, safe='')}/persistentvolumeclaims")
     except KubeconfigError as exc:
         return Volumes(namespace, error=str(exc))
-    return Volumes(namespace, claims=tuple(sorted(item["metadata"]["name"] for item in reply.get("items") or [])))
+    # A claim already deleted (its deletionTimestamp set, held only by its protection finalizer) was someone's
+    # act: deleting the namespace loses nothing more of it.
+    return Volumes(namespace, claims=tuple(sorted(item["metadata"]["name"] for item in reply.get("items") or []
+                                                  if not item["metadata"].get("deletionTimestamp"))))
 
 
 class KubeClient:
