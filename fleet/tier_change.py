@@ -168,8 +168,14 @@ def kept(ops: dict[str, str]) -> str:
     return "; ".join(said)
 
 
+# The kinds in the order the namespace's objects are rendered (components.isolation_manifests); others after.
+KIND_ORDER = ("ResourceQuota", "LimitRange", "NetworkPolicy", "ServiceAccount", "Role", "RoleBinding")
+
+
 def _kinds(kinds: list[str]) -> str:
-    return ", ".join(f"{n} {kind}" if n > 1 else kind for kind, n in Counter(kinds).items()) or "none"
+    counts = Counter(kinds)
+    order = sorted(counts, key=lambda k: (KIND_ORDER.index(k) if k in KIND_ORDER else len(KIND_ORDER), k))
+    return ", ".join(f"{counts[kind]} {kind}" if counts[kind] > 1 else kind for kind in order) or "none"
 
 
 # On a stack ----------------------------------------------------------------------------------------------------
