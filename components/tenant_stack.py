@@ -25,7 +25,9 @@ no removal inferred from a missing file and no accidental replacement can delete
   rename (`previous_slugs`) replaces it, and `protect` would make the engine refuse every rename. Retained, the
   replaced secret stays in AWS (an operator deletes it once the rename is proven), and nothing is lost.
 Only offboarding lifts them (the stack's `offboarding: true`, docs/operations.md): the program then declares the
-same resources without guards, so the offboarding's own destroy schedules their deletion.
+same resources without guards, so the offboarding's own destroy schedules their deletion. The one other lift is a
+reviewed tier downgrade's, on the premium namespace alone and after its volume check (fleet.tier_change, in the
+state before the `up`): every other child is named the same in both tiers, so a tier change keeps it.
 
 The secret's recovery window (14 days) is shorter than the key's deletion window (30 days): a secret restored on
 the last day of its window can still be decrypted by its key. A key and secret restored by `tenantctl restore`
