@@ -14,6 +14,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from fleet.tier_change import planned
 from tenancy.identity_changes import tenants_at
 from tenancy.model import Tenant
 
@@ -26,16 +27,20 @@ class TenantChange:
     tier: str
     resources: int
     fields: list[tuple[str, Any, Any]] = field(default_factory=list)  # (path, old, new)
+    # What a change does beyond its fields (a tier change: fleet.tier_change.planned).
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "slug": self.slug, "tenant_id": self.tenant_id, "tier": self.tier,
                 "resources": self.resources,
-                "fields": [{"field": path, "old": old, "new": new} for path, old, new in self.fields]}
+                "fields": [{"field": path, "old": old, "new": new} for path, old, new in self.fields],
+                **({"notes": self.notes} if self.notes else {})}
 
     def render(self) -> list[str]:
         mark = {"added": "+", "changed": "~", "removed": "-"}[self.kind]
         lines = [f"{mark} {self.kind:<7} {self.slug} ({self.tier}, {self.resources} resources)"]
         lines += [f"      {path}: {_shown(old)} -> {_shown(new)}" for path, old, new in self.fields]
+        lines += [f"      => {note}" for note in self.notes]
         return lines
 
 
@@ -72,8 +77,9 @@ def tenant_changes(project_root: Path, tenants_dir: Path, ref: str, current: lis
         if old is None:
             changes.append(TenantChange("added", new.slug, tenant_id, new.tier.value, resource_counts.get(new.slug, 0)))
         elif new is not None and (fields := field_changes(old, new)):
+            notes = [note for note in [planned(old, new)] if note]
             changes.append(TenantChange("changed", new.slug, tenant_id, new.tier.value,
-                                        resource_counts.get(new.slug, 0), fields))
+                                        resource_counts.get(new.slug, 0), fields, notes))
     removed = [before[t] for t in sorted(set(before) - set(after))]
     if removed:
         counts = count_resources(removed)

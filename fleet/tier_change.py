@@ -178,6 +178,22 @@ def _kinds(kinds: list[str]) -> str:
     return ", ".join(f"{counts[kind]} {kind}" if counts[kind] > 1 else kind for kind in order) or "none"
 
 
+def planned(old: Tenant, new: Tenant) -> str | None:
+    """What a pull request's tier change will do, from the two files alone (`tenantctl plan --changed-since`; the
+    stack's own preview says it from the engine's steps)."""
+    if old.tier is new.tier:
+        return None
+    namespace = naming.namespace_name(new.slug)
+    kept_said = "row (id, created_at, history), signing secret, Secrets Manager secret and KMS key kept"
+    if new.tier is Tier.PREMIUM:
+        return f"tier change basic -> premium: `up` creates namespace {namespace} and its objects; {kept_said}"
+    accepted = new.tier_change.accept_volume_loss
+    volumes = (f"the loss of volume(s) {', '.join(accepted)} named" if accepted else
+               "refused while it holds a PersistentVolumeClaim (none named in tier_change.accept_volume_loss)")
+    return (f"tier change premium -> basic: `up` deletes namespace {namespace} and its objects, its guard lifted "
+            f"after the volume check ({volumes}); {kept_said}")
+
+
 # On a stack ----------------------------------------------------------------------------------------------------
 
 def find(stack, spec: engine.StackSpec) -> TierChange | None:

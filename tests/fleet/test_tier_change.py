@@ -22,11 +22,11 @@ NAMESPACE_OBJECTS = ["ResourceQuota", "LimitRange", "NetworkPolicy", "NetworkPol
                      "NetworkPolicy", "ServiceAccount", "Role", "RoleBinding"]
 
 
-def _as_basic(tenants_dir, slug: str = "acme", extra: str = "") -> None:
+def _as_basic(tenants_dir, slug: str = "acme") -> None:
     path = tenants_dir / f"{slug}.yaml"
     text = path.read_text().replace("tier: premium", "tier: basic")
     text = text.split("resources:  # namespace ResourceQuota")[0] + text.split("  pods: 20\n")[1]
-    path.write_text(text + extra)
+    path.write_text(text)
 
 
 def _tenant(tenants_dir, slug: str = "acme"):
@@ -214,3 +214,24 @@ def test_what_a_downgrade_says_comes_from_the_engine_steps(tenants_dir, premium_
     assert said.endswith("volumes: none") and "NOT KEPT" not in said
     ops[next(r["urn"] for r in premium_state if r["type"].endswith("TenantConfigRow"))] = "replace"
     assert "NOT KEPT: row (replace)" in tier_change.describe(change, ops)
+
+
+def test_a_pull_requests_plan_says_what_the_tier_change_will_do(tenants_dir):
+    from fleet.plan_diff import TenantChange, field_changes
+
+    premium = _tenant(tenants_dir)
+    _as_basic(tenants_dir)
+    basic = _tenant(tenants_dir)
+    with (tenants_dir / "acme.yaml").open("a") as file:
+        file.write("tier_change:\n  accept_volume_loss: [data-0]\n")
+    named = _tenant(tenants_dir)
+
+    assert tier_change.planned(premium, premium) is None
+    assert tier_change.planned(basic, premium).startswith(
+        "tier change basic -> premium: `up` creates namespace tenant-acme and its objects; row (id, created_at, "
+        "history), signing secret, Secrets Manager secret and KMS key kept")
+    assert "refused while it holds a PersistentVolumeClaim" in tier_change.planned(premium, basic)
+    said = tier_change.planned(premium, named)
+    assert "deletes namespace tenant-acme" in said and "volume(s) data-0 named" in said
+    change = TenantChange("changed", "acme", "id", "basic", 10, field_changes(premium, named), [said])
+    assert change.render()[-1] == f"      => {said}" and change.as_dict()["notes"] == [said]
