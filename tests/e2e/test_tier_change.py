@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from cryptography.fernet import Fernet
 
-from fleet.rehearsal import STACK
+from fleet import engine, stack_run
+from fleet.rehearsal import STACK, STATE_FILE, RehearsalState, rehearsal_backend
+from fleet.stack_run import StackJob
 from fleet.tier_change import NAMESPACE_TYPE
+from tests.conftest import ROOT
 
 GLOBEX = "c5ad57d3-7689-4bb8-8876-51f571580a7e"
 KEPT = ("aws:kms/key:Key", "aws:secretsmanager/secret:Secret")
@@ -43,6 +46,11 @@ def _namespace(resources) -> dict | None:
     return next((r for r in resources if r["type"] == NAMESPACE_TYPE), None)
 
 
+def _spec(rehearsal) -> engine.StackSpec:
+    passphrase = RehearsalState.load(rehearsal.state_dir / STATE_FILE).environment["secrets"]["passphrase"]
+    return engine.StackSpec(rehearsal_backend(ROOT, rehearsal.state_dir, passphrase), f"{STACK}.globex")
+
+
 def _set_tier(tenants_dir, tier: str, extra: str = "") -> None:
     path = tenants_dir / "globex.yaml"
     text = path.read_text().split("tier_change:")[0].replace("tier: basic", f"tier: {tier}")
@@ -68,11 +76,11 @@ def test_upgrade_then_downgrade_keeps_the_row_its_history_the_key_and_the_secret
     assert (_row(app_db), _history(app_db), _kept(resources)) == (row, history, kept)
 
     _set_tier(tenants_dir, "basic")
-    refused = rehearsal.preview(force=False)
-    assert not refused.ok and "rendered to" in " ".join(_tenant(refused).errors)
-    assert "accept_volume_loss" in " ".join(_tenant(refused).errors)
-    refused = rehearsal.up(force=False)
-    assert not refused.ok and "rendered to" in " ".join(_tenant(refused).errors)
+    for operation in ("preview", "up"):  # refused before the engine runs: the stack's own job, no whole rehearsal
+        refused = stack_run.run(StackJob(_spec(rehearsal), operation, create=False))
+        assert refused.status == "failed" and len(refused.errors) == 1, refused.errors
+        assert "refused: namespace tenant-globex is not on a cluster" in refused.errors[0]
+        assert "rendered to" in refused.errors[0] and "accept_volume_loss: ['*']" in refused.errors[0]
     assert _namespace(_resources(rehearsal))["protect"]  # nothing changed: the guard is still on
 
     _set_tier(tenants_dir, "basic", 'tier_change:\n  accept_volume_loss: ["*"]\n')
