@@ -190,7 +190,7 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
         if job.refresh_first and job.operation in ("up", "preview"):
             outcome.drift = _refresh_for_drift(stack, preview_only=job.operation == "preview", quiet=quiet)
         change = tier_change.find(stack, job.spec) if job.operation in ("up", "preview") else None
-        volumes = tier_change.check_volumes(stack, change) if change and change.downgrade else None
+        volumes = tier_change.check_volumes(stack, change, job.spec) if change and change.downgrade else None
         if change is not None and job.operation == "preview" and (refused := tier_change.refusal(change, volumes)):
             raise tier_change.TierChangeRefused(refused)  # what `up` would say, before the engine runs
         if job.operation == "up":

@@ -222,9 +222,9 @@ def find(stack, spec: engine.StackSpec) -> TierChange | None:
     return detect(deployment.get("resources") or [], tenant, str(path))
 
 
-def check_volumes(stack, change: TierChange) -> Volumes:
+def check_volumes(stack, change: TierChange, spec: engine.StackSpec) -> Volumes:
     config = {key: value.value for key, value in stack.get_all_config().items() if not value.secret}
-    return namespace_volumes(config, change.namespace)
+    return namespace_volumes(config, change.namespace, spec.backend.env.get("KUBECONFIG"))
 
 
 def preview_exclude(change: TierChange | None) -> list[str] | None:

@@ -68,6 +68,8 @@ def test_the_stacks_own_kubeconfig_is_used_and_an_unreachable_cluster_refuses(ku
     _create(kube, _claim("logs"))
     volumes = namespace_volumes({"kubernetes:kubeconfig": str(kube.kubeconfig)}, NAMESPACE)
     assert volumes.claims == ("logs",)  # the current context of the stack's kubernetes:kubeconfig (a path)
+    engine_env = namespace_volumes({f"{PROJECT}:kubeContext": "local"}, NAMESPACE, str(kube.kubeconfig))
+    assert engine_env.claims == ("logs",)  # the KUBECONFIG the engine is given (engine.Backend.env)
     text = kube.kubeconfig.read_text()
     assert namespace_volumes({"kubernetes:kubeconfig": text}, NAMESPACE).claims == ("logs",)  # or its text
 
