@@ -26,7 +26,9 @@ no removal inferred from a missing file and no accidental replacement can delete
   rename (`previous_slugs`) replaces it, and `protect` would make the engine refuse every rename. Retained, the
   replaced secret stays in AWS (an operator deletes it once the rename is proven), and nothing is lost.
 Only offboarding lifts them (the stack's `offboarding: true`, docs/operations.md): the program then declares the
-same resources without guards, so the offboarding's own destroy schedules their deletion.
+same resources without guards, so the offboarding's own destroy schedules their deletion. The one other lift is a
+reviewed tier downgrade's, on the premium namespace alone and after its volume check (fleet.tier_change, in the
+state before the `up`): every other child is named the same in both tiers, so a tier change keeps it.
 
 Signing secrets are not guarded: each version is its own `RandomPassword` (`<name>-webhook-signing-secret-v<N>`,
 its keepers the version, so nothing replaces one), and retiring a version after a rotation deletes its resource,

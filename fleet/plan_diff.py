@@ -14,6 +14,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from fleet.tier_change import planned
 from tenancy.identity_changes import tenants_at
 from tenancy.lifecycle import lifecycle_effects
 from tenancy.model import Tenant
@@ -27,7 +28,9 @@ class TenantChange:
     tier: str
     resources: int
     fields: list[tuple[str, Any, Any]] = field(default_factory=list)  # (path, old, new)
-    effects: list[str] = field(default_factory=list)  # what the next `up` does about a lifecycle change
+    # What the next `up` does beyond the fields: a lifecycle change (tenancy.lifecycle), a tier change
+    # (fleet.tier_change.planned).
+    effects: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "slug": self.slug, "tenant_id": self.tenant_id, "tier": self.tier,
@@ -77,8 +80,10 @@ def tenant_changes(project_root: Path, tenants_dir: Path, ref: str, current: lis
             changes.append(TenantChange("added", new.slug, tenant_id, new.tier.value, resource_counts.get(new.slug, 0),
                                         effects=lifecycle_effects(None, new)))
         elif new is not None and (fields := field_changes(old, new)):
+            notes = [note for note in [planned(old, new)] if note]
             changes.append(TenantChange("changed", new.slug, tenant_id, new.tier.value,
-                                        resource_counts.get(new.slug, 0), fields, lifecycle_effects(old, new)))
+                                        resource_counts.get(new.slug, 0), fields,
+                                        [*lifecycle_effects(old, new), *notes]))
     removed = [before[t] for t in sorted(set(before) - set(after))]
     if removed:
         counts = count_resources(removed)

@@ -291,6 +291,8 @@ def summary_table(result: FleetResult) -> Table:
             table.add_row("", "drift", *blank, ", ".join(f"{n} {op}" for op, n in sorted(outcome.drift.items())), "")
         for note in outcome.recovered:
             table.add_row("", "recovered", *blank, note[:200], "")
+        if outcome.tier_change:
+            table.add_row("", "tier", *blank, outcome.tier_change, "")
         for error in outcome.errors:
             table.add_row("", "", *blank, one_line(error, 200), "")
     for slug in result.orphans:

@@ -88,12 +88,14 @@ class TenantOutcome:
     counts: dict[str, int] = field(default_factory=dict)  # created / updated / replaced / deleted / unchanged
     reason: str | None = None  # why it ran, or why it was skipped (fleet.skipping)
     drift: dict[str, int] | None = None  # with --refresh: what the refresh found changed
+    tier_change: str | None = None  # what a tier change did, or will do (fleet.tier_change)
 
     def as_dict(self) -> dict:
         return {"slug": self.slug, "status": self.status, "counts": self.counts, "checks": self.checks,
                 "checked_at": self.checked_at, "checked_now": self.checked_now, "recovered": self.recovered,
                 "errors": self.errors, "reason": self.reason,
-                **({"drift": self.drift} if self.drift is not None else {})}
+                **({"drift": self.drift} if self.drift is not None else {}),
+                **({"tier_change": self.tier_change} if self.tier_change else {})}
 
 
 @dataclass
@@ -203,7 +205,7 @@ def _plain_stack_config(project_root: Path) -> dict[str, str]:
 def tenant_outcome(slug: str, stack: StackOutcome) -> TenantOutcome:
     """A tenant's line of the rehearsal summary, from its stack's outcome."""
     outcome = TenantOutcome(slug, errors=list(stack.errors), recovered=list(stack.recovered), counts=stack.counts(),
-                            reason=stack.reason, drift=stack.drift)
+                            reason=stack.reason, drift=stack.drift, tier_change=stack.tier_change)
     seen = set(stack.ops.values())
     if stack.status == "skipped":
         outcome.status = "skipped"

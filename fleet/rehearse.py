@@ -459,6 +459,8 @@ def summary_table(result: RehearsalResult) -> Table:
             table.add_row("", "drift", *blank, ", ".join(f"{n} {op}" for op, n in sorted(outcome.drift.items())))
         for note in outcome.recovered:
             table.add_row("", "recovered", *blank, note)
+        if outcome.tier_change:
+            table.add_row("", "tier", *blank, outcome.tier_change)
         for error in outcome.errors:  # a skipped tenant's reason too
             table.add_row("", "", *blank, one_line(error))
     for slug in result.removed_tenants:

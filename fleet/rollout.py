@@ -419,6 +419,8 @@ def _report(outcome: StackOutcome, say: Callable[[str], None]) -> None:
         say(f"    ran: {outcome.reason}")
     for note in outcome.recovered:
         say("    recovered: " + note)
+    if outcome.tier_change:
+        say("    " + outcome.tier_change)
     for error in outcome.errors:
         say("    " + one_line(error))  # the whole error is in --json; a traceback never reaches the progress
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.naming import TENANT_STACK_TYPE, split_stack_name
-from fleet import engine, pending_operations, stack_locks
+from fleet import engine, pending_operations, stack_locks, tier_change
 from fleet.stack_identity import TAG_OFFBOARDED_AT
 from services import run_sessions
 from tenancy.redaction import redact
@@ -75,6 +75,8 @@ class StackOutcome:
     reason: str | None = None
     # With --refresh: what the refresh found changed outside the engine (op -> count); None: no refresh.
     drift: dict[str, int] | None = None
+    # A tier change (fleet.tier_change): what it did, or in a preview will do, in one sentence.
+    tier_change: str | None = None
 
     @property
     def slug(self) -> str | None:
@@ -112,7 +114,8 @@ class StackOutcome:
         return {"stack": self.stack, "operation": self.operation, "status": self.status, **self.counts(),
                 "summary": self.summary, "outputs": self.outputs, "errors": self.errors,
                 "recovered": self.recovered, "seconds": round(self.seconds, 1), "reason": self.reason,
-                **({"drift": self.drift} if self.drift is not None else {})}
+                **({"drift": self.drift} if self.drift is not None else {}),
+                **({"tier_change": self.tier_change} if self.tier_change else {})}
 
 
 def run(job: StackJob) -> StackOutcome:
@@ -186,12 +189,27 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
             engine.forget_applied_digest(stack)
         if job.refresh_first and job.operation in ("up", "preview"):
             outcome.drift = _refresh_for_drift(stack, preview_only=job.operation == "preview", quiet=quiet)
+        change = tier_change.find(stack, job.spec) if job.operation in ("up", "preview") else None
+        volumes = tier_change.check_volumes(stack, change, job.spec) if change and change.downgrade else None
+        if change is not None and job.operation == "preview" and (refused := tier_change.refusal(change, volumes)):
+            raise tier_change.TierChangeRefused(refused)  # what `up` would say, before the engine runs
         if job.operation == "up":
-            result = stack.up(on_event=events, **packs, **quiet)
+            if change is not None:
+                tier_change.lift_guard(stack, change, volumes)
+            try:
+                result = stack.up(on_event=events, **packs, **quiet)
+            except auto_errors.CommandError:
+                if change is not None:
+                    tier_change.restore_guard(stack, change)
+                raise
             outcome.summary = dict(result.summary.resource_changes or {})
         elif job.operation == "preview":
-            preview = stack.preview(on_event=events, **packs, **quiet)
+            excluded = tier_change.preview_exclude(change)
+            preview = stack.preview(on_event=events, exclude=excluded, **packs, **quiet)
             outcome.summary = {getattr(k, "value", str(k)): v for k, v in preview.change_summary.items()}
+            if excluded:  # the namespace `up` deletes once its guard is lifted
+                events.ops.update(dict.fromkeys(excluded, "delete"))
+                outcome.summary["delete"] = outcome.summary.get("delete", 0) + len(excluded)
         elif job.operation == "refresh":
             targets = None
             if job.refresh_types:
@@ -215,6 +233,13 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
             outcome.outputs = {k: v.value for k, v in outputs.items() if not v.secret}
         if job.operation == "up":
             _record_error(stack, None, job.spec.tags, _applied(job, outcome))
+        if change is not None:
+            outcome.tier_change = tier_change.describe(change, events.ops, volumes)
+    except tier_change.TierChangeRefused as exc:
+        outcome.status = "failed"
+        outcome.errors = [str(exc)]
+        if job.operation == "up" and stack is not None:
+            _record_error(stack, str(exc))
     except auto_errors.StackNotFoundError:
         outcome.status = "failed"
         outcome.errors = [f"stack {job.spec.name} does not exist on this backend: create it with `pulumi stack init "

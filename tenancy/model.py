@@ -259,6 +259,27 @@ class Offboarding(_Section):
     ] = False
 
 
+# A PersistentVolumeClaim's name (a DNS subdomain), or "*": every claim, including claims no one can list here
+# (a stack whose Kubernetes objects are rendered, not applied).
+ALL_VOLUMES = "*"
+ClaimName = Annotated[str, StringConstraints(max_length=253,
+                                             pattern=r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$")]
+
+
+class TierChange(_Section):
+    accept_volume_loss: Annotated[
+        list[ClaimName],
+        Field(
+            max_length=100,
+            description=(
+                "Downgrade to basic only: the PersistentVolumeClaims of the premium namespace that may be deleted "
+                "with it, by name (\"*\": every claim, also where the cluster cannot be asked). The downgrade is "
+                "refused while the namespace holds a claim not named here (docs/operations.md)."
+            ),
+        ),
+    ] = []
+
+
 class Contacts(_Section):
     admin_email: EmailStr
 
@@ -374,6 +395,8 @@ class Tenant(_Section):
     )
     contacts: Contacts
     offboarding: Offboarding = Offboarding()
+    tier_change: TierChange = Field(
+        default=TierChange(), description="What a tier change may cost (accept_volume_loss), reviewed with it.")
     llm: Llm | None = Field(default=None, description="The client's own LLM API key; absent: the platform's.")
     observability: Observability = Field(
         default=Observability(),
@@ -411,6 +434,13 @@ class Tenant(_Section):
     def _resources_are_premium_only(self) -> Tenant:
         if self.resources is not None and self.tier is not Tier.PREMIUM:
             raise ValueError("resources: only premium tenants get a namespace quota; remove it or use tier: premium")
+        return self
+
+    @model_validator(mode="after")
+    def _volume_loss_is_for_a_downgrade(self) -> Tenant:
+        if self.tier_change.accept_volume_loss and self.tier is not Tier.BASIC:
+            raise ValueError("tier_change.accept_volume_loss: names volumes a downgrade to basic may delete; this "
+                             "tenant is premium, so remove it (or use tier: basic)")
         return self
 
     @property
