@@ -77,6 +77,7 @@ def test_a_failed_up_records_a_redacted_error_in_its_tag_and_outcome(monkeypatch
     stack = FakeStack(failure)
     monkeypatch.setattr(stack_run.stack_locks, "recover", lambda *_a, **_k: [])
     monkeypatch.setattr(stack_run.pending_operations, "recover", lambda *_a, **_k: [])
+    monkeypatch.setattr(stack_run.tier_change, "find", lambda *_a, **_k: None)
     monkeypatch.setattr(engine, "open_stack", lambda _spec, create=True: stack)
     monkeypatch.setattr(engine, "checkpoint_problem", lambda *_a: None)
 
