@@ -1,10 +1,11 @@
 """What one tenant stack's no-change `up` costs in Pulumi CLI processes, as `tenantctl` runs it (issue 22, item 4).
 
 Each CLI call is a Go process that starts and loads the stack from the backend: on this machine class 0.3-1 s each.
-The test runs `tenantctl rehearse --only globex --force` (the real engine, the rehearsal's file backend) with every
-stack's worker process (`fleet.stack_run.run`, in a spawned process of its own as `tenantctl` runs it) counting
-the CLI processes it starts, through a wrapper of the `pulumi` binary that logs each one's parent and arguments
-and runs the real one. One tenant, two engine runs (the first `up` creates the stacks; the second is measured).
+The test runs `tenantctl rehearse --only globex --force` (the real engine, the rehearsal's file backend) with
+tenantctl's process and every stack's worker process (`fleet.stack_run.run`, in a spawned process of its own as
+`tenantctl` runs it) using a wrapper of the `pulumi` binary that logs each CLI process's parent and arguments and
+runs the real one. One tenant, three engine runs (the first `up` creates the stacks, the second is measured, the
+third skips the stack: the digest the measured one recorded is right).
 
 What the cut calls leave in place is asserted too: the no-change `up` changes nothing, reports its outputs and
 the checks' verdicts, and records the applied digest and the deployed commit on the stack, as before.
@@ -13,6 +14,7 @@ the checks' verdicts, and records the applied digest and the deployed commit on 
 from __future__ import annotations
 
 import multiprocessing
+import os
 from pathlib import Path
 
 from fleet import engine
@@ -46,9 +48,11 @@ def counting_pool(wrapper: Path):
 
 
 def calls_of_stack(log: Path, stack: str) -> list[str]:
-    """The CLI calls of the worker that ran `stack` (the wrapper's lines whose parent is that worker)."""
+    """The CLI calls of the worker that ran `stack` (the wrapper's lines whose parent is that worker; tenantctl's own
+    process, this one, reads every stack's tags before the run)."""
     lines = [line.split("\t", 1) for line in log.read_text(encoding="utf-8").splitlines() if "\t" in line]
-    workers = {parent for parent, args in lines if f"--stack {stack}" in f" {args} " or args.endswith(f" {stack}")}
+    workers = {parent for parent, args in lines if str(os.getpid()) != parent
+               and (f"--stack {stack} " in f"{args} " or args.endswith(f" {stack}"))}
     assert len(workers) == 1, f"expected one worker process for {stack}, found {sorted(workers)}: {lines}"
     return [args for parent, args in lines if parent in workers]
 
@@ -62,6 +66,9 @@ def test_a_no_change_up_of_a_tenant_stack_costs_at_most_two_cli_calls(rehearsal,
     wrapper.parent.mkdir(parents=True)
     wrapper.write_text(WRAPPER.format(log=log, real=engine.pulumi_binary(ROOT)), encoding="utf-8")
     wrapper.chmod(0o755)
+    # tenantctl's own process uses the same binary as its workers (it asks the CLI's version once for all of them).
+    monkeypatch.delenv(engine.KNOWN_VERSION, raising=False)
+    monkeypatch.setattr(engine, "pulumi_binary", lambda _root: wrapper)
     monkeypatch.setattr("fleet.rollout.process_pool", counting_pool(wrapper))
 
     result = rehearsal.up(only={"globex"})
