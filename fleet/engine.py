@@ -488,7 +488,8 @@ def import_state(stack, deployment: dict) -> None:
 
 # The desired-state digest the last successful `up` applied (fleet.desired_state). Whatever else changes a stack's
 # state (an import, a refresh, an interrupted or failed `up`, an offboarding) removes it first, so that a recorded
-# digest always describes the state as it is.
+# digest always describes the state as it is; an `up` of the very desired state it names keeps it (fleet.stack_run,
+# `_forget_unless_reapplied`, says why that keeps the promise).
 APPLIED_DIGEST_TAG = "tenant:applied-digest"
 
 
