@@ -251,7 +251,7 @@ def _existing_on_file_backend(spec: StackSpec, options, run):
     from pulumi import automation as auto
     from pulumi.automation._stack import StackInitMode
 
-    paths = _stack_files(spec.backend, spec.name)
+    paths = stack_paths(spec.backend, spec.name)
     work_dir = Path(options.work_dir or "")
     if paths is None or not (work_dir / "Pulumi.yaml").is_file():
         return None
@@ -370,7 +370,7 @@ def checkpoint_problem(backend: Backend, stack: str) -> str | None:
     return None
 
 
-def _stack_files(backend: Backend, stack: str) -> tuple[Path, Path] | None:
+def stack_paths(backend: Backend, stack: str) -> tuple[Path, Path] | None:
     """A stack's checkpoint and history folder on a file backend; None on any other."""
     folder = file_backend_dir(backend)
     if folder is None:
@@ -386,7 +386,7 @@ def read_checkpoint(backend: Backend, stack: str) -> dict | None:
     import gzip
     import json
 
-    paths = _stack_files(backend, stack)
+    paths = stack_paths(backend, stack)
     if paths is None:
         return None
     path = paths[0]
@@ -404,7 +404,7 @@ def last_history(backend: Backend, stack: str) -> dict | None:
     there is none there or the backend is not a file backend."""
     import json
 
-    paths = _stack_files(backend, stack)
+    paths = stack_paths(backend, stack)
     if paths is None or not paths[1].is_dir():
         return None
 
@@ -581,7 +581,10 @@ def read_tags(stack, backend: Backend) -> dict[str, str]:
     of the CLI."""
     import json
 
-    paths = _stack_files(backend, stack.name)
+    try:
+        paths = stack_paths(backend, stack.name)
+    except Exception:  # noqa: BLE001 (a backend whose folder cannot be told: the CLI answers)
+        paths = None
     if paths is not None:
         path = paths[0].with_name(f"{stack.name}.pulumi-tags")
         try:

@@ -171,12 +171,12 @@ def _lost(deployment: dict, stack, spec: engine.StackSpec) -> dict | None:
 def _checkpoint_on_disk(spec: engine.StackSpec) -> dict | None:
     """The stack's deployment from a file backend's folder; None when it is not there, cannot be read, or is there
     both plain and compressed (which one the engine reads depends on its settings)."""
-    paths = engine._stack_files(spec.backend, spec.name)
-    if paths is None or paths[0].with_name(paths[0].name + ".gz").exists():
-        return None
     try:
+        paths = engine.stack_paths(spec.backend, spec.name)
+        if paths is None or paths[0].with_name(paths[0].name + ".gz").exists():
+            return None
         return engine.read_checkpoint(spec.backend, spec.name)
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001 (anything unexpected: the engine's own export decides, as before)
         return None
 
 
