@@ -124,6 +124,7 @@ def main() -> int:
     samples: dict[str, list[dict]] = {name: [] for name in trees}
     with tempfile.TemporaryDirectory(prefix="bench-stack-run-") as folder:
         work = Path(folder)
+        os.chmod(work, 0o755)  # noqa: S103 (the postgres OS user must reach the cluster directory)
         postgres, tenants_dir, state_dir = setup(work)
         try:
             payload = work / "job.pickle"
