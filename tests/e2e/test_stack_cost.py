@@ -69,7 +69,7 @@ def test_a_no_change_up_of_a_tenant_stack_costs_at_most_two_cli_calls(rehearsal,
     wrapper.write_text(WRAPPER.format(log=log, real=engine.pulumi_binary(ROOT)), encoding="utf-8")
     wrapper.chmod(0o755)
     # tenantctl's own process uses the same binary as its workers (it asks the CLI's version once for all of them).
-    monkeypatch.delenv(engine.KNOWN_VERSION, raising=False)
+    monkeypatch.delenv("TENANTCTL_PULUMI_VERSION", raising=False)  # engine.KNOWN_VERSION
     monkeypatch.setattr(engine, "pulumi_binary", lambda _root: wrapper)
     monkeypatch.setattr("fleet.rollout.process_pool", counting_pool(wrapper))
 
