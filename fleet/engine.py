@@ -431,9 +431,10 @@ class EngineEvents:
     def __call__(self, event: Any) -> None:
         if self.fault is not None:
             self.fault(event)
-        if event.summary_event is not None:
-            self.summary = {getattr(op, "value", str(op)): count
-                            for op, count in (event.summary_event.resource_changes or {}).items()}
+        summary = getattr(event, "summary_event", None)
+        if summary is not None:
+            changes = summary.resource_changes or {}
+            self.summary = {getattr(op, "value", str(op)): count for op, count in changes.items()}
         if event.res_outputs_event is not None:
             self.ops[event.res_outputs_event.metadata.urn] = event.res_outputs_event.metadata.op.value
         elif event.resource_pre_event is not None and event.resource_pre_event.metadata.urn not in self.ops:
