@@ -45,7 +45,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -347,10 +347,18 @@ def read_platform_outputs(spec) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Desired:
-    """A tenant stack's desired-state digest, or why there is none (then the stack always runs)."""
+    """A tenant stack's desired-state digest, or why there is none (then the stack always runs); and the
+    fingerprint of the config it was computed with (`config_fingerprint`): the stack's `up` reuses the digest as
+    the one it applied when the stack's file holds that config then (fleet.stack_run)."""
 
     digest: str | None
     problem: str | None = None
+    config: str | None = None
+
+
+def config_fingerprint(config: dict[str, Any], key: bytes) -> str:
+    """A stack's config as its digest covers it (secrets keyed), as one value: equal fingerprints, equal config."""
+    return digest_of({"config": canonical(config, key)})
 
 
 def digest_chunk(project_root: Path, jobs: list[tuple[str, dict[str, Any]]],
@@ -400,17 +408,35 @@ def desired_digests(project_root: Path, env: str, tenants, spec_for, shared: Sha
                 results.append(future.result())
             except Exception as exc:  # noqa: BLE001 (a worker that died: no digest, and those stacks run)
                 results.append([Desired(None, f"the digest worker failed: {type(exc).__name__}: {exc}")] * len(chunk))
-    return {slug: digest for chunk, found in zip(chunks, results, strict=True)
-            for (slug, _, _), digest in zip(chunk, found, strict=True)}
+    return {slug: replace(digest, config=config_fingerprint(config, shared.key)) if digest.digest else digest
+            for chunk, found in zip(chunks, results, strict=True)
+            for (slug, _, config), digest in zip(chunk, found, strict=True)}
+
+
+def applied_config(spec) -> dict[str, Any]:
+    """The config a tenant stack's `up` runs with: its stack file as the run left it (the `up` changes no config)."""
+    return stack_config(stored_config(spec.backend, spec.name), {}, {})
 
 
 def applied_digest(spec, shared: SharedInputs) -> str | None:
     """The digest of what a tenant stack was just updated with: its stack file as the run left it. Called in the
     worker that ran the `up`, after it (the program's modules are loaded there already)."""
     try:
-        config = stack_config(stored_config(spec.backend, spec.name), {}, {})
-        return stack_digest(spec.backend.project_root, spec.name, config, shared)
+        return stack_digest(spec.backend.project_root, spec.name, applied_config(spec), shared)
     except DigestError:
+        return None
+
+
+def known_digest(spec, shared: SharedInputs | None, desired: Desired | None) -> str | None:
+    """The digest of what a tenant stack's `up` applies, known before it runs: the run's desired digest for it
+    (computed by the skip plan from the same program, `shared` inputs and stack name), when the config it was
+    computed with is the config the stack's file holds now; None otherwise (then it is computed after the `up`,
+    `applied_digest`). The same inputs give the same digest: no second mock run."""
+    if shared is None or desired is None or not desired.digest or not desired.config:
+        return None
+    try:
+        return desired.digest if config_fingerprint(applied_config(spec), shared.key) == desired.config else None
+    except Exception:  # noqa: BLE001 (a config that cannot be read or keyed: computed after the up, as before)
         return None
 
 

@@ -11,6 +11,7 @@ PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION, and finds its plugins next to the C
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import runpy
@@ -49,6 +50,7 @@ def engine_version(project_root: Path) -> str:
                             env=engine_environment(project_root, {}))
     if result.returncode != 0:
         raise EngineError(f"{binary} version failed: {result.stderr.strip()[-300:]}")
+    _remember_version(binary, result.stdout.strip())
     return result.stdout.strip()
 
 
@@ -135,12 +137,52 @@ def workspace_options(backend: Backend):
                                       pulumi_command=command, secrets_provider="passphrase")
 
 
+# The CLI's version as this run already asked it: "<binary>|<size>|<mtime_ns>|<inode>|<version>". Set in the process
+# that asked, and so inherited by every process it spawns afterwards (each stack's worker), which then need not ask
+# again: a `pulumi version` is a process of its own (0.3-1 s on a loaded 2-core machine), once per stack. Keyed by
+# the binary's identity: a CLI rebuilt or replaced since is asked again.
+KNOWN_VERSION = "TENANTCTL_PULUMI_VERSION"
+
+
+def _binary_identity(binary: Path) -> str:
+    stat = binary.stat()
+    return f"{binary}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}"
+
+
+def _remember_version(binary: Path, version: str) -> None:
+    with contextlib.suppress(OSError):
+        os.environ[KNOWN_VERSION] = f"{_binary_identity(binary)}|{version.strip()}"
+
+
+def _known_version(binary: Path) -> str | None:
+    recorded = os.environ.get(KNOWN_VERSION, "")
+    identity, _, version = recorded.rpartition("|")
+    try:
+        return version if identity and version and identity == _binary_identity(binary) else None
+    except OSError:
+        return None
+
+
 @functools.cache
 def _pulumi_command(root: str):
-    """One per process: each asks the CLI its version (`pulumi version`, a process of its own)."""
+    """One per process. The Automation API asks the CLI its version (`pulumi version`) for each one it makes, unless
+    this run asked already for the same binary (`KNOWN_VERSION`): then it is told. The version is only used to
+    choose features (how the event log is read), and the version check is skipped either way."""
     from pulumi import automation as auto
+    from semver import VersionInfo
 
-    return auto.PulumiCommand(root=root, skip_version_check=True)
+    binary = Path(root) / "bin" / "pulumi"
+    known = _known_version(binary)
+    if known is not None:
+        with contextlib.suppress(ValueError):
+            command = auto.PulumiCommand.__new__(auto.PulumiCommand)
+            command.command = str(binary)
+            command.version = VersionInfo.parse(known.removeprefix("v"))
+            return command
+    command = auto.PulumiCommand(root=root, skip_version_check=True)
+    if command.version is not None:
+        _remember_version(binary, str(command.version))
+    return command
 
 
 def _write_project_file(work_dir: Path, backend_dir: Path) -> None:
@@ -160,22 +202,34 @@ def _write_project_file(work_dir: Path, backend_dir: Path) -> None:
 
 
 def open_stack(spec: StackSpec, create: bool = True):
-    """Select the stack, or create it (with its tags) when `create`; then set the caller's config."""
+    """Select the stack, or create it (with its tags) when `create`; then set the caller's config.
+
+    On a file backend, a stack whose checkpoint is in the backend's folder is opened without `pulumi stack select`
+    (a CLI process that loads the stack only to say it exists, and records it as the workspace's current stack,
+    which nothing here uses: every command names its stack). A checkpoint the engine cannot load fails the first
+    command that loads it, as the select would have. Plain config the stack file already holds, as the caller
+    sets it, is not set again (the file is read, not the CLI asked); secrets are compared through the CLI, which
+    decrypts (the file holds only their ciphertext)."""
     from pulumi import automation as auto
     from pulumi.automation.errors import StackNotFoundError
 
     options = workspace_options(spec.backend)
     run = program(spec.backend.project_root)
-    try:
-        stack = auto.select_stack(stack_name=spec.name, project_name=PROJECT, program=run, opts=options)
-    except StackNotFoundError:
-        if not create:
-            raise
-        stack = auto.create_stack(stack_name=spec.name, project_name=PROJECT, program=run, opts=options)
-        for key, value in spec.tags.items():
-            stack.set_tag(key, value)
+    stack = _existing_on_file_backend(spec, options, run)
+    if stack is None:
+        try:
+            stack = auto.select_stack(stack_name=spec.name, project_name=PROJECT, program=run, opts=options)
+        except StackNotFoundError:
+            if not create:
+                raise
+            stack = auto.create_stack(stack_name=spec.name, project_name=PROJECT, program=run, opts=options)
+            for key, value in spec.tags.items():
+                stack.set_tag(key, value)
     values = {f"{PROJECT}:{k}" if ":" not in k else k: auto.ConfigValue(value=v) for k, v in spec.config.items()}
     secrets = {f"{PROJECT}:{k}": v for k, v in spec.secrets.items()}
+    if values and not secrets:
+        stored = _stored_plain_config(spec)
+        values = {k: v for k, v in values.items() if stored.get(k) != v.value}
     if secrets:
         # One read (its plaintext on stdout, not argv) instead of a write per value: a stack opened again with
         # the same settings, as every run of the rehearsal does, then costs one CLI call, as set_all_config did.
@@ -189,6 +243,39 @@ def open_stack(spec: StackSpec, create: bool = True):
     for key, value in secrets.items():
         set_secret_config(stack, key, value)
     return stack
+
+
+def _existing_on_file_backend(spec: StackSpec, options, run):
+    """The stack, opened without `pulumi stack select`, when a file backend's folder holds its checkpoint and the
+    work folder its project file; None otherwise (then it is selected, or created, as on any backend)."""
+    from pulumi import automation as auto
+    from pulumi.automation._stack import StackInitMode
+
+    paths = stack_paths(spec.backend, spec.name)
+    work_dir = Path(options.work_dir or "")
+    if paths is None or not (work_dir / "Pulumi.yaml").is_file():
+        return None
+    checkpoint = paths[0]
+    if not (checkpoint.is_file() or checkpoint.with_name(checkpoint.name + ".gz").is_file()):
+        return None
+    options.program = run
+    stack = auto.Stack.__new__(auto.Stack)  # Stack.__init__ would select it: one CLI process
+    stack.name, stack.workspace, stack._mode = spec.name, auto.LocalWorkspace(**vars(options)), StackInitMode.SELECT
+    return stack
+
+
+def _stored_plain_config(spec: StackSpec) -> dict[str, str]:
+    """The plain values the stack's file holds (full keys), as the CLI would set them; nothing when it cannot be
+    read (then every value is set, as before)."""
+    from fleet.stack_files import StackFileError, read_stack_file
+
+    root = spec.backend.work_dir if spec.backend.local else spec.backend.project_root
+    try:
+        config = read_stack_file(root, spec.name).config
+    except (StackFileError, OSError):
+        return {}
+    return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()
+            if not isinstance(v, dict | list)}
 
 
 def set_secret_config(stack, key: str, value: str) -> None:
@@ -283,7 +370,7 @@ def checkpoint_problem(backend: Backend, stack: str) -> str | None:
     return None
 
 
-def _stack_files(backend: Backend, stack: str) -> tuple[Path, Path] | None:
+def stack_paths(backend: Backend, stack: str) -> tuple[Path, Path] | None:
     """A stack's checkpoint and history folder on a file backend; None on any other."""
     folder = file_backend_dir(backend)
     if folder is None:
@@ -299,7 +386,7 @@ def read_checkpoint(backend: Backend, stack: str) -> dict | None:
     import gzip
     import json
 
-    paths = _stack_files(backend, stack)
+    paths = stack_paths(backend, stack)
     if paths is None:
         return None
     path = paths[0]
@@ -317,7 +404,7 @@ def last_history(backend: Backend, stack: str) -> dict | None:
     there is none there or the backend is not a file backend."""
     import json
 
-    paths = _stack_files(backend, stack)
+    paths = stack_paths(backend, stack)
     if paths is None or not paths[1].is_dir():
         return None
 
@@ -339,10 +426,15 @@ class EngineEvents:
     errors: dict[str, list[str]] = field(default_factory=dict)  # urn -> error diagnostics
     general_errors: list[str] = field(default_factory=list)
     fault: Callable[[Any], None] | None = None  # the crash tests' kill point (fleet.stack_run.FAULT_ENV)
+    summary: dict[str, int] | None = None  # the engine's summary of the operation (op -> count), at its end
 
     def __call__(self, event: Any) -> None:
         if self.fault is not None:
             self.fault(event)
+        summary = getattr(event, "summary_event", None)
+        if summary is not None:
+            changes = summary.resource_changes or {}
+            self.summary = {getattr(op, "value", str(op)): count for op, count in changes.items()}
         if event.res_outputs_event is not None:
             self.ops[event.res_outputs_event.metadata.urn] = event.res_outputs_event.metadata.op.value
         elif event.resource_pre_event is not None and event.resource_pre_event.metadata.urn not in self.ops:
@@ -397,7 +489,8 @@ def import_state(stack, deployment: dict) -> None:
 
 # The desired-state digest the last successful `up` applied (fleet.desired_state). Whatever else changes a stack's
 # state (an import, a refresh, an interrupted or failed `up`, an offboarding) removes it first, so that a recorded
-# digest always describes the state as it is.
+# digest always describes the state as it is; an `up` of the very desired state it names keeps it (fleet.stack_run,
+# `_forget_unless_reapplied`, says why that keeps the promise).
 APPLIED_DIGEST_TAG = "tenant:applied-digest"
 
 
@@ -408,3 +501,97 @@ def forget_applied_digest(stack) -> None:
         stack.remove_tag(APPLIED_DIGEST_TAG)
     except auto_errors.CommandError:
         pass
+
+
+def up(stack, backend: Backend, events: EngineEvents, **options) -> tuple[dict[str, int], dict[str, Any]]:
+    """`stack.up`, returning its summary (op -> count) and the stack's outputs that are not secret.
+
+    After the `up` itself, the Automation API makes three more CLI calls: `stack output` twice (masked, then with
+    the secrets in the clear, to tell which outputs are secret) and `stack history` (for the summary). On a file
+    backend they are not made: the summary is the one the engine sent at the end of the `up` (its event stream's
+    summary event, what it records in the history too), and the outputs are read from the checkpoint the `up`
+    saved, where a secret is its ciphertext envelope: an output with a secret anywhere in it counts as secret, and
+    is left out (stricter than `stack output`, which marks only a wholly secret one). Either missing or unusual
+    (no summary event; an asset, archive or resource reference in an output), the CLI is asked, as before."""
+    from pulumi import automation as auto
+
+    if file_backend_dir(backend) is None:
+        result = stack.up(on_event=events, **options)
+        return dict(result.summary.resource_changes or {}), _plain_outputs(result.outputs)
+    placeholder = auto.UpdateSummary(kind="update", start_time=None, message="", environment={}, config={},
+                                     result="succeeded")
+    stack.outputs = dict  # instance attributes, for this call only: the Automation API's reads after the `up`
+    stack.info = lambda *_args, **_kwargs: placeholder
+    try:
+        stack.up(on_event=events, **options)
+    finally:
+        del stack.outputs, stack.info
+    summary = events.summary
+    if summary is None:
+        summary = dict(stack.info().resource_changes or {})
+    outputs = outputs_from_checkpoint(backend, stack.name)
+    if outputs is None:
+        outputs = _plain_outputs(stack.outputs())
+    return summary, outputs
+
+
+def _plain_outputs(outputs: dict) -> dict[str, Any]:
+    return {k: v.value for k, v in outputs.items() if not v.secret}
+
+
+SIGNATURE_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIGNATURE = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 (the SDK's marker of a secret value)
+
+
+def outputs_from_checkpoint(backend: Backend, stack: str) -> dict[str, Any] | None:
+    """The root stack's outputs that hold no secret, from a file backend's checkpoint; None when they cannot be
+    read from it (no checkpoint, no root stack, a value of a special kind other than a secret)."""
+    try:
+        deployment = read_checkpoint(backend, stack)
+    except (OSError, ValueError):
+        return None
+    root = next((r for r in (deployment or {}).get("resources") or [] if r.get("type") == "pulumi:pulumi:Stack"),
+                None)
+    if root is None:
+        return None
+    plain = {}
+    for key, value in (root.get("outputs") or {}).items():
+        kinds = _signatures(value)
+        if kinds - {SECRET_SIGNATURE}:
+            return None
+        if not kinds:
+            plain[key] = value
+    return plain
+
+
+def _signatures(value: Any) -> set[str]:
+    """The special kinds (secret, asset, archive, resource reference, output) anywhere in a checkpoint value."""
+    if isinstance(value, dict):
+        found = {str(value[SIGNATURE_KEY])} if SIGNATURE_KEY in value else set()
+        for item in value.values():
+            found |= _signatures(item)
+        return found
+    if isinstance(value, list):
+        return set().union(*(_signatures(item) for item in value)) if value else set()
+    return set()
+
+
+def read_tags(stack, backend: Backend) -> dict[str, str]:
+    """The stack's tags: on a file backend from the file beside its checkpoint (`<stack>.pulumi-tags`, where the
+    engine keeps them), else `pulumi stack tag ls`. A file that is missing or not in the form known here is asked
+    of the CLI."""
+    import json
+
+    try:
+        paths = stack_paths(backend, stack.name)
+    except Exception:  # noqa: BLE001 (a backend whose folder cannot be told: the CLI answers)
+        paths = None
+    if paths is not None:
+        path = paths[0].with_name(f"{stack.name}.pulumi-tags")
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            document = None
+        if isinstance(document, dict) and document.get("version") == 1 and isinstance(document.get("tags"), dict):
+            return {str(k): str(v) for k, v in document["tags"].items()}
+    return stack.list_tags()

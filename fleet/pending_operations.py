@@ -135,11 +135,19 @@ def resolve(deployment: dict, lookup: Lookup, lost: list[dict] | None = None) ->
 
 
 def recover(stack, spec: engine.StackSpec, apply: bool) -> list[str]:
-    """Resolve the stack's pending operations (only report them unless `apply`). The notes say what happened."""
+    """Resolve the stack's pending operations (only report them unless `apply`). The notes say what happened.
+
+    On a file backend the checkpoint is first read from the backend's folder (what `pulumi stack export` would
+    print, secrets as ciphertext, without a CLI process): when it holds nothing to resolve, as after every clean
+    run, that is the answer. Anything to resolve, or a checkpoint that cannot be read there, and the CLI exports
+    it, as on every other backend: the import that resolves it starts from the engine's own export."""
+    found = _checkpoint_on_disk(spec)
+    if found is not None and not pending(found) and _lost(found, stack, spec) is None:
+        return []
     deployment_doc = engine.export_state(stack)
     deployment = deployment_doc.get("deployment") or {}
     operations = pending(deployment)
-    lost = lost_key(deployment, spec.name, lambda: spec.tags.get(TAG_TENANT_ID) or _tagged_tenant_id(stack))
+    lost = _lost(deployment, stack, spec)
     if not operations and lost is None:
         return []
     if not apply:
@@ -154,6 +162,22 @@ def recover(stack, spec: engine.StackSpec, apply: bool) -> list[str]:
     if to_refresh:
         stack.refresh(target=to_refresh, color="never", on_output=lambda _line: None)
     return notes
+
+
+def _lost(deployment: dict, stack, spec: engine.StackSpec) -> dict | None:
+    return lost_key(deployment, spec.name, lambda: spec.tags.get(TAG_TENANT_ID) or _tagged_tenant_id(stack))
+
+
+def _checkpoint_on_disk(spec: engine.StackSpec) -> dict | None:
+    """The stack's deployment from a file backend's folder; None when it is not there, cannot be read, or is there
+    both plain and compressed (which one the engine reads depends on its settings)."""
+    try:
+        paths = engine.stack_paths(spec.backend, spec.name)
+        if paths is None or paths[0].with_name(paths[0].name + ".gz").exists():
+            return None
+        return engine.read_checkpoint(spec.backend, spec.name)
+    except Exception:  # noqa: BLE001 (anything unexpected: the engine's own export decides, as before)
+        return None
 
 
 def _tagged_tenant_id(stack) -> str | None:

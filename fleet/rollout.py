@@ -312,7 +312,9 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
         jobs = lambda group: [StackJob(spec_for(tenant_stack_name(env, t.slug), t), operation,  # noqa: E731
                                        policy_packs=packs, create=create_stacks,
                                        shared=common if operation == "up" else None, commit=commit,
-                                       refresh_first=refresh, reason=plan.reason(t.slug)) for t in group]
+                                       refresh_first=refresh, reason=plan.reason(t.slug),
+                                       desired=plan.desired.get(t.slug) if operation == "up" else None)
+                              for t in group]
         if operation == "preview":
             previewed = [t for t in selection.tenants if t.slug not in renamed]
             ran = [t for t in previewed if not plan.skipped(t.slug)]
@@ -384,7 +386,7 @@ def _skip_plan(selection: Selection, operation: str, spec_for: SpecFor, common: 
     if judged and not (force or refresh):
         say(f"desired-state digests of {len(judged)} tenant stack(s), offline")
     plan = skipping.plan(env, judged, spec_for, common, no_shared, selection.identities, existing, concurrency,
-                         force=force, refresh=refresh)
+                         force=force, refresh=refresh, digests=operation == "up")
     for new, old in renamed.items():
         plan.decisions[new] = Decision(False, f"its stack is renamed from {tenant_stack_name(env, old)}")
     skipped = sum(decision.skip for decision in plan.decisions.values())

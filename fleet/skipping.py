@@ -167,6 +167,8 @@ class SkipPlan:
     """Each selected tenant's decision, by slug."""
 
     decisions: dict[str, Decision] = field(default_factory=dict)
+    # Each judged stack's desired-state digest (computed for the skip, or for an `up` to record: `plan(digests=...)`).
+    desired: dict[str, Desired] = field(default_factory=dict)
 
     def skipped(self, slug: str) -> bool:
         found = self.decisions.get(slug)
@@ -180,19 +182,24 @@ class SkipPlan:
 def plan(env: str, tenants: list[Tenant], spec_for: Callable[[str, Tenant | None], engine.StackSpec],
          shared: Any, no_shared: str | None, identities: dict[str, StackIdentity], existing: set[str],
          concurrency: int, force: bool = False, refresh: bool = False,
-         desired: dict[str, Desired] | None = None) -> SkipPlan:
+         desired: dict[str, Desired] | None = None, digests: bool = False) -> SkipPlan:
     """Every tenant's decision. `shared` is what every digest shares (None: no digest, and `no_shared` says why);
-    `existing` the tenant stacks that exist (by slug); `desired` the digests, when the caller has them already."""
+    `existing` the tenant stacks that exist (by slug); `desired` the digests, when the caller has them already.
+    With `digests` (an `up`), the digests are computed even when `force` or `refresh` runs every stack: each
+    stack's `up` records its own as applied (instead of computing it again after the `up`: the same mock run, done
+    once per stack either way)."""
     from fleet import desired_state
 
-    if force or refresh:
-        return SkipPlan({t.slug: Decision(False, FORCED if force else REFRESHED) for t in tenants})
     # A new stack runs whatever its digest: none is computed for it.
     known = [t for t in tenants if t.slug in existing]
+    root = spec_for(env, None).backend.project_root
+    if force or refresh:
+        if digests and known and shared is not None and desired is None:
+            desired = desired_state.desired_digests(root, env, known, spec_for, shared, concurrency)
+        return SkipPlan({t.slug: Decision(False, FORCED if force else REFRESHED) for t in tenants}, desired or {})
     decisions = {t.slug: Decision(False, "no stack yet") for t in tenants if t.slug not in existing}
     if not known:
         return SkipPlan(decisions)
-    root = spec_for(env, None).backend.project_root
     if desired is None:
         desired = desired_state.desired_digests(root, env, known, spec_for, shared, concurrency,
                                                 no_shared=no_shared or "no digest inputs")
@@ -204,4 +211,4 @@ def plan(env: str, tenants: list[Tenant], spec_for: Callable[[str, Tenant | None
         lasts = {slug: future.result() for slug, future in reads.items()}
     for tenant in known:
         decisions[tenant.slug] = decide(desired[tenant.slug], lasts.get(tenant.slug, LastRun()))
-    return SkipPlan(decisions)
+    return SkipPlan(decisions, desired)

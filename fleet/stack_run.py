@@ -51,6 +51,9 @@ class StackJob:
     # None: no digest), and the commit it deploys; a successful `up` records its digest and commit as tags.
     shared: Any = None
     commit: str | None = None
+    # up of a tenant stack: its desired-state digest as the run's skip plan computed it (fleet.desired_state.Desired;
+    # None: not computed), which the `up` records as applied when its config is the one it was computed with.
+    desired: Any = None
     # up and preview with --refresh: a refresh first (an up's is saved; a preview's is a preview), its changes
     # reported as drift. Rendered Kubernetes objects have no cluster to be read back from: they are left out.
     refresh_first: bool = False
@@ -185,7 +188,12 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
             holding.enter_context(stack_locks.holding(job.spec.backend, job.spec.name, job.operation))
         stack = engine.open_stack(job.spec, create=job.create)
         outcome.recovered += pending_operations.recover(stack, job.spec, apply=job.operation not in READ_ONLY)
-        if job.operation in ("up", "refresh"):
+        tags, applying = None, None
+        if job.operation == "up":
+            # After the recovery, whose import forgets the applied digest.
+            tags, applying = _current_tags(stack, job), _known_digest(job, outcome)
+            _forget_unless_reapplied(stack, tags, applying, job.refresh_first)
+        elif job.operation == "refresh":
             engine.forget_applied_digest(stack)
         if job.refresh_first and job.operation in ("up", "preview"):
             outcome.drift = _refresh_for_drift(stack, preview_only=job.operation == "preview", quiet=quiet)
@@ -197,12 +205,11 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
             if change is not None:
                 tier_change.lift_guard(stack, change, volumes)
             try:
-                result = stack.up(on_event=events, **packs, **quiet)
+                outcome.summary, outcome.outputs = engine.up(stack, job.spec.backend, events, **packs, **quiet)
             except auto_errors.CommandError:
                 if change is not None:
                     tier_change.restore_guard(stack, change)
                 raise
-            outcome.summary = dict(result.summary.resource_changes or {})
         elif job.operation == "preview":
             excluded = tier_change.preview_exclude(change)
             preview = stack.preview(on_event=events, exclude=excluded, **packs, **quiet)
@@ -227,12 +234,11 @@ def _run_unredacted(job: StackJob) -> StackOutcome:
             outcome.summary = _counted(events)
         else:
             raise ValueError(f"unknown operation {job.operation!r}")
-        if job.operation in ("up", "refresh"):
-            # An `up` returns its outputs (the Automation API read them); a refresh does not: two CLI calls.
-            outputs = result.outputs if job.operation == "up" else stack.outputs()
-            outcome.outputs = {k: v.value for k, v in outputs.items() if not v.secret}
+        if job.operation == "refresh":
+            # An `up` returned its outputs (engine.up); a refresh does not: two CLI calls.
+            outcome.outputs = {k: v.value for k, v in stack.outputs().items() if not v.secret}
         if job.operation == "up":
-            _record_error(stack, None, job.spec.tags, _applied(job, outcome))
+            _record_error(stack, None, job.spec.tags, _applied(job, outcome, applying), current=tags)
         if change is not None:
             outcome.tier_change = tier_change.describe(change, events.ops, volumes)
     except tier_change.TierChangeRefused as exc:
@@ -329,26 +335,75 @@ LAST_ERROR_TAG = "tenant:last-error"
 TAG_LIMIT = 256
 
 
-def _applied(job: StackJob, outcome: StackOutcome) -> dict[str, str]:
-    """What a successful `up` records about itself: the digest of what it applied (a tenant stack, computed from its
-    stack file as the run left it) and the commit it deployed."""
+def _current_tags(stack, job: StackJob) -> dict[str, str] | None:
+    """The stack's tags before its `up` (engine.read_tags: no CLI process on a file backend); None when they cannot
+    be read (a backend without tags: the `up` then forgets and records as if the stack had every tag)."""
+    from pulumi.automation import errors as auto_errors
+
+    try:
+        return engine.read_tags(stack, job.spec.backend)
+    except auto_errors.CommandError:
+        return None
+
+
+def _known_digest(job: StackJob, outcome: StackOutcome) -> str | None:
+    from fleet.desired_state import known_digest
+
+    return known_digest(job.spec, job.shared, job.desired) if outcome.slug else None
+
+
+def _forget_unless_reapplied(stack, tags: dict[str, str] | None, applying: str | None, refresh_first: bool) -> None:
+    """Before an `up`, the applied digest is removed (engine.APPLIED_DIGEST_TAG: whatever changes a stack's state
+    removes it first, so that a recorded digest describes the state), except where removing it changes nothing a
+    later run decides on:
+
+    - the stack records none (`tags` read just now, after the recovery, whose import removes it);
+    - it records the very digest this `up` applies (`applying`: the run's desired digest, the stack's config being
+      the one it was computed from), and no refresh comes first. Then the recorded digest names the desired state
+      this `up` moves the stack to, from a state a successful `up` of that same desired state left (the tag says
+      so: everything else that changes a state removes it first). Whatever this `up` does, finished or not, it does
+      toward that same desired state: it can only redo what that desired state does again on every `up` (a
+      provider that always reports a change) or repair drift, which a skip leaves in place as well (drift is for
+      `--refresh`). So the state it leaves, even interrupted, is one that skipping this stack would have left too,
+      and the tag still describes it as a skip means it. What else an interruption leaves is still seen by the
+      next run's skip decision (fleet.skipping): the engine's lock and tenantctl's record beside it, pending
+      operations, a history whose newest entry is not a succeeded update, the last-error tag.
+    - A refresh first (`--refresh`) changes the state to what the cloud holds: the tag is removed, as a refresh's.
+
+    The digest is recorded again only when this `up` succeeds (`_record_error`)."""
+    from fleet.desired_state import DIGEST_TAG
+
+    if tags is not None and DIGEST_TAG not in tags:
+        return
+    if tags is not None and applying is not None and tags[DIGEST_TAG] == applying and not refresh_first:
+        return
+    engine.forget_applied_digest(stack)
+    if tags is not None:
+        tags.pop(DIGEST_TAG, None)
+
+
+def _applied(job: StackJob, outcome: StackOutcome, known: str | None = None) -> dict[str, str]:
+    """What a successful `up` records about itself: the digest of what it applied (a tenant stack: `known`, the
+    run's desired digest for it when its config is the one that was computed from, else computed from its stack file
+    as the run left it) and the commit it deployed."""
     from fleet.desired_state import COMMIT_TAG, DIGEST_TAG, applied_digest
 
-    digest = applied_digest(job.spec, job.shared) if job.shared is not None and outcome.slug else None
+    digest = known or (applied_digest(job.spec, job.shared) if job.shared is not None and outcome.slug else None)
     return {**({DIGEST_TAG: digest} if digest else {}), **({COMMIT_TAG: job.commit} if job.commit else {})}
 
 
 def _record_error(stack, error: str | None, tags: dict[str, str] | None = None,
-                  applied: dict[str, str] | None = None) -> None:
+                  applied: dict[str, str] | None = None, current: dict[str, str] | None = None) -> None:
     """The first line of the last `up`'s error as a stack tag (removed on success): `tenantctl status` shows it.
     A successful `up` also writes the tenant's tags the stack lacks (an older stack, a renamed one), and what it
-    applied (`applied`: its digest and commit): only `up` writes tags, never a preview. Best effort: a backend
-    without tags still gets its stacks run."""
+    applied (`applied`: its digest and commit): only `up` writes tags, never a preview. `current`: the stack's tags
+    as this run read them before its `up` and changed them since (an `up` changes no tag of ours), else they are
+    read now. Only the tags that differ are written. Best effort: a backend without tags still gets its stacks run."""
     from pulumi.automation import errors as auto_errors
 
     try:
         if error is None:
-            current = stack.list_tags()
+            current = stack.list_tags() if current is None else current
             for key, value in {**(tags or {}), **(applied or {})}.items():
                 if current.get(key) != value:
                     stack.set_tag(key, value)

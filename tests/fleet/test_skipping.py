@@ -227,12 +227,22 @@ def test_unchanged_stacks_are_skipped_in_their_wave_and_a_skipped_canary_wave_is
     assert "4 skipped: desired state unchanged" in markdown and "`prod.acme`: desired state unchanged" in markdown
 
 
-def test_force_runs_every_selected_stack_without_computing_a_digest(monkeypatch, tmp_path, decided):
-    monkeypatch.setattr(desired_state, "desired_digests", lambda *_a, **_k: pytest.fail("no digest with --force"))
+def test_force_runs_every_selected_stack_and_an_up_hands_each_its_digest_to_record(monkeypatch, tmp_path, decided):
+    decided["unchanged"] = {t.slug for t in FLEET}  # unchanged, and still run
     runs = Runs(monkeypatch)
     result = run_fleet(_selection(), "up", _spec_for(tmp_path), shared=_shared, force=True)
     assert runs.ran == ["prod", *(f"prod.{t.slug}" for t in FLEET)]
     assert all(o.reason == skipping.FORCED for o in result.tenants) and result.tally()["skipped"] == 0
+    # Each tenant stack's `up` records its digest as applied without a mock run of its own (fleet.stack_run).
+    assert [job.desired for job in runs.jobs] == [None, *[Desired(DIGEST)] * len(FLEET)]
+
+
+def test_a_forced_preview_computes_no_digest(monkeypatch, tmp_path, decided):
+    monkeypatch.setattr(desired_state, "desired_digests", lambda *_a, **_k: pytest.fail("no digest for a preview"))
+    runs = Runs(monkeypatch)
+    result = run_fleet(_selection(), "preview", _spec_for(tmp_path), shared=_shared, force=True)
+    assert runs.ran == ["prod", *(f"prod.{t.slug}" for t in FLEET)] and result.tally()["skipped"] == 0
+    assert all(job.desired is None for job in runs.jobs)
 
 
 @pytest.mark.parametrize("operation", ["up", "preview"])
