@@ -69,10 +69,11 @@ def control_plane_for(state_dir: Path) -> LocalKubeApiServer:
 
 @contextlib.contextmanager
 def running_cluster(state_dir: Path, say: Callable[[str], None], *, keep_running: bool = False,
-                    namespaces: tuple[str, ...] = ()) -> Iterator[LocalKubeApiServer]:
+                    namespaces: tuple[str, ...] = (), set_up_cluster: bool = True) -> Iterator[LocalKubeApiServer]:
     """The state folder's control plane for the while: the one kept running if there is one (left running), else
-    started (its etcd data kept) and stopped on the way out, unless `keep_running`. Set up (`set_up`) before it is
-    handed out, and its kubeconfig written to the state folder."""
+    started (its etcd data kept) and stopped on the way out, unless `keep_running`. Its kubeconfig is written to the
+    state folder, and with `set_up_cluster` (a run that applies) it is set up (`set_up`) before it is handed out; a
+    command that only reads (status, verify) finds it as the last rehearsal left it."""
     kube = control_plane_for(state_dir)
     try:
         if kube.adopt():
@@ -82,7 +83,8 @@ def running_cluster(state_dir: Path, say: Callable[[str], None], *, keep_running
             kube.start()
             say(f"Kubernetes API server on {kube.server}")
         write_kubeconfig(state_dir, kube)
-        set_up(kube, namespaces)
+        if set_up_cluster:
+            set_up(kube, namespaces)
     except KubeApiServerError as exc:
         kube.stop()
         raise ClusterError(str(exc)) from None

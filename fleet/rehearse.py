@@ -546,18 +546,20 @@ def _checks_cell(outcome) -> str:
 
 @contextlib.contextmanager
 def rehearsal_sources(tenants_dir: Path, database_url: str | None, state_base: Path | None = None,
-                      say: Callable[[str], None] = lambda _line: None) -> Iterator[tuple[Callable, list[str], str]]:
+                      say: Callable[[str], None] = lambda _line: None, *,
+                      kubernetes: bool = True) -> Iterator[tuple[Callable, list[str], str]]:
     """The rehearsal environment as `tenantctl status` reads it: its stack specs, its stacks, and a database URL
     (the embedded PostgreSQL is started for the while, and stopped again; one kept running is used as it is), with
-    its Kubernetes API server up for the while too where its stacks apply to one (a refresh reads their objects
-    back from it)."""
-    with rehearsal_cluster_sources(tenants_dir, database_url, state_base, say) as (spec_for, stacks, url, _kube):
+    its Kubernetes API server up for the while too where its stacks apply to one and `kubernetes` (an engine run,
+    a refresh included, reads their objects back from it)."""
+    with rehearsal_cluster_sources(tenants_dir, database_url, state_base, say,
+                                   kubernetes=kubernetes) as (spec_for, stacks, url, _kube):
         yield spec_for, stacks, url
 
 
 @contextlib.contextmanager
 def rehearsal_cluster_sources(tenants_dir: Path, database_url: str | None, state_base: Path | None = None,
-                              say: Callable[[str], None] = lambda _line: None
+                              say: Callable[[str], None] = lambda _line: None, *, kubernetes: bool = True
                               ) -> Iterator[tuple[Callable, list[str], str, LocalKubeApiServer | None]]:
     """`rehearsal_sources`, and the running API server (None where the rehearsal renders its objects to files)."""
     root, state_dir, state = _recorded_rehearsal(tenants_dir, database_url, state_base)
@@ -566,9 +568,8 @@ def rehearsal_cluster_sources(tenants_dir: Path, database_url: str | None, state
     try:
         with contextlib.ExitStack() as services:
             kube = None
-            if state.environment.get(rehearsal_cluster.MODE_KEY) == rehearsal_cluster.API_SERVER:
-                kube = services.enter_context(rehearsal_cluster.running_cluster(
-                    state_dir, say, namespaces=_cluster_namespaces(root)))
+            if kubernetes and state.environment.get(rehearsal_cluster.MODE_KEY) == rehearsal_cluster.API_SERVER:
+                kube = services.enter_context(rehearsal_cluster.running_cluster(state_dir, say, set_up_cluster=False))
             if database_url is not None:
                 yield spec_for, stacks, database_url, kube
                 return

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet import engine
+from fleet import engine, rehearsal_cluster
 from fleet.rehearsal import STACK
 from fleet.rehearse import _state_dir, existing_stack, run_rehearse
 from services import aws_emulator
@@ -95,6 +95,7 @@ def rehearsal(app_db, tenants_dir, tmp_path) -> Iterator[Rehearsal]:
         yield rehearsal
     finally:
         aws_emulator.stop(rehearsal.state_dir)
+        rehearsal_cluster.stop_kept(rehearsal.state_dir)  # a test that kept it running (`keep_running=True`)
 
 
 def linked_project(tmp_path: Path, tenants_dir: Path) -> Path:
