@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -126,11 +127,25 @@ def set_up(kube: LocalKubeApiServer, namespaces: tuple[str, ...]) -> None:
     """What a production cluster has before the program runs (the module's docstring lists it)."""
     for name in namespaces:
         _apply(kube, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": SET_UP_LABELS}})
-    kube.install_crds([_documents(PROMETHEUS_RULE_CRD)[0]])
+    crd = _documents(PROMETHEUS_RULE_CRD)[0]
+    kube.install_crds([crd])
+    spec = crd["spec"]
+    _until_served(kube, f"/apis/{spec['group']}/{spec['versions'][0]['name']}/{spec['names']['plural']}")
     for manifest in _documents(CHECKER_ACCESS):
         _apply(kube, manifest)
     if not (kube.root / "pki" / f"{CHECKER}.crt").is_file():
         kube.issue_client_certificate(CHECKER)
+
+
+def _until_served(kube: LocalKubeApiServer, path: str, timeout_s: float = 60.0) -> None:
+    """An established CRD's objects are served once their storage is ready (until then: 429, "storage is
+    (re)initializing")."""
+    deadline = time.monotonic() + timeout_s
+    while not (reply := kube.request("GET", path)).ok:
+        if time.monotonic() > deadline:
+            raise KubeApiServerError(f"cluster set-up: {path} not served within {timeout_s:.0f}s ({reply.status}: "
+                                     f"{reply.message})")
+        time.sleep(0.2)
 
 
 def shared_workload(kube: LocalKubeApiServer, shared_namespace: str) -> SharedWorkload | None:
