@@ -430,7 +430,7 @@ def _tenant_stacks(stacks: list[str]) -> list[str]:
 
 def _refresh_aws_objects(spec_for, tenant_stacks: list[str], say: Callable[[str], None]) -> None:
     """moto keeps nothing across restarts: let the engine see the AWS objects are gone before it plans. (Only
-    those: rendered Kubernetes objects have no cluster to be read back from.)"""
+    those: the Kubernetes objects live in the rehearsal's API server, whose etcd data outlives a restart.)"""
     if not tenant_stacks:
         return
     say("the AWS emulator was restarted: refreshing its objects first")

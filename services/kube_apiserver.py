@@ -54,6 +54,9 @@ ETCD_PEER_PORT = "etcd-peer-port"  # kept: etcd's member keeps its peer URL in i
 # Kept: a kubeconfig written for an earlier start (the rehearsal's, a stack's provider config) names this port, so
 # a restart on the same root comes back on it while it is free.
 APISERVER_PORT = "apiserver-port"
+# Written by leave_running(): the recorded processes were left running on purpose, so adopt() may use them. Without
+# it, recorded processes still running were left by a killed run, and start() stops them (fleet rule 6).
+KEPT_RUNNING = "kept-running"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 ADMISSION_PLUGINS = "NamespaceLifecycle,LimitRanger,ServiceAccount,PodSecurity,ResourceQuota"  # and the defaults
@@ -286,7 +289,7 @@ class LocalKubeApiServer:
         ready. True when adopted; stop() then only lets go of it. False (nothing changed) otherwise."""
         if self._port is not None:
             return True
-        if self._kept_root is None:
+        if self._kept_root is None or not (self._kept_root / KEPT_RUNNING).is_file():
             return False
         try:
             data = json.loads((self._kept_root / PROCESS_RECORD).read_text())
@@ -315,6 +318,8 @@ class LocalKubeApiServer:
         --keep-running`): a later run adopts it, and `stop_recorded` (`tenantctl rehearse --stop`) stops it."""
         if self._kept_root is None:
             raise KubeApiServerError("only a control plane on a kept root can be left running")
+        if self._port is not None:
+            (self._kept_root / KEPT_RUNNING).touch()
         self._adopted = True
         self.stop()
 
@@ -379,6 +384,7 @@ class LocalKubeApiServer:
         if left:
             raise KubeApiServerError(f"a process recorded in {path} survived SIGKILL; it was left recorded")
         path.unlink(missing_ok=True)
+        (Path(root) / KEPT_RUNNING).unlink(missing_ok=True)
         return stopped
 
     # Where it is -------------------------------------------------------------------------------------------

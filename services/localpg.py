@@ -29,6 +29,7 @@ from services import process_records
 from tenancy import app_schema
 
 SUPERUSER = "postgres"
+KEPT_RUNNING = "kept-running"  # beside data/: the recorded server was left running on purpose (adopt() may use it)
 SERVER_RECORD = "server.json"  # beside data/: the postmaster this class started (pid, start time, boot id)
 HOST = "127.0.0.1"
 SERVER_PACKAGE_HINT = "install the PostgreSQL server package (e.g. `apt-get install postgresql`)"
@@ -136,6 +137,7 @@ class LocalPostgres:
         owner = self._server_owner()
         try:
             self._root = self._make_root(owner)
+            (self._root / KEPT_RUNNING).unlink(missing_ok=True)  # what runs now is this run's, until left running
             if not (self._root / "data" / "PG_VERSION").is_file():
                 self._initdb(bin_dir, owner)
             self._stop_our_leftover(bin_dir, owner)
@@ -153,8 +155,8 @@ class LocalPostgres:
         stop() then only lets go of it. False (nothing changed) otherwise."""
         if self._pid is not None:
             return True
-        if self._kept_root is None:
-            return False
+        if self._kept_root is None or not (self._kept_root / KEPT_RUNNING).is_file():
+            return False  # a recorded server still running without it was left by a killed run: start() stops it
         self._root = self._kept_root
         record = self._recorded_server()
         data = self._root / "data"
@@ -175,6 +177,8 @@ class LocalPostgres:
         `stop_recorded` (`tenantctl rehearse --stop`) stops it."""
         if self._kept_root is None:
             raise LocalPostgresError("only a server on a kept root can be left running")
+        if self._pid is not None:
+            (self._kept_root / KEPT_RUNNING).touch()
         self._adopted = True
         self.stop()
 
@@ -204,6 +208,7 @@ class LocalPostgres:
         anything else is left alone. True when one was stopped."""
         cluster = cls(bin_dir, root=root)
         cluster._root = cluster._kept_root
+        (Path(root) / KEPT_RUNNING).unlink(missing_ok=True)
         record = cluster._recorded_server()
         if record is None or not process_records.is_running(record):
             return False

@@ -17,15 +17,22 @@ from fleet import engine, rehearsal_cluster
 from fleet.rehearsal import STACK
 from fleet.rehearse import _state_dir, existing_stack, run_rehearse
 from services import aws_emulator
+from services.kube_apiserver import BINARIES, BUILD_HINT, default_bin_dir
 from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="session", autouse=True)
 def real_engine() -> str:
     try:
-        return engine.engine_version(ROOT)
+        version = engine.engine_version(ROOT)
     except engine.EngineError as exc:
         pytest.fail(f"the end-to-end tests need the real Pulumi engine: {exc}", pytrace=False)
+    # Every rehearsal applies its Kubernetes objects to a local API server of its own (fleet.rehearsal_cluster).
+    missing = [name for name in BINARIES if not (default_bin_dir() / name).is_file()]
+    if missing:
+        pytest.fail(f"the end-to-end tests need the local Kubernetes control plane: {', '.join(missing)} not found "
+                    f"in {default_bin_dir()}; {BUILD_HINT}", pytrace=False)
+    return version
 
 
 @dataclass

@@ -63,5 +63,14 @@ def test_kept_running_is_used_as_it_is_by_the_next_run_and_stopped_by_stop(tmp_p
         assert kube.request("GET", "/api/v1/namespaces/monitoring").ok  # its etcd data kept
         pids = recorded_pids(state_dir)
     assert all(process_records.start_ticks(pid) is None for pid in pids)
+
+    # A run killed before it could stop its control plane (nothing marked it kept): the next run stops it and
+    # starts its own (fleet rule 2), rather than taking it for one kept running.
+    killed = rehearsal_cluster.control_plane_for(state_dir).start()
+    left = recorded_pids(state_dir)
+    with running_cluster(state_dir, said.append) as kube:
+        assert not kube.adopted
+        assert all(process_records.start_ticks(pid) is None for pid in left)
+    killed.stop()  # (the test's own handle: those processes are gone already)
     rehearsal_cluster.destroy(state_dir)
     assert not (state_dir / "kube").exists() and not (state_dir / "kubeconfig").exists()

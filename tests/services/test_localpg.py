@@ -129,6 +129,7 @@ def test_a_server_left_running_on_purpose_is_adopted_as_it_is_and_stopped_only_b
     kept.start()
     kept.create_database("keepme")
     pid, port = kept.pid, kept.port
+    assert not LocalPostgres(root=scratch_dir / "pg").adopt()  # running, but not left running on purpose (yet)
     kept.leave_running()  # `tenantctl rehearse --keep-running`
     assert _running(pid)
     try:
