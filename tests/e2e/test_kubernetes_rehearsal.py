@@ -78,8 +78,10 @@ def ok(reply) -> None:
     assert reply.ok, f"{reply.status}: {reply.message}"
 
 
-def patch(kube: LocalKubeApiServer, path: str, body: dict) -> None:
-    ok(kube.request("PATCH", path, body, content_type="application/merge-patch+json"))
+def patch(kube: LocalKubeApiServer, path: str, body: dict, manager: str = "kubectl-patch") -> None:
+    """A merge patch as `kubectl patch --type merge` (or `kubectl label`: `manager`) sends it."""
+    ok(kube.request("PATCH", path, body, content_type="application/merge-patch+json",
+                    query={"fieldManager": manager}))
 
 
 def recreate(kube: LocalKubeApiServer, path: str) -> Callable[[], None]:
@@ -111,10 +113,10 @@ def test_verify_rehearsal_fails_on_each_break_of_kubernetes_isolation_and_status
 
     # The namespace's Pod Security label relaxed to privileged.
     patch(kube, f"/api/v1/namespaces/{NAMESPACE}",
-          {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}})
+          {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}}, manager="kubectl-label")
     assert "a privileged pod was admitted" in fails_only(rehearsal, "kubernetes_pod_security", "PSA privileged")
     patch(kube, f"/api/v1/namespaces/{NAMESPACE}",
-          {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})
+          {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}, manager="kubectl-label")
     passes(rehearsal, "the privileged label")
 
     # The quota raised past the tier, then removed.
@@ -152,7 +154,8 @@ def test_verify_rehearsal_fails_on_each_break_of_kubernetes_isolation_and_status
     # Drift, for real: a kubectl-style edit is seen by `status --refresh` and put back by `rehearse --refresh`.
     patch(kube, QUOTA, {"spec": {"hard": {"requests.cpu": "8", "limits.cpu": "8"}}})
     recreate(kube, DENY)
-    patch(kube, f"/api/v1/namespaces/{NAMESPACE}", {"metadata": {"labels": {"tenants.ai-agents.io/tier": "basic"}}})
+    patch(kube, f"/api/v1/namespaces/{NAMESPACE}", {"metadata": {"labels": {"tenants.ai-agents.io/tier": "basic"}}},
+          manager="kubectl-label")
     status = runner.invoke(app, ["status", "--rehearsal", "--refresh", "--json", "--state-dir",
                                  str(rehearsal.state_base), "--database-url", rehearsal.database_url,
                                  "--tenants-dir", str(rehearsal.tenants_dir)])
