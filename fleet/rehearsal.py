@@ -110,6 +110,7 @@ class RehearsalResult:
     # Config and history rows of the tenants still declared: counted before and after the run.
     rows_lost: int = 0
     remarks: list[str] = field(default_factory=list)  # no failure: what an operator should know (a skipped wave)
+    kept_running: dict[str, str] = field(default_factory=dict)  # --keep-running: how to reach what was left up
 
     @property
     def skipped(self) -> list[TenantOutcome]:
@@ -131,6 +132,7 @@ class RehearsalResult:
             "errors": self.errors,
             "skipped": [{"slug": t.slug, "reason": t.reason} for t in self.skipped],
             "remarks": self.remarks,
+            **({"kept_running": self.kept_running} if self.kept_running else {}),
         }
 
 

@@ -288,7 +288,10 @@ def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: P
                 # The application's deployment in the shared namespace, once the platform stack has made it.
                 rehearsal_cluster.shared_workload(running.kube, _shared_namespace(root))
             if keep_running:
-                _say_kept_running(state_dir, running, say)
+                result.kept_running = _kept_running(state_dir, running)
+                say("left running until `tenantctl rehearse --stop`:")
+                for line in _kept_running_lines(result.kept_running):
+                    say(line)
     except engine.EngineError as exc:
         raise RehearseFailure(str(exc)) from None
     except KubeApiServerError as exc:
@@ -326,15 +329,29 @@ def stop_services(state_base: Path) -> list[str]:
     return stopped
 
 
-def _say_kept_running(state_dir: Path, running: RunningServices, say: Callable[[str], None]) -> None:
+def _kept_running(state_dir: Path, running: RunningServices) -> dict[str, str]:
     """How to reach what `--keep-running` leaves running; never a password (the embedded database has none, and a
-    given database URL is shown without one)."""
-    say("left running until `tenantctl rehearse --stop`:")
+    given database is described without it)."""
+    reach = {}
     if running.kube is not None:
-        say(f"  Kubernetes: kubectl --kubeconfig {state_dir / rehearsal_cluster.KUBECONFIG} get namespaces")
-    say(f"  database: {db.describe_dsn(running.services.database_url)} (the --database-url given; its password is "
-        "not shown)" if running.postgres is None else f"  database: psql '{running.postgres.dsn(dbname=DATABASE)}'")
-    say(f"  AWS emulator: {running.services.aws_endpoint}")
+        reach["kubeconfig"] = str(state_dir / rehearsal_cluster.KUBECONFIG)
+    reach["database_url" if running.postgres is not None else "database"] = (
+        running.postgres.dsn(dbname=DATABASE) if running.postgres is not None
+        else db.describe_dsn(running.services.database_url))
+    reach["aws_endpoint"] = running.services.aws_endpoint
+    return reach
+
+
+def _kept_running_lines(reach: dict[str, str]) -> list[str]:
+    lines = []
+    if "kubeconfig" in reach:
+        lines.append(f"  Kubernetes: kubectl --kubeconfig {reach['kubeconfig']} get namespaces")
+    if "database_url" in reach:
+        lines.append(f"  database: psql '{reach['database_url']}'")
+    else:
+        lines.append(f"  database: {reach['database']} (the --database-url given; its password is not shown)")
+    lines.append(f"  AWS emulator: {reach['aws_endpoint']}")
+    return lines
 
 
 def _receiver(app_url: str, fernet_key: str, port: int, say: Callable[[str], None]) -> WebhookReceiver:
