@@ -5,11 +5,13 @@ for the tests that need it; the end-to-end proof is tests/e2e/test_kubernetes_re
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
 from fleet import rehearsal_cluster
 from fleet.rehearsal_cluster import API_SERVER, CHECKER, RENDERED, ClusterError, kubernetes_mode, running_cluster
 from services import process_records
 from services.kube_apiserver import PROCESS_RECORD
+from tenantctl.cli import app
 
 pytestmark = pytest.mark.xdist_group("kube-apiserver")
 
@@ -54,8 +56,11 @@ def test_kept_running_is_used_as_it_is_by_the_next_run_and_stopped_by_stop(tmp_p
     assert "Kubernetes API server (kept running) on " + server in said
     assert all(process_records.start_ticks(pid) is not None for pid in pids)  # a run that found it left it up
 
-    assert rehearsal_cluster.stop_kept(state_dir) == ["kube-controller-manager", "kube-apiserver", "etcd"]
+    stopped = CliRunner().invoke(app, ["rehearse", "--stop", "--state-dir", str(state_dir.parent)])
+    assert stopped.exit_code == 0, stopped.output
+    assert "state: stopped its Kubernetes API server" in stopped.stderr
     assert all(process_records.start_ticks(pid) is None for pid in pids)
+    assert rehearsal_cluster.stop_kept(state_dir) == []  # nothing left to stop
 
     # Not kept: started on the same etcd data and port, and stopped with the run.
     with running_cluster(state_dir, said.append) as kube:
