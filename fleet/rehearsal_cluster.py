@@ -76,6 +76,9 @@ def running_cluster(state_dir: Path, say: Callable[[str], None], *, keep_running
     state folder, and with `set_up_cluster` (a run that applies) it is set up (`set_up`) before it is handed out; a
     command that only reads (status, verify) finds it as the last rehearsal left it."""
     kube = control_plane_for(state_dir)
+    # etcd keeps the tenants' Kubernetes Secrets (the rehearsal's generated values) unencrypted: private folder.
+    (state_dir / KUBE_DIR).mkdir(parents=True, exist_ok=True)
+    (state_dir / KUBE_DIR).chmod(0o700)
     try:
         if kube.adopt():
             say(f"Kubernetes API server (kept running) on {kube.server}")
