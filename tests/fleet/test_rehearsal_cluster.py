@@ -50,6 +50,7 @@ def test_kept_running_is_used_as_it_is_by_the_next_run_and_stopped_by_stop(tmp_p
     pids = recorded_pids(state_dir)
     assert all(process_records.start_ticks(pid) is not None for pid in pids)  # left running
     assert (state_dir / "kubeconfig").stat().st_mode & 0o777 == 0o600
+    assert (state_dir / "kube").stat().st_mode & 0o777 == 0o700  # etcd holds the tenants' Secrets unencrypted
 
     with running_cluster(state_dir, said.append, namespaces=("monitoring",)) as kube:
         assert kube.server == server and kube.adopted
