@@ -1,9 +1,10 @@
 """Explicit AWS and Kubernetes providers when the stack points at local endpoints (the dev stack).
 
-With no `awsEndpoint`/`kubeContext`/`kubernetesRenderDir` in config the default providers are used,
+With no `awsEndpoint`/`kubeContext`/`kubeconfig`/`kubernetesRenderDir` in config the default providers are used,
 which read the ambient credentials (OIDC role in CI, `aws:region` from config) and kubeconfig.
+`kubeconfig` (a path) applies with that file: the rehearsal's local API server (fleet.rehearsal_cluster).
 `kubernetesRenderDir` writes every Kubernetes object as YAML into that folder instead of applying it:
-a rehearsal without a cluster, or manifests for a GitOps tool to apply.
+manifests for a GitOps tool to apply, or a rehearsal begun before it had an API server.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def stack_providers(settings: ProviderSettings, aws_resources: bool = True) -> d
     if settings.kubernetes_render_dir:
         providers["kubernetes"] = k8s.Provider("kubernetes-render",
                                                render_yaml_to_directory=settings.kubernetes_render_dir)
-    elif settings.kube_context:
-        providers["kubernetes"] = k8s.Provider("kubernetes-local", context=settings.kube_context)
+    elif settings.kube_context or settings.kubeconfig:
+        providers["kubernetes"] = k8s.Provider("kubernetes-local", context=settings.kube_context,
+                                               kubeconfig=settings.kubeconfig)
     return providers

@@ -41,10 +41,13 @@ class ProviderSettings:
     kube_context: str | None = None
     # Write Kubernetes objects as YAML here instead of applying them (no cluster; or for a GitOps tool).
     kubernetes_render_dir: str | None = None
+    # Apply with this kubeconfig (a path): the rehearsal's local API server (fleet.rehearsal_cluster).
+    kubeconfig: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kubernetes_render_dir and self.kube_context:
-            raise SettingsError("set kubernetesRenderDir or kubeContext, not both: rendered objects are not applied")
+        if self.kubernetes_render_dir and (self.kube_context or self.kubeconfig):
+            raise SettingsError("set kubernetesRenderDir or kubeContext/kubeconfig, not both: rendered objects are "
+                                "not applied")
         if self.aws_endpoint and urlsplit(self.aws_endpoint).hostname not in LOOPBACK_HOSTS:
             raise SettingsError(f"awsEndpoint {self.aws_endpoint!r} must be a loopback URL (a local AWS emulator)")
 
@@ -107,6 +110,7 @@ def read_provider_settings(config: pulumi.Config) -> ProviderSettings:
         aws_endpoint=config.get("awsEndpoint"),
         kube_context=config.get("kubeContext"),
         kubernetes_render_dir=config.get("kubernetesRenderDir"),
+        kubeconfig=config.get("kubeconfig"),
     )
 
 

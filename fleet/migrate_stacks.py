@@ -36,7 +36,7 @@ from fleet.stack_run import StackJob, StackOutcome, process_pool, run_in_process
 from fleet.upgrade_guard import tenant_stacks_in
 from tenancy.model import Tenant
 
-PROVIDER_KEYS = ("awsEndpoint", "kubeContext", "kubernetesRenderDir", "tenantsDir", "runChecks")
+PROVIDER_KEYS = ("awsEndpoint", "kubeContext", "kubeconfig", "kubernetesRenderDir", "tenantsDir", "runChecks")
 REPLACING_OPS = ("create", "delete", "replace", "create-replacement", "delete-replaced")
 
 

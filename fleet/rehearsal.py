@@ -4,8 +4,10 @@ The engine is the real one (`fleet.engine`), on a local `file://` backend with t
 secrets provider, both under the rehearsal's state folder. What the program talks to is local: the
 `tenant_configs` rows go to a PostgreSQL (embedded, or the one given), the post-deploy checks probe
 the reference webhook receiver, AWS calls go to moto's server (through the pulumi-aws plugin, or the
-stand-in where it is not installed), and Kubernetes objects are rendered to YAML (`kubernetesRenderDir`)
-because there is no cluster. Counts and statuses come from the engine's own events and summary.
+stand-in where it is not installed), and Kubernetes objects are applied to the rehearsal's own API server
+(fleet.rehearsal_cluster; stack config `kubeconfig`). A state folder whose stacks rendered them to YAML
+(`kubernetesRenderDir`, before the rehearsal had an API server) keeps doing so. Counts and statuses come from the
+engine's own events and summary.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ STACK = REHEARSAL_ENV
 STATE_FILE = "state.json"
 SOURCE_STACK = "dev"  # the platform stack's plain config (namespaces) comes from stacks/Pulumi.dev.yaml
 # (environmentId too: the rehearsal is an environment of its own, never dev's.)
-LOCAL_ONLY_KEYS = ("awsEndpoint", "kubeContext", "kubernetesRenderDir", "tenantsDir", "webhookBaseUrl", "runChecks",
-                   "environmentId")
+LOCAL_ONLY_KEYS = ("awsEndpoint", "kubeContext", "kubeconfig", "kubernetesRenderDir", "tenantsDir", "webhookBaseUrl",
+                   "runChecks", "environmentId")
 
 
 @dataclass
@@ -110,6 +112,7 @@ class RehearsalResult:
     # Config and history rows of the tenants still declared: counted before and after the run.
     rows_lost: int = 0
     remarks: list[str] = field(default_factory=list)  # no failure: what an operator should know (a skipped wave)
+    kept_running: dict[str, str] = field(default_factory=dict)  # --keep-running: how to reach what was left up
 
     @property
     def skipped(self) -> list[TenantOutcome]:
@@ -131,6 +134,7 @@ class RehearsalResult:
             "errors": self.errors,
             "skipped": [{"slug": t.slug, "reason": t.reason} for t in self.skipped],
             "remarks": self.remarks,
+            **({"kept_running": self.kept_running} if self.kept_running else {}),
         }
 
 
@@ -140,6 +144,7 @@ class LocalServices:
     app_database_url: str
     webhook_base_url: str
     aws_endpoint: str
+    kubeconfig: str | None = None  # the local API server's; None: Kubernetes objects are rendered to files
 
 
 def rehearsal_backend(project_root: Path, state_dir: Path, passphrase: str) -> engine.Backend:
@@ -166,9 +171,11 @@ def spec_maker(project_root: Path, tenants_dir: Path, state: RehearsalState, sta
     def spec(stack: str, tenant: Tenant | None) -> engine.StackSpec:
         if services is None:
             return engine.StackSpec(backend, stack)
+        kubernetes = {"kubeconfig": services.kubeconfig} if services.kubeconfig else \
+            {"kubernetesRenderDir": str(manifests)}
         if stack == STACK:
             return engine.StackSpec(backend, stack, config={
-                **plain, "webhookBaseUrl": services.webhook_base_url, "kubernetesRenderDir": str(manifests),
+                **plain, "webhookBaseUrl": services.webhook_base_url, **kubernetes,
                 **({"environmentId": environment_id} if environment_id else {}),
             }, secrets={
                 "databaseUrl": services.database_url,
@@ -176,7 +183,7 @@ def spec_maker(project_root: Path, tenants_dir: Path, state: RehearsalState, sta
                 "fernetKey": state.secret("fernetKey", lambda: Fernet.generate_key().decode()),
             })
         config = {"aws:region": region, "tenantsDir": str(tenants_dir.resolve()), "awsEndpoint": services.aws_endpoint,
-                  "kubernetesRenderDir": str(manifests), "runChecks": "true"}
+                  **kubernetes, "runChecks": "true"}
         if tenant is None:
             return engine.StackSpec(backend, stack, config=config)
         keys = {name: state.secret(name, lambda: f"rehearsal-{secrets.token_urlsafe(24)}")

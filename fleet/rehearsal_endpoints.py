@@ -3,7 +3,8 @@
 The state a rehearsal left names its services: its database, its Fernet key, the receiver's port (the
 tenants' webhook URLs), the AWS emulator and the region. PostgreSQL and the receiver are started for the
 while when nothing runs them (`rehearsal_sources`, the receiver on its recorded port) and stopped again;
-the AWS emulator is only used if its state folder keeps it running (a restarted one holds nothing).
+the AWS emulator is only used if its state folder keeps it running (a restarted one holds nothing). Where the
+rehearsal applies to a Kubernetes API server of its own, that is up for the while too (verify's Kubernetes checks).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 
 from components.providers import LOCAL_AWS_ACCESS_KEY, LOCAL_AWS_SECRET_KEY
 from fleet.rehearsal import STACK
-from fleet.rehearse import _receiver, _recorded_rehearsal, rehearsal_sources
+from fleet.rehearse import _receiver, _recorded_rehearsal, rehearsal_cluster_sources
 from services import aws_emulator
+from services.kube_apiserver import LocalKubeApiServer
 from tenancy import app_schema, db
 
 RECEIVER_HOST = "127.0.0.1"
@@ -32,6 +34,7 @@ class RehearsalEndpoints:
     region: str
     shared_namespace: str
     env: str = STACK
+    kube: LocalKubeApiServer | None = None  # the rehearsal's API server, up for the while (verify)
 
     def aws_environment(self) -> dict[str, str]:
         """The aws CLI's environment for the emulator: the placeholders the program's own provider uses."""
@@ -64,8 +67,8 @@ def running_endpoints(tenants_dir: Path, database_url: str | None, app_database_
     RehearseFailure when a service cannot start."""
     state_dir, state, region, shared = _recorded(tenants_dir, database_url, state_base)
     fernet_key = state.environment["secrets"].get("fernetKey", "")
-    with rehearsal_sources(tenants_dir, database_url, state_base) as (_spec_for, _stacks, url):
+    with rehearsal_cluster_sources(tenants_dir, database_url, state_base, say) as (_spec_for, _stacks, url, kube):
         app_url = app_database_url or db.with_user(url, app_schema.APP_ROLE)
         with _receiver(app_url, fernet_key, state.environment.get("receiver_port", 0), say) as receiver:
             yield RehearsalEndpoints(url, app_url, fernet_key, receiver.base_url,
-                                     aws_emulator.running_endpoint(state_dir), region, shared)
+                                     aws_emulator.running_endpoint(state_dir), region, shared, kube=kube)

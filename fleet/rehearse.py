@@ -18,7 +18,8 @@ from pathlib import Path
 from rich.table import Table
 
 from components.naming import split_stack_name
-from fleet import change_counts, desired_state, engine, environment_lock, upgrade_guard
+from components.settings import PlatformSettings
+from fleet import change_counts, desired_state, engine, environment_lock, rehearsal_cluster, upgrade_guard
 from fleet.environment_id import EnvironmentIdError, recorded_id
 from fleet.error_lines import one_line
 from fleet.project_runs import FleetEnvironment, digest_inputs
@@ -28,6 +29,7 @@ from fleet.rehearsal import (
     LocalServices,
     RehearsalResult,
     RehearsalState,
+    _plain_stack_config,
     rehearsal_backend,
     spec_maker,
     tenant_outcome,
@@ -38,6 +40,7 @@ from fleet.stack_identity import read_identities
 from fleet.stack_run import StackJob, process_pool, run_in_process
 from fleet.state_folder import rehearsal_records
 from services import aws_emulator
+from services.kube_apiserver import KubeApiServerError, LocalKubeApiServer
 from services.localpg import LocalPostgres, LocalPostgresError
 from services.receiver import WebhookReceiver
 from tenancy import app_schema, db, tenant_data
@@ -86,9 +89,11 @@ def run_rehearse(
     only: set[str] | None = None,
     force: bool = False,
     refresh: bool = False,
+    keep_running: bool = False,
 ) -> RehearsalResult:
     """`tenantctl rehearse`: a tenant stack whose desired state is unchanged since a clean run is skipped
-    (fleet.skipping) unless `force` (every selected stack runs) or `refresh` (refreshed first, then run)."""
+    (fleet.skipping) unless `force` (every selected stack runs) or `refresh` (refreshed first, then run). With
+    `keep_running`, PostgreSQL and the Kubernetes API server are left running after the run (`rehearse --stop`)."""
     say = progress or (lambda _line: None)
     root = find_project_root(tenants_dir.resolve().parent)
     try:
@@ -113,7 +118,7 @@ def run_rehearse(
           _remembering_interrupts() as seen):
         try:
             result = _rehearse(root, tenants_dir, tenants, version, state_dir, database_url, app_database_url,
-                               destroy_all, preview, say, only, force, refresh)
+                               destroy_all, preview, say, only, force, refresh, keep_running and not destroy_all)
         except KeyboardInterrupt:
             # The engine saved what it did; the local services were stopped on the way out.
             raise RehearseFailure(interrupted) from None
@@ -189,66 +194,115 @@ class RunningServices:
     services: LocalServices
     aws_fresh: bool  # the AWS emulator was (re)started: the objects the stacks' state names are gone
     postgres: LocalPostgres | None  # the embedded PostgreSQL (stopped on the way out); None: a given database
+    kube: LocalKubeApiServer | None = None  # the local API server; None: Kubernetes objects are rendered to files
 
 
 @contextlib.contextmanager
 def _local_services(root: Path, state_dir: Path, state: RehearsalState, database_url: str | None,
-                    app_database_url: str | None, say: Callable[[str], None]) -> Iterator[RunningServices]:
+                    app_database_url: str | None, say: Callable[[str], None],
+                    keep_running: bool = False) -> Iterator[RunningServices]:
     """What the rehearsal's stacks talk to, for the while: its PostgreSQL (the embedded one started, and stopped
     again; a given database as it is) with the application's schema, the AWS emulator the state folder keeps
-    running (started and kept when none runs: rule 6), and the receiver on its recorded port. A service that
-    cannot start (or a database error on the way) is a RehearseFailure."""
+    running (started and kept when none runs: rule 6), its Kubernetes API server (fleet.rehearsal_cluster: started
+    on its etcd data, set up, and stopped again), and the receiver on its recorded port. PostgreSQL and the API
+    server that an earlier `--keep-running` left are used as they are and left running; with `keep_running`, those
+    this run starts are left running too. A service that cannot start (or a database error on the way) is a
+    RehearseFailure."""
     postgres = None
     try:
-        if database_url is None:
-            postgres = LocalPostgres(root=state_dir / "postgres", port=state.environment.get("postgres_port"))
-            say("starting a local PostgreSQL for the rehearsal")
-            postgres.start()
-            state.environment["postgres_port"] = postgres.port
-            if not _database_exists(postgres):
-                postgres.create_database(DATABASE)
-            database_url = postgres.dsn(user="tenant_provisioner", dbname=DATABASE)
-            schema_url = postgres.dsn(dbname=DATABASE)
-        else:
-            schema_url = database_url
-        _require_utf8(schema_url)
-        if app_schema.ensure_schema(schema_url):
-            say("loaded db/app_schema.sql")
-        app_url = app_database_url or db.with_user(database_url, app_schema.APP_ROLE)
-        aws = aws_emulator.ensure_running(state_dir)
-        say(f"AWS emulator (moto) on {aws.endpoint}")
-        fernet_key = state.secret("fernetKey", _new_fernet_key)
-        with _receiver(app_url, fernet_key, state.environment.get("receiver_port", 0), say) as receiver:
+        with contextlib.ExitStack() as services:
+            if database_url is None:
+                postgres = LocalPostgres(root=state_dir / "postgres", port=state.environment.get("postgres_port"))
+                if postgres.adopt():
+                    say(f"PostgreSQL (kept running) on port {postgres.port}")
+                else:
+                    say("starting a local PostgreSQL for the rehearsal")
+                    postgres.start()
+                state.environment["postgres_port"] = postgres.port
+                if not _database_exists(postgres):
+                    postgres.create_database(DATABASE)
+                database_url = postgres.dsn(user="tenant_provisioner", dbname=DATABASE)
+                schema_url = postgres.dsn(dbname=DATABASE)
+            else:
+                schema_url = database_url
+            _require_utf8(schema_url)
+            if app_schema.ensure_schema(schema_url):
+                say("loaded db/app_schema.sql")
+            app_url = app_database_url or db.with_user(database_url, app_schema.APP_ROLE)
+            aws = aws_emulator.ensure_running(state_dir)
+            say(f"AWS emulator (moto) on {aws.endpoint}")
+            kube = None
+            mode = rehearsal_cluster.kubernetes_mode(state_dir, state.environment)
+            if state.environment.get(rehearsal_cluster.MODE_KEY) != mode:
+                state.environment[rehearsal_cluster.MODE_KEY] = mode
+                state.save()  # before any stack is applied one way or the other
+            if mode == rehearsal_cluster.API_SERVER:
+                kube = services.enter_context(rehearsal_cluster.running_cluster(
+                    state_dir, say, keep_running=keep_running, namespaces=_cluster_namespaces(root)))
+            else:
+                say("Kubernetes objects are rendered to files in this state folder (its stacks began that way): "
+                    "`tenantctl rehearse --destroy`, then `tenantctl rehearse`, applies them to a local API server")
+            fernet_key = state.secret("fernetKey", _new_fernet_key)
+            receiver = services.enter_context(_receiver(app_url, fernet_key, state.environment.get("receiver_port", 0),
+                                                        say))
             state.environment["receiver_port"] = int(receiver.base_url.rsplit(":", 1)[1])
             state.save()
-            yield RunningServices(LocalServices(database_url, app_url, receiver.base_url, aws.endpoint), aws.fresh,
-                                  postgres)
+            yield RunningServices(LocalServices(database_url, app_url, receiver.base_url, aws.endpoint,
+                                                str(state_dir / rehearsal_cluster.KUBECONFIG) if kube else None),
+                                  aws.fresh, postgres, kube)
         state.save()
-    except (LocalPostgresError, db.DatabaseError, aws_emulator.AwsEmulatorError) as exc:
+    except (LocalPostgresError, db.DatabaseError, aws_emulator.AwsEmulatorError,
+            rehearsal_cluster.ClusterError) as exc:
         raise RehearseFailure(str(exc)) from None
     finally:
         if postgres is not None:
-            postgres.stop()
+            if keep_running and not postgres.adopted and postgres.running:
+                postgres.leave_running()
+            else:
+                postgres.stop()  # an adopted one is only let go
+
+
+def _cluster_namespaces(root: Path) -> tuple[str, ...]:
+    """The namespaces a production cluster has that the program names but does not create (monitoring, ingress)."""
+    plain = _plain_stack_config(root)
+    defaults = PlatformSettings()
+    return (plain.get("monitoringNamespace") or defaults.monitoring_namespace,
+            plain.get("ingressNamespace") or defaults.ingress_namespace)
+
+
+def _shared_namespace(root: Path) -> str:
+    return _plain_stack_config(root).get("sharedNamespace") or PlatformSettings().shared_namespace
 
 
 def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: Path, database_url: str | None,
               app_database_url: str | None, destroy_all: bool, preview: bool,
               say: Callable[[str], None], only: set[str] | None = None, force: bool = False,
-              refresh: bool = False) -> RehearsalResult:
+              refresh: bool = False, keep_running: bool = False) -> RehearsalResult:
     state = RehearsalState.load(state_dir / STATE_FILE)
     operation = "destroy" if destroy_all else "preview" if preview else "up"
     try:
-        with _local_services(root, state_dir, state, database_url, app_database_url, say) as running:
+        with _local_services(root, state_dir, state, database_url, app_database_url, say, keep_running) as running:
             result = _operate(root, tenants_dir, state, state_dir, running.services, operation, tenants,
                               running.aws_fresh, version, say, only, force, refresh)
+            if running.kube is not None and operation == "up":
+                # The application's deployment in the shared namespace, once the platform stack has made it.
+                rehearsal_cluster.shared_workload(running.kube, _shared_namespace(root))
+            if keep_running:
+                result.kept_running = _kept_running(state_dir, running)
+                say("left running until `tenantctl rehearse --stop`:")
+                for line in _kept_running_lines(result.kept_running):
+                    say(line)
     except engine.EngineError as exc:
         raise RehearseFailure(str(exc)) from None
+    except KubeApiServerError as exc:
+        raise RehearseFailure(f"the rehearsal's Kubernetes API server: {exc}") from None
     if destroy_all and result.ok:
         environment = recorded_id(rehearsal_records(state_dir), STACK)
         # An external database outlives the rehearsal: give up its claim.
         if running.postgres is None and environment:
             release_database(running.services.database_url, environment)
         aws_emulator.stop(state_dir)
+        rehearsal_cluster.destroy(state_dir)
         if running.postgres is not None:
             running.postgres.destroy()
         shutil.rmtree(state_dir, ignore_errors=True)
@@ -256,8 +310,9 @@ def _rehearse(root: Path, tenants_dir: Path, tenants, version: str, state_dir: P
 
 
 def stop_services(state_base: Path) -> list[str]:
-    """`tenantctl rehearse --stop`: every service a state folder under `state_base` owns (its AWS emulator, a
-    PostgreSQL left by a killed run), stopped if it is still the process that was recorded."""
+    """`tenantctl rehearse --stop`: every service a state folder under `state_base` owns (its AWS emulator, the
+    PostgreSQL and Kubernetes API server `--keep-running` or a killed run left), stopped if it is still the process
+    that was recorded."""
     stopped = []
     folders = sorted(p for p in state_base.iterdir() if p.is_dir()) if state_base.is_dir() else []
     for state_dir in folders:
@@ -265,10 +320,38 @@ def stop_services(state_base: Path) -> list[str]:
             stopped.append(f"{state_dir.name}: the AWS emulator is not running")
         try:
             if LocalPostgres.stop_recorded(state_dir / "postgres"):
-                stopped.append(f"{state_dir.name}: stopped the PostgreSQL a killed run left")
-        except LocalPostgresError as exc:
+                stopped.append(f"{state_dir.name}: stopped its PostgreSQL")
+            if rehearsal_cluster.stop_kept(state_dir):
+                stopped.append(f"{state_dir.name}: stopped its Kubernetes API server (etcd, kube-apiserver, "
+                               "kube-controller-manager)")
+        except (LocalPostgresError, rehearsal_cluster.ClusterError) as exc:
             raise RehearseFailure(str(exc)) from None
     return stopped
+
+
+def _kept_running(state_dir: Path, running: RunningServices) -> dict[str, str]:
+    """How to reach what `--keep-running` leaves running; never a password (the embedded database has none, and a
+    given database is described without it)."""
+    reach = {}
+    if running.kube is not None:
+        reach["kubeconfig"] = str(state_dir / rehearsal_cluster.KUBECONFIG)
+    reach["database_url" if running.postgres is not None else "database"] = (
+        running.postgres.dsn(dbname=DATABASE) if running.postgres is not None
+        else db.describe_dsn(running.services.database_url))
+    reach["aws_endpoint"] = running.services.aws_endpoint
+    return reach
+
+
+def _kept_running_lines(reach: dict[str, str]) -> list[str]:
+    lines = []
+    if "kubeconfig" in reach:
+        lines.append(f"  Kubernetes: kubectl --kubeconfig {reach['kubeconfig']} get namespaces")
+    if "database_url" in reach:
+        lines.append(f"  database: psql '{reach['database_url']}'")
+    else:
+        lines.append(f"  database: {reach['database']} (the --database-url given; its password is not shown)")
+    lines.append(f"  AWS emulator: {reach['aws_endpoint']}")
+    return lines
 
 
 def _receiver(app_url: str, fernet_key: str, port: int, say: Callable[[str], None]) -> WebhookReceiver:
@@ -364,7 +447,7 @@ def _tenant_stacks(stacks: list[str]) -> list[str]:
 
 def _refresh_aws_objects(spec_for, tenant_stacks: list[str], say: Callable[[str], None]) -> None:
     """moto keeps nothing across restarts: let the engine see the AWS objects are gone before it plans. (Only
-    those: rendered Kubernetes objects have no cluster to be read back from.)"""
+    those: the Kubernetes objects live in the rehearsal's API server, whose etcd data outlives a restart.)"""
     if not tenant_stacks:
         return
     say("the AWS emulator was restarted: refreshing its objects first")
@@ -481,24 +564,41 @@ def _checks_cell(outcome) -> str:
 
 
 @contextlib.contextmanager
-def rehearsal_sources(tenants_dir: Path, database_url: str | None,
-                      state_base: Path | None = None) -> Iterator[tuple[Callable, list[str], str]]:
+def rehearsal_sources(tenants_dir: Path, database_url: str | None, state_base: Path | None = None,
+                      say: Callable[[str], None] = lambda _line: None, *,
+                      kubernetes: bool = True) -> Iterator[tuple[Callable, list[str], str]]:
     """The rehearsal environment as `tenantctl status` reads it: its stack specs, its stacks, and a database URL
-    (the embedded PostgreSQL is started for the while, and stopped again)."""
+    (the embedded PostgreSQL is started for the while, and stopped again; one kept running is used as it is), with
+    its Kubernetes API server up for the while too where its stacks apply to one and `kubernetes` (an engine run,
+    a refresh included, reads their objects back from it)."""
+    with rehearsal_cluster_sources(tenants_dir, database_url, state_base, say,
+                                   kubernetes=kubernetes) as (spec_for, stacks, url, _kube):
+        yield spec_for, stacks, url
+
+
+@contextlib.contextmanager
+def rehearsal_cluster_sources(tenants_dir: Path, database_url: str | None, state_base: Path | None = None,
+                              say: Callable[[str], None] = lambda _line: None, *, kubernetes: bool = True
+                              ) -> Iterator[tuple[Callable, list[str], str, LocalKubeApiServer | None]]:
+    """`rehearsal_sources`, and the running API server (None where the rehearsal renders its objects to files)."""
     root, state_dir, state = _recorded_rehearsal(tenants_dir, database_url, state_base)
     spec_for = spec_maker(root, tenants_dir, state, state_dir, None)
     stacks = engine.list_stacks(spec_for(STACK, None).backend)
-    if database_url is not None:
-        yield spec_for, stacks, database_url
-        return
-    postgres = LocalPostgres(root=state_dir / "postgres", port=state.environment.get("postgres_port"))
     try:
-        postgres.start()
-        yield spec_for, stacks, postgres.dsn(user="tenant_provisioner", dbname=DATABASE)
-    except LocalPostgresError as exc:
+        with contextlib.ExitStack() as services:
+            kube = None
+            if kubernetes and state.environment.get(rehearsal_cluster.MODE_KEY) == rehearsal_cluster.API_SERVER:
+                kube = services.enter_context(rehearsal_cluster.running_cluster(state_dir, say, set_up_cluster=False))
+            if database_url is not None:
+                yield spec_for, stacks, database_url, kube
+                return
+            postgres = LocalPostgres(root=state_dir / "postgres", port=state.environment.get("postgres_port"))
+            services.callback(postgres.stop)  # an adopted one is only let go
+            if not postgres.adopt():
+                postgres.start()
+            yield spec_for, stacks, postgres.dsn(user="tenant_provisioner", dbname=DATABASE), kube
+    except (LocalPostgresError, rehearsal_cluster.ClusterError) as exc:
         raise RehearseFailure(str(exc)) from None
-    finally:
-        postgres.stop()
 
 
 @contextlib.contextmanager

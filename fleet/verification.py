@@ -1,7 +1,9 @@
-"""`tenantctl verify`: the OnboardingCheck's checks, run from the command line for one tenant or all of them.
+"""`tenantctl verify`: the OnboardingCheck's checks, run from the command line for one tenant or all of them, and
+with a cluster to ask, the Kubernetes isolation checks (checks.kubernetes_isolation) through its API server.
 
 The signing secrets (the tenant's, and a peer's that its endpoint must refuse) are read the way the
-application reads them (`tenancy.signing_secrets`).
+application reads them (`tenancy.signing_secrets`). The Kubernetes checks run as the identity
+`checks/kubernetes_checker_access.yaml` grants (SubjectAccessReviews, dry-run pods, NetworkPolicies read).
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ import time
 from dataclasses import dataclass
 from uuid import UUID
 
+from checks.kubernetes_isolation import KubernetesApi, SharedWorkload, run_kubernetes_checks
 from checks.peers import peer_tenant_ids
 from checks.report import CheckReport
 from checks.rls import MAX_REAL_PEERS
 from components import naming
 from components.dynamic.onboarding_check import ALL_CHECKS, run_onboarding_checks
+from components.isolation_manifests import kubernetes_check_tenant
 from tenancy.model import Tenant
+
+KUBERNETES = "kubernetes"  # the family of checks.kubernetes_isolation, asked of an API server
 
 
 class VerifyError(Exception):
@@ -33,6 +39,17 @@ class VerifyTarget:
     webhook_base_url: str | None  # the tenant's webhook URL is derived from it...
     webhook_url: str | None  # ...unless given (one tenant only)
     registry: list[UUID]  # every tenant id: the peers come from it
+    kubernetes: KubernetesTarget | None = None  # where the `kubernetes` checks ask
+
+
+@dataclass(frozen=True)
+class KubernetesTarget:
+    """The cluster the Kubernetes checks ask, as the checker identity, and what they look for there."""
+
+    api: KubernetesApi
+    shared_namespace: str
+    tenants: list[Tenant]  # every tenant of the registry: each one's peers come from it
+    shared: SharedWorkload | None  # the shared workload's account (basic tenants' Secrets)
 
 
 @dataclass
@@ -49,7 +66,8 @@ def verify(
 ) -> CheckReport:
     unknown = set(checks) - set(ALL_CHECKS)
     if unknown:
-        raise VerifyError(f"unknown check(s): {', '.join(sorted(unknown))}; choose from {', '.join(ALL_CHECKS)}")
+        raise VerifyError(f"unknown check(s): {', '.join(sorted(unknown))}; choose from "
+                          f"{', '.join((*ALL_CHECKS, KUBERNETES))}")
     return run_onboarding_checks({
         "tenant_id": tenant_id,
         "slug": slug,
@@ -80,8 +98,25 @@ def verify_tenant(tenant: Tenant, target: VerifyTarget) -> VerifyOutcome:
             # The row says whether the tenant is suspended and which secrets are live: what the endpoint must honour.
             secrets = read_webhook_secrets(target.database_url, tenant_id, target.fernet_key)
             peer_secret = first_peer_secret(target.database_url, peers, target.fernet_key)
-        report = verify(tenant_id, tenant.slug, target.checks, target.app_database_url, webhook_url,
-                        secrets.current or None, peers, peer_secret, secrets.next, secrets.suspended)
+        onboarding = [check for check in target.checks if check != KUBERNETES]
+        report = verify(tenant_id, tenant.slug, onboarding, target.app_database_url, webhook_url,
+                        secrets.current or None, peers, peer_secret, secrets.next,
+                        secrets.suspended) if onboarding else CheckReport()
     except SigningSecretError as exc:
         raise VerifyError(str(exc)) from None
+    if KUBERNETES in target.checks:
+        report.results.extend(kubernetes_report(tenant, target).results)
     return VerifyOutcome(tenant, report, time.monotonic() - started)
+
+
+def kubernetes_report(tenant: Tenant, target: VerifyTarget) -> CheckReport:
+    """The tenant's Kubernetes checks, against its nearest few peers (as the RLS checks choose theirs)."""
+    cluster = target.kubernetes
+    if cluster is None:
+        raise VerifyError("the kubernetes checks need an API server to ask: `tenantctl verify --rehearsal` asks the "
+                          "rehearsal's")
+    by_id = {str(t.tenant_id): t for t in cluster.tenants} | {str(tenant.tenant_id): tenant}
+    peers = [kubernetes_check_tenant(by_id[peer], cluster.shared_namespace)
+             for peer in peer_tenant_ids(by_id, tenant.tenant_id, count=MAX_REAL_PEERS)]
+    return run_kubernetes_checks(cluster.api, kubernetes_check_tenant(tenant, cluster.shared_namespace), peers,
+                                 cluster.shared)

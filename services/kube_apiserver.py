@@ -51,6 +51,12 @@ BUILD_HINT = "`make setup` builds it (engine/build_kube.sh)"
 PROCESS_RECORD = "processes.json"
 KUBECONFIG = "kubeconfig"
 ETCD_PEER_PORT = "etcd-peer-port"  # kept: etcd's member keeps its peer URL in its data
+# Kept: a kubeconfig written for an earlier start (the rehearsal's, a stack's provider config) names this port, so
+# a restart on the same root comes back on it while it is free.
+APISERVER_PORT = "apiserver-port"
+# Written by leave_running(): the recorded processes were left running on purpose, so adopt() may use them. Without
+# it, recorded processes still running were left by a killed run, and start() stops them (fleet rule 6).
+KEPT_RUNNING = "kept-running"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 ADMISSION_PLUGINS = "NamespaceLifecycle,LimitRanger,ServiceAccount,PodSecurity,ResourceQuota"  # and the defaults
@@ -114,6 +120,16 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((HOST, 0))
         return probe.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no obstacle
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 def _tail(path: Path, lines: int = 12) -> str:
@@ -236,6 +252,7 @@ class LocalKubeApiServer:
         self._lock = threading.Lock()
         self._contexts: dict[str, ssl.SSLContext] = {}  # by user
         self._connections: dict[tuple[int, str], http.client.HTTPSConnection] = {}  # by thread and user
+        self._adopted = False  # attached to a control plane an earlier run left running: stop() leaves it be
 
     # Lifecycle ---------------------------------------------------------------------------------------------
 
@@ -266,12 +283,60 @@ class LocalKubeApiServer:
             raise
         return self
 
+    def adopt(self) -> bool:
+        """Use the control plane an earlier run started on this kept `root` and left running on purpose
+        (`tenantctl rehearse --keep-running`): every recorded process still the recorded one and the API server
+        ready. True when adopted; stop() then only lets go of it. False (nothing changed) otherwise."""
+        if self._port is not None:
+            return True
+        if self._kept_root is None or not (self._kept_root / KEPT_RUNNING).is_file():
+            return False
+        try:
+            data = json.loads((self._kept_root / PROCESS_RECORD).read_text())
+            port = int((self._kept_root / APISERVER_PORT).read_text())
+        except (OSError, ValueError):
+            return False
+        records = {name: process_records.ProcessRecord.from_dict(data.get(name)) if isinstance(data, dict) else None
+                   for name in BINARIES}
+        if not all(record is not None and process_records.is_running(record) for record in records.values()):
+            return False
+        self._root, self._port = self._kept_root, port
+        try:
+            ready = self.request("GET", "/readyz").status == 200
+        except KubeApiServerError:
+            ready = False
+        if not ready:
+            self._close_connections()
+            self._root, self._port = None, None
+            return False
+        self._records = {name: record for name, record in records.items() if record is not None}
+        self._adopted = True
+        return True
+
+    def leave_running(self) -> None:
+        """Let go of the control plane and leave it running, recorded on its kept `root` (`tenantctl rehearse
+        --keep-running`): a later run adopts it, and `stop_recorded` (`tenantctl rehearse --stop`) stops it."""
+        if self._kept_root is None:
+            raise KubeApiServerError("only a control plane on a kept root can be left running")
+        if self._port is not None:
+            (self._kept_root / KEPT_RUNNING).touch()
+        self._adopted = True
+        self.stop()
+
+    @property
+    def adopted(self) -> bool:
+        """Attached to a control plane left running by an earlier run (adopt()), which stop() leaves running."""
+        return self._adopted
+
     def stop(self) -> None:
         """Stop what this object started (the controller-manager, the API server, then etcd) and delete the
-        temp dir (a kept `root` stays, with its etcd data). Idempotent."""
+        temp dir (a kept `root` stays, with its etcd data). Idempotent. An adopted control plane is only let go."""
         self._close_connections()
         root, records, children = self._root, self._records, self._children
         self._root, self._port, self._records, self._children = None, None, {}, []
+        if self._adopted:
+            self._adopted = False
+            return
         if root is None:
             return
         try:
@@ -298,6 +363,7 @@ class LocalKubeApiServer:
         """Stop, and delete the kept `root` too (its certificates and etcd data)."""
         self.stop()
         if self._kept_root is not None:
+            self.stop_recorded(self._kept_root)  # an adopted control plane is only let go by stop()
             shutil.rmtree(self._kept_root, ignore_errors=True)
 
     @classmethod
@@ -318,6 +384,7 @@ class LocalKubeApiServer:
         if left:
             raise KubeApiServerError(f"a process recorded in {path} survived SIGKILL; it was left recorded")
         path.unlink(missing_ok=True)
+        (Path(root) / KEPT_RUNNING).unlink(missing_ok=True)
         return stopped
 
     # Where it is -------------------------------------------------------------------------------------------
@@ -565,7 +632,11 @@ class LocalKubeApiServer:
         return client
 
     def _start_apiserver(self, binary: Path, pki: Path, etcd_port: int) -> int:
-        port = _free_port()
+        assert self._root is not None
+        port_file = self._root / APISERVER_PORT
+        kept = int(port_file.read_text()) if port_file.is_file() and port_file.read_text().strip().isdigit() else 0
+        port = kept if kept and _port_free(kept) else _free_port()
+        port_file.write_text(str(port))
         process = self._launch("kube-apiserver", binary, [
             f"--etcd-servers=https://{HOST}:{etcd_port}", f"--etcd-cafile={pki / 'ca.crt'}",
             f"--etcd-certfile={pki / 'apiserver-etcd-client.crt'}",

@@ -29,6 +29,7 @@ from services import process_records
 from tenancy import app_schema
 
 SUPERUSER = "postgres"
+KEPT_RUNNING = "kept-running"  # beside data/: the recorded server was left running on purpose (adopt() may use it)
 SERVER_RECORD = "server.json"  # beside data/: the postmaster this class started (pid, start time, boot id)
 HOST = "127.0.0.1"
 SERVER_PACKAGE_HINT = "install the PostgreSQL server package (e.g. `apt-get install postgresql`)"
@@ -78,6 +79,14 @@ def process_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def _read_postmaster_pid(data_dir: Path) -> int | None:
     try:
         return int((data_dir / "postmaster.pid").read_text().split()[0])
@@ -104,6 +113,7 @@ class LocalPostgres:
         self._port: int | None = None
         self._pid: int | None = None
         self._attempt_started: float | None = None  # when this object last ran `pg_ctl start`
+        self._adopted = False  # using a server an earlier run left running: stop() leaves it be
 
     # Lifecycle ---------------------------------------------------------------------------------
 
@@ -127,6 +137,7 @@ class LocalPostgres:
         owner = self._server_owner()
         try:
             self._root = self._make_root(owner)
+            (self._root / KEPT_RUNNING).unlink(missing_ok=True)  # what runs now is this run's, until left running
             if not (self._root / "data" / "PG_VERSION").is_file():
                 self._initdb(bin_dir, owner)
             self._stop_our_leftover(bin_dir, owner)
@@ -137,6 +148,43 @@ class LocalPostgres:
             self.stop()
             raise
         return self
+
+    def adopt(self) -> bool:
+        """Use the server this class recorded starting on the kept `root` and left running on purpose (`tenantctl
+        rehearse --keep-running`), if it is still the recorded one and answers on its port. True when adopted;
+        stop() then only lets go of it. False (nothing changed) otherwise."""
+        if self._pid is not None:
+            return True
+        if self._kept_root is None or not (self._kept_root / KEPT_RUNNING).is_file():
+            return False  # a recorded server still running without it was left by a killed run: start() stops it
+        self._root = self._kept_root
+        record = self._recorded_server()
+        data = self._root / "data"
+        pid = _read_postmaster_pid(data)
+        try:
+            port = int((data / "postmaster.pid").read_text().splitlines()[3])
+        except (OSError, ValueError, IndexError):
+            port = None
+        if record is None or record.pid != pid or not process_records.is_running(record) or port is None \
+                or not _answers(port):
+            self._root = None
+            return False
+        self._pid, self._port, self._adopted = pid, port, True
+        return True
+
+    def leave_running(self) -> None:
+        """Let go of the server and leave it running, recorded on its kept `root`: a later run adopts it, and
+        `stop_recorded` (`tenantctl rehearse --stop`) stops it."""
+        if self._kept_root is None:
+            raise LocalPostgresError("only a server on a kept root can be left running")
+        if self._pid is not None:
+            (self._kept_root / KEPT_RUNNING).touch()
+        self._adopted = True
+        self.stop()
+
+    @property
+    def adopted(self) -> bool:
+        return self._adopted
 
     def _stop_our_leftover(self, bin_dir: Path, owner: tuple[int, int] | None) -> None:
         """A server still running on a kept data folder was left by a run that was killed: stop it cleanly (its
@@ -160,6 +208,7 @@ class LocalPostgres:
         anything else is left alone. True when one was stopped."""
         cluster = cls(bin_dir, root=root)
         cluster._root = cluster._kept_root
+        (Path(root) / KEPT_RUNNING).unlink(missing_ok=True)
         record = cluster._recorded_server()
         if record is None or not process_records.is_running(record):
             return False
@@ -189,6 +238,9 @@ class LocalPostgres:
         """Stop the server and delete its directory (a kept `root` stays, cleanly shut down). Idempotent."""
         root, pid, bin_dir = self._root, self._pid, self._server_bin
         self._root = self._port = self._pid = None
+        if self._adopted:
+            self._adopted = False
+            return
         if root is None:
             return
         keep = root == self._kept_root
@@ -216,6 +268,7 @@ class LocalPostgres:
         """Stop the server and delete its directory, kept `root` included."""
         self.stop()
         if self._kept_root is not None:
+            self.stop_recorded(self._kept_root, self._bin_dir)  # an adopted server is only let go by stop()
             shutil.rmtree(self._kept_root, ignore_errors=True)
 
     @property

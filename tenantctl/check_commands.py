@@ -107,7 +107,9 @@ def verify(
     fernet_key: Annotated[
         str | None, typer.Option("--fernet-key", envvar="TENANT_FERNET_KEY", help="Application Fernet key.")
     ] = None,
-    checks: Annotated[str, typer.Option("--checks", help="Comma-separated: rls,webhook.")] = "rls,webhook",
+    checks: Annotated[str | None, typer.Option(
+        "--checks", help="Comma-separated: rls,webhook,kubernetes (default: rls,webhook, and kubernetes with a "
+                         "--rehearsal that has a Kubernetes API server).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (= --format json).")] = False,
     output: Annotated[VerifyFormat, typer.Option(
         "--format", help="text, json, or prometheus (tenant_probe_success per tenant and check).")] = VerifyFormat.text,
@@ -123,7 +125,8 @@ def verify(
         "--rehearsal", help="The rehearsal environment: its database, Fernet key and receiver.")] = False,
     state_dir: Annotated[Path | None, typer.Option("--state-dir", help="With --rehearsal: its state folder.")] = None,
 ) -> None:
-    """Run the post-deploy checks (signed webhook probe, RLS isolation) for one tenant or all; exit 1 on a failure."""
+    """Run the post-deploy checks (signed webhook probe, RLS isolation, and on the rehearsal Kubernetes isolation
+    through its API server) for one tenant or all; exit 1 on a failure."""
     from tenancy import secret_files
 
     output = VerifyFormat.json if as_json else output
@@ -152,7 +155,12 @@ def verify(
         if tenant is None:
             raise fail(f"no tenant file {tenants_dir / (slug + '.yaml')}", as_json=as_json)
         tenants = [tenant]
-    selected = [c.strip() for c in checks.split(",") if c.strip()]
+    from fleet.verification import KUBERNETES
+
+    selected = [c.strip() for c in (checks or "rls,webhook").split(",") if c.strip()]
+    if KUBERNETES in selected and not rehearsal:
+        raise fail("the kubernetes checks ask the rehearsal's API server: give --rehearsal (a production cluster is "
+                   "asked by the OnboardingCheck's identity, not yet by verify)", as_json=as_json)
     database_url = checked_url(database_url, "--database-url", allow_unverified_tls, as_json)
     app_database_url = checked_url(app_database_url, "--app-database-url", allow_unverified_tls, as_json)
     if rehearsal:
@@ -163,8 +171,23 @@ def verify(
         say = (lambda _line: None) if as_json else (lambda line: err.print(line, markup=False))
         try:
             with running_endpoints(tenants_dir, database_url, app_database_url, state_dir, say) as ends:
+                cluster = None
+                if ends.kube is not None:
+                    from checks.kubernetes_isolation import SharedWorkload
+                    from fleet.rehearsal_cluster import CHECKER, SHARED_WORKLOAD_ACCOUNT
+                    from fleet.verification import KubernetesTarget
+
+                    if checks is None:
+                        selected.append(KUBERNETES)
+                    cluster = KubernetesTarget(ends.kube.as_user(CHECKER), ends.shared_namespace, registry,
+                                               SharedWorkload(ends.shared_namespace, SHARED_WORKLOAD_ACCOUNT))
+                elif KUBERNETES in selected:
+                    raise fail("this rehearsal renders its Kubernetes objects to files, so there is no API server to "
+                               "ask: `tenantctl rehearse --destroy`, then `tenantctl rehearse`, applies them to one",
+                               as_json=as_json)
                 _verify_tenants(tenants, registry, selected, ends.database_url, ends.app_database_url,
-                                ends.fernet_key, ends.webhook_base_url, webhook_url, all_tenants, output, pushgateway)
+                                ends.fernet_key, ends.webhook_base_url, webhook_url, all_tenants, output, pushgateway,
+                                cluster)
         except (engine.EngineError, RehearseFailure) as exc:
             raise fail(str(exc), as_json=as_json) from None
         return
@@ -193,14 +216,14 @@ def verify(
 
 def _verify_tenants(tenants, registry, selected: list[str], database_url: str | None, app_database_url: str | None,
                     fernet_key: str | None, base_url: str | None, webhook_url: str | None, all_tenants: bool,
-                    output: VerifyFormat, pushgateway: str | None) -> None:
+                    output: VerifyFormat, pushgateway: str | None, cluster=None) -> None:
     from fleet import probe_metrics
     from fleet.verification import VerifyError, VerifyTarget, verify_tenant
 
     as_json = output is VerifyFormat.json
     # Other tenants of the registry are probed as real peers: isolation must hold against them, not just a made-up one.
     target = VerifyTarget(selected, database_url, app_database_url, fernet_key, base_url, webhook_url,
-                          [t.tenant_id for t in registry])
+                          [t.tenant_id for t in registry], cluster)
     outcomes = []
     for tenant in tenants:
         try:

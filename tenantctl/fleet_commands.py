@@ -340,7 +340,8 @@ def status(
     try:
         with contextlib.ExitStack() as stack:
             if rehearsal:
-                spec_for, stacks, url = stack.enter_context(rehearsal_sources(tenants_dir, url, state_dir))
+                spec_for, stacks, url = stack.enter_context(
+                    rehearsal_sources(tenants_dir, url, state_dir, kubernetes=refresh))
                 env = "rehearsal"
             else:
                 backend = fleet_command.project_backend(find_project_root(tenants_dir.resolve().parent), env)

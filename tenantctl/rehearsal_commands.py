@@ -31,8 +31,12 @@ def rehearse(
     ] = None,
     destroy_all: Annotated[bool, typer.Option("--destroy", help="Remove everything the rehearsal created.")] = False,
     stop: Annotated[bool, typer.Option(
-        "--stop", help="Stop the services the state folder keeps running (the AWS emulator); change nothing else.")
+        "--stop", help="Stop the services the state folder keeps running (the AWS emulator, and what --keep-running "
+                       "left: PostgreSQL, the Kubernetes API server); change nothing else.")
     ] = False,
+    keep_running: Annotated[bool, typer.Option(
+        "--keep-running", help="Leave PostgreSQL and the Kubernetes API server running after the run, and print how "
+                               "to reach them (kubeconfig, database URL); `--stop` stops them.")] = False,
     preview: Annotated[bool, typer.Option("--preview", help="Run `pulumi preview` instead; change nothing.")] = False,
     only: Only = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -53,6 +57,8 @@ def rehearse(
         raise fail("choose one of --preview, --destroy and --stop", as_json=as_json)
     if (force or refresh) and (destroy_all or stop):
         raise fail("--force and --refresh go with an up or --preview only", as_json=as_json)
+    if keep_running and (destroy_all or stop):
+        raise fail("--keep-running goes with an up or --preview only", as_json=as_json)
     if stop:
         from fleet.stack_files import find_project_root
 
@@ -72,7 +78,7 @@ def rehearse(
         result = run_rehearse(tenants_dir, database_url, app_database_url, destroy_all,
                               progress=None if as_json else lambda line: err.print(line, markup=False),
                               state_base=state_dir, preview=preview, only=set(only) if only else None,
-                              force=force, refresh=refresh)
+                              force=force, refresh=refresh, keep_running=keep_running)
     except RehearseFailure as exc:
         raise fail(str(exc), as_json=as_json, details=exc.details) from None
     if as_json:

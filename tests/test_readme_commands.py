@@ -46,6 +46,8 @@ PARSED = {
     "tenantctl rehearse": REHEARSAL_RUN,
     "tenantctl rehearse --force": REHEARSAL_RUN,
     "tenantctl rehearse --destroy": REHEARSAL_RUN,
+    "tenantctl rehearse --keep-running": REHEARSAL_RUN,
+    "tenantctl rehearse --stop": "stops what a real rehearsal left running (tests/e2e/test_kubernetes_rehearsal.py)",
 }
 
 runner = CliRunner()

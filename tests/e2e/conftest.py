@@ -13,19 +13,26 @@ from pathlib import Path
 
 import pytest
 
-from fleet import engine
+from fleet import engine, rehearsal_cluster
 from fleet.rehearsal import STACK
 from fleet.rehearse import _state_dir, existing_stack, run_rehearse
 from services import aws_emulator
+from services.kube_apiserver import BINARIES, BUILD_HINT, default_bin_dir
 from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="session", autouse=True)
 def real_engine() -> str:
     try:
-        return engine.engine_version(ROOT)
+        version = engine.engine_version(ROOT)
     except engine.EngineError as exc:
         pytest.fail(f"the end-to-end tests need the real Pulumi engine: {exc}", pytrace=False)
+    # Every rehearsal applies its Kubernetes objects to a local API server of its own (fleet.rehearsal_cluster).
+    missing = [name for name in BINARIES if not (default_bin_dir() / name).is_file()]
+    if missing:
+        pytest.fail(f"the end-to-end tests need the local Kubernetes control plane: {', '.join(missing)} not found "
+                    f"in {default_bin_dir()}; {BUILD_HINT}", pytrace=False)
+    return version
 
 
 @dataclass
@@ -36,15 +43,19 @@ class Rehearsal:
     database_url: str
 
     # Every stack runs unless a test asks for skipping (force=False): what these tests assert after a change, a
-    # recovery or a migration is the engine's own word (fleet rule 7), never a digest's.
+    # recovery or a migration is the engine's own word (fleet rule 7), never a digest's. The rehearsal's Kubernetes
+    # API server is kept running from one run of a test to the next (`--keep-running`; the fixture stops it): a
+    # start and a stop each run would cost seconds, many times over (fleet rule 8). Starting and stopping it with
+    # the run is tested in tests/fleet/test_rehearsal_cluster.py and by tests/tenantctl/test_rehearse.py's commands.
     def up(self, **kwargs):
         kwargs.setdefault("force", True)
+        kwargs.setdefault("keep_running", True)
         return run_rehearse(self.tenants_dir, kwargs.pop("database_url", self.database_url), self.app_db.app_dsn,
                             False, state_base=self.state_base, **kwargs)
 
     def preview(self, force: bool = True):
         return run_rehearse(self.tenants_dir, self.database_url, self.app_db.app_dsn, False,
-                            state_base=self.state_base, preview=True, force=force)
+                            state_base=self.state_base, preview=True, force=force, keep_running=True)
 
     def stack(self, name: str = STACK):
         """A stack of the rehearsal environment: its platform stack, or `rehearsal.<slug>`."""
@@ -95,6 +106,9 @@ def rehearsal(app_db, tenants_dir, tmp_path) -> Iterator[Rehearsal]:
         yield rehearsal
     finally:
         aws_emulator.stop(rehearsal.state_dir)
+        # The API servers kept running (`keep_running`), of every state folder a test's runs used.
+        for state_dir in [rehearsal.state_dir, *rehearsal.state_base.glob("*/")]:
+            rehearsal_cluster.stop_kept(state_dir)
 
 
 def linked_project(tmp_path: Path, tenants_dir: Path) -> Path:

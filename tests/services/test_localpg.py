@@ -122,3 +122,25 @@ def test_a_server_someone_else_started_on_the_data_folder_is_never_stopped(scrat
         assert _running(theirs.pid)
     finally:
         theirs.stop()
+
+
+def test_a_server_left_running_on_purpose_is_adopted_as_it_is_and_stopped_only_by_stop_recorded(scratch_dir):
+    kept = LocalPostgres(root=scratch_dir / "pg")
+    kept.start()
+    kept.create_database("keepme")
+    pid, port = kept.pid, kept.port
+    assert not LocalPostgres(root=scratch_dir / "pg").adopt()  # running, but not left running on purpose (yet)
+    kept.leave_running()  # `tenantctl rehearse --keep-running`
+    assert _running(pid)
+    try:
+        later = LocalPostgres(root=scratch_dir / "pg")
+        assert later.adopt() and later.adopted and (later.pid, later.port) == (pid, port)
+        with psycopg.connect(later.dsn(dbname="keepme")) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        later.stop()  # only lets go
+        assert _running(pid)
+        assert not LocalPostgres(root=scratch_dir / "nothing-here").adopt()
+    finally:
+        assert LocalPostgres.stop_recorded(scratch_dir / "pg")  # `tenantctl rehearse --stop`
+    assert not _running(pid)
+    assert not LocalPostgres(root=scratch_dir / "pg").adopt()  # nothing left to adopt

@@ -83,9 +83,12 @@ def test_invalid_tenant_file_changes_nothing(app_db, tenants_dir, tmp_path):
     assert rows(app_db) == set()
 
 
-def test_state_file_and_rendered_manifests_are_private(rehearsal):  # noqa: F811
+def test_state_file_kubeconfig_and_manifests_folder_are_private(rehearsal):  # noqa: F811
     assert rehearsal.up().ok
     assert oct((rehearsal.state_dir / "state.json").stat().st_mode & 0o777) == "0o600"
+    assert oct((rehearsal.state_dir / "kubeconfig").stat().st_mode & 0o777) == "0o600"  # names the admin's key
+    assert oct((rehearsal.state_dir / "kube").stat().st_mode & 0o777) == "0o700"  # etcd holds Secrets in clear
+    assert all(oct(key.stat().st_mode & 0o777) == "0o600" for key in (rehearsal.state_dir / "kube" / "pki").iterdir())
     assert oct((rehearsal.state_dir / "manifests").stat().st_mode & 0o777) == "0o700"
 
 
