@@ -4,9 +4,10 @@ A tier downgrade deletes the premium namespace, and with it every volume claimed
 Before it, the cluster is asked, through the same kubeconfig the stack's Kubernetes provider uses:
 - `kubernetesRenderDir` set: nothing is applied, so there is no cluster to ask. The answer says so
   (`rendered`), and the downgrade goes ahead only if the tenant file names the loss with "*";
-- `kubeContext` set: that context of the kubeconfig (`kubernetes:kubeconfig` in the stack's config, else the
-  KUBECONFIG the engine is given, else $KUBECONFIG, else ~/.kube/config); neither set: that kubeconfig's current
-  context, as the provider does.
+- otherwise the kubeconfig the provider applies with: the project's `kubeconfig` (a path; the rehearsal's own API
+  server, fleet.rehearsal_cluster, as components.providers passes it to its provider), else `kubernetes:kubeconfig`
+  in the stack's config, else the KUBECONFIG the engine is given, else $KUBECONFIG, else ~/.kube/config; its
+  context `kubeContext` when set, else its current context, as the provider does.
 
 Only `list` on persistentvolumeclaims is asked, read-only: a preview may call this too. A cluster that cannot be
 reached or refuses is an `error`, never "no volumes". A claim being deleted (deletionTimestamp set) is not counted:
@@ -53,14 +54,17 @@ class KubeconfigError(Exception):
 
 def namespace_volumes(stack_config: dict[str, str], namespace: str, kubeconfig_env: str | None = None) -> Volumes:
     """The claims of `namespace` on the stack's cluster. `stack_config`: the stack's plain config values, keys as
-    `pulumi config` shows them (`<project>:kubeContext`, `kubernetes:kubeconfig`); `kubeconfig_env`: the
-    KUBECONFIG the engine's processes get (engine.Backend.env), where it differs from this process's."""
+    `pulumi config` shows them (`<project>:kubeContext`, `<project>:kubeconfig`, `kubernetes:kubeconfig`);
+    `kubeconfig_env`: the KUBECONFIG the engine's processes get (engine.Backend.env), where it differs from this
+    process's."""
     render_dir = stack_config.get(f"{PROJECT}:kubernetesRenderDir")
     if render_dir:
         return Volumes(namespace, rendered=render_dir)
     context = stack_config.get(f"{PROJECT}:kubeContext") or stack_config.get("kubernetes:context")
     try:
-        client = KubeClient.from_kubeconfig(stack_config.get("kubernetes:kubeconfig") or kubeconfig_env, context)
+        kubeconfig = (stack_config.get(f"{PROJECT}:kubeconfig") or stack_config.get("kubernetes:kubeconfig")
+                      or kubeconfig_env)
+        client = KubeClient.from_kubeconfig(kubeconfig, context)
         reply = client.get(f"/api/v1/namespaces/{quote(namespace, safe='')}/persistentvolumeclaims")
     except KubeconfigError as exc:
         return Volumes(namespace, error=str(exc))

@@ -63,9 +63,12 @@ ADMISSION_PLUGINS = "NamespaceLifecycle,LimitRanger,ServiceAccount,PodSecurity,R
 # What quota and service accounts need: without them a quota never gets a status (so nothing is refused), and a
 # namespace gets no `default` ServiceAccount (so every pod is refused for that). The aggregation controller fills
 # the admin, edit and view ClusterRoles, which are empty without it (a binding to them would seem to grant nothing).
+# The claim protection controller lifts the `kubernetes.io/pvc-protection` finalizer (which admission puts on every
+# PersistentVolumeClaim) from a deleted claim no pod uses: without it the claim stays Terminating, and so does the
+# namespace deleted around it (a tier downgrade, fleet.tier_change).
 CONTROLLERS = ("serviceaccount-controller", "serviceaccount-token-controller", "resourcequota-controller",
                "namespace-controller", "garbage-collector-controller", "root-ca-certificate-publisher-controller",
-               "clusterrole-aggregation-controller")
+               "clusterrole-aggregation-controller", "persistentvolumeclaim-protection-controller")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGKILL)
 STOP_WAIT_S = 10.0
 CERT_DAYS = 3650

@@ -12,7 +12,7 @@ from fleet import tier_change
 from fleet.namespace_volumes import namespace_volumes
 from services.kube_apiserver import LocalKubeApiServer
 from tenancy.model import Tier
-from tests.kube_cluster import onboard, repo_tenant
+from tests.kube_cluster import eventually, onboard, repo_tenant
 
 NAMESPACE = "tenant-acme"
 CLAIMS = f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims"
@@ -61,6 +61,9 @@ def test_a_downgrade_is_refused_while_the_namespace_holds_a_claim(kube, monkeypa
 
     _delete(kube, claim)  # gone, or terminating under its finalizer: deleted either way
     assert tier_change.refusal(_downgrade(), namespace_volumes(config, NAMESPACE)) is None
+    # and gone for good: the claim protection controller lifts its finalizer (no pod uses it), so the namespace
+    # a downgrade deletes around it is not held Terminating.
+    eventually(lambda: kube.request("GET", f"{CLAIMS}/data-0").status == 404, "the deleted claim is gone")
 
 
 def test_the_stacks_own_kubeconfig_is_used_and_an_unreachable_cluster_refuses(kube, tmp_path, monkeypatch):
@@ -76,6 +79,12 @@ def test_the_stacks_own_kubeconfig_is_used_and_an_unreachable_cluster_refuses(ku
     port = kube.server.rsplit(":", 1)[1]
     gone = tmp_path / "kubeconfig"
     gone.write_text(text.replace(f":{port}", ":1"))
+    # The project's `kubeconfig` (the rehearsal's API server): the one the provider applies with, so it wins over
+    # kubernetes:kubeconfig and the engine's KUBECONFIG, as in components.providers.
+    rehearsal = {f"{PROJECT}:kubeconfig": str(kube.kubeconfig), "kubernetes:kubeconfig": str(gone)}
+    assert namespace_volumes(rehearsal, NAMESPACE, str(gone)).claims == ("logs",)
+    volumes = namespace_volumes({f"{PROJECT}:kubeconfig": str(gone)}, NAMESPACE, str(kube.kubeconfig))
+    assert volumes.error and "did not answer" in volumes.error  # not the engine's KUBECONFIG behind its back
     volumes = namespace_volumes({"kubernetes:kubeconfig": str(gone)}, NAMESPACE)
     assert volumes.error and "did not answer" in volumes.error
     refused = tier_change.refusal(_downgrade(("*",)), volumes)
