@@ -1,23 +1,29 @@
 """A tier change on the real engine, in the rehearsal: one tenant upgraded to premium, then downgraded to basic.
 
 The row keeps its id, created_at and history; the KMS key, the Secrets Manager secret and the signing secret stay.
-The rehearsal renders its Kubernetes objects (no cluster to ask for volumes), so the downgrade is refused until
-the tenant file names that loss with "*". The guard logic is tests/fleet/test_tier_change.py; the volume check on
-a real API server, tests/fleet/test_namespace_volumes.py.
+The rehearsal applies its Kubernetes objects to its own API server (fleet.rehearsal_cluster), and the downgrade asks
+that server for the namespace's PersistentVolumeClaims: refused while one is there, done once it is deleted, and the
+namespace is gone from the server. The guard logic (and the refusal where objects are only rendered to files) is
+tests/fleet/test_tier_change.py; the volume check itself, tests/fleet/test_namespace_volumes.py.
 """
 
 from __future__ import annotations
 
 from cryptography.fernet import Fernet
 
-from fleet import engine, stack_run
+from fleet import engine, rehearsal_cluster, stack_run
 from fleet.rehearsal import STACK, STATE_FILE, RehearsalState, rehearsal_backend
 from fleet.stack_run import StackJob
 from fleet.tier_change import NAMESPACE_TYPE
 from tests.conftest import ROOT
+from tests.kube_cluster import eventually
 
 GLOBEX = "c5ad57d3-7689-4bb8-8876-51f571580a7e"
 KEPT = ("aws:kms/key:Key", "aws:secretsmanager/secret:Secret")
+NAMESPACE = "/api/v1/namespaces/tenant-globex"
+CLAIMS = f"{NAMESPACE}/persistentvolumeclaims"
+CLAIM = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data-0"},
+         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
 
 
 def _tenant(result, slug: str = "globex"):
@@ -51,10 +57,16 @@ def _spec(rehearsal) -> engine.StackSpec:
     return engine.StackSpec(rehearsal_backend(ROOT, rehearsal.state_dir, passphrase), f"{STACK}.globex")
 
 
-def _set_tier(tenants_dir, tier: str, extra: str = "") -> None:
+def _set_tier(tenants_dir, tier: str) -> None:
     path = tenants_dir / "globex.yaml"
-    text = path.read_text().split("tier_change:")[0].replace("tier: basic", f"tier: {tier}")
-    path.write_text(text.replace("tier: premium", f"tier: {tier}") + extra)
+    path.write_text(path.read_text().replace("tier: basic", f"tier: {tier}").replace("tier: premium", f"tier: {tier}"))
+
+
+def _cluster(rehearsal):
+    """The rehearsal's API server (kept running between its runs), as its admin: the kubeconfig it writes."""
+    kube = rehearsal_cluster.control_plane_for(rehearsal.state_dir)
+    assert kube.adopt(), "the rehearsal left no API server running"
+    return kube
 
 
 def test_upgrade_then_downgrade_keeps_the_row_its_history_the_key_and_the_secrets(rehearsal, tenants_dir, app_db):
@@ -75,29 +87,41 @@ def test_upgrade_then_downgrade_keeps_the_row_its_history_the_key_and_the_secret
     assert _namespace(resources)["protect"]
     assert (_row(app_db), _history(app_db), _kept(resources)) == (row, history, kept)
 
-    _set_tier(tenants_dir, "basic")
-    for operation in ("preview", "up"):  # refused before the engine runs: the stack's own job, no whole rehearsal
-        refused = stack_run.run(StackJob(_spec(rehearsal), operation, create=False))
-        assert refused.status == "failed" and len(refused.errors) == 1, refused.errors
-        assert "refused: namespace tenant-globex is not on a cluster" in refused.errors[0]
-        assert "rendered to" in refused.errors[0] and "accept_volume_loss: ['*']" in refused.errors[0]
-    assert _namespace(_resources(rehearsal))["protect"]  # nothing changed: the guard is still on
+    kube = _cluster(rehearsal)
+    try:
+        created = kube.request("POST", CLAIMS, CLAIM)  # a volume claimed in the premium namespace
+        assert created.ok, created.message
 
-    _set_tier(tenants_dir, "basic", 'tier_change:\n  accept_volume_loss: ["*"]\n')
-    preview = rehearsal.preview(force=False)
-    assert preview.ok, _tenant(preview).errors
-    said = _tenant(preview).tier_change
-    assert said.startswith("tier change premium -> basic: namespace tenant-globex and its 9 objects deleted "
-                           "(ResourceQuota, LimitRange, 4 NetworkPolicy, ServiceAccount, Role, RoleBinding)"), said
-    assert "volumes: not checked (objects rendered to" in said and "NOT KEPT" not in said
-    assert _namespace(_resources(rehearsal))["protect"]  # a preview lifts nothing
+        _set_tier(tenants_dir, "basic")
+        for operation in ("preview", "up"):  # refused before the engine runs: the stack's own job
+            refused = stack_run.run(StackJob(_spec(rehearsal), operation, create=False))
+            assert refused.status == "failed" and len(refused.errors) == 1, refused.errors
+            assert "refused: namespace tenant-globex holds PersistentVolumeClaim(s) data-0" in refused.errors[0]
+            assert "accept_volume_loss: [data-0]" in refused.errors[0]
+        assert _namespace(_resources(rehearsal))["protect"]  # nothing changed: the guard is still on
+        assert kube.request("GET", f"{CLAIMS}/data-0").ok
 
-    downgrade = rehearsal.up(force=False)
+        assert kube.request("DELETE", f"{CLAIMS}/data-0").ok  # the operator moved the data and deleted the claim
+        eventually(lambda: kube.request("GET", f"{CLAIMS}/data-0").status == 404, "the deleted claim is gone")
+        preview = stack_run.run(StackJob(_spec(rehearsal), "preview", create=False))
+        assert preview.status != "failed", preview.errors
+        said = preview.tier_change
+        assert said.startswith("tier change premium -> basic: namespace tenant-globex and its 9 objects deleted "
+                               "(ResourceQuota, LimitRange, 4 NetworkPolicy, ServiceAccount, Role, RoleBinding)"), said
+        assert said.endswith("volumes: none") and "NOT KEPT" not in said, said
+        assert _namespace(_resources(rehearsal))["protect"]  # a preview lifts nothing
 
-    assert downgrade.ok, _tenant(downgrade).errors
-    assert _tenant(downgrade).tier_change.split("; volumes")[0] == said.split("; volumes")[0]  # as previewed
-    resources = _resources(rehearsal)
-    assert _namespace(resources) is None
-    assert not [r["urn"] for r in resources
-                if ((r.get("inputs") or {}).get("metadata") or {}).get("namespace") == "tenant-globex"]
-    assert (_row(app_db), _history(app_db), _kept(resources)) == (row, history, kept)
+        downgrade = rehearsal.up(force=False)
+
+        assert downgrade.ok, _tenant(downgrade).errors
+        assert _tenant(downgrade).tier_change == said  # as previewed
+        resources = _resources(rehearsal)
+        assert _namespace(resources) is None
+        assert not [r["urn"] for r in resources
+                    if ((r.get("inputs") or {}).get("metadata") or {}).get("namespace") == "tenant-globex"]
+        assert (_row(app_db), _history(app_db), _kept(resources)) == (row, history, kept)
+        kube.stop()
+        kube = _cluster(rehearsal)  # the run adopted the server and left it running again: ask it afresh
+        eventually(lambda: kube.request("GET", NAMESPACE).status == 404, "tenant-globex gone from the API server")
+    finally:
+        kube.stop()  # lets go: the fixture's teardown stops it (rehearsal_cluster.stop_kept)
