@@ -89,3 +89,14 @@ def test_the_stacks_own_kubeconfig_is_used_and_an_unreachable_cluster_refuses(ku
     assert volumes.error and "did not answer" in volumes.error
     refused = tier_change.refusal(_downgrade(("*",)), volumes)
     assert refused is not None and "could not be" in refused  # not even "*" passes a cluster nobody could ask
+
+
+def test_rendered_objects_have_no_cluster_to_ask_and_the_downgrade_needs_the_star(monkeypatch):
+    """Render mode (`kubernetesRenderDir`): no cluster is asked, whatever kubeconfig is about."""
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
+    volumes = namespace_volumes({f"{PROJECT}:kubernetesRenderDir": "/r/manifests",
+                                 f"{PROJECT}:kubeconfig": "/nonexistent/kubeconfig"}, NAMESPACE)
+    assert (volumes.known, volumes.rendered, volumes.error) == (False, "/r/manifests", None)
+    refused = tier_change.refusal(_downgrade(("data-0",)), volumes)
+    assert refused is not None and "rendered to /r/manifests" in refused and "accept_volume_loss: ['*']" in refused
+    assert tier_change.refusal(_downgrade(("*",)), volumes) is None
