@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from fleet import rehearsal_cluster
 from fleet.rehearsal import STACK
 from services.receiver import WebhookReceiver
 from tenancy.credentials import sign_body
@@ -63,9 +64,15 @@ def _tenant(path: Path):
 
 
 def _quota_pods(rehearsal) -> str:
-    [quota] = (rehearsal.state_dir / "manifests").rglob("*resourcequota*tenant-acme-quota*.yaml")
-    return next(line.split(":", 1)[1].strip().strip("'\"") for line in quota.read_text().splitlines()
-                if line.strip().startswith("pods:"))
+    """The pods acme's quota admits, as the rehearsal's API server holds it (the e2e fixture keeps it running)."""
+    kube = rehearsal_cluster.control_plane_for(rehearsal.state_dir)
+    assert kube.adopt(), "the rehearsal left no API server running"
+    try:
+        reply = kube.request("GET", "/api/v1/namespaces/tenant-acme/resourcequotas/tenant-acme-quota")
+        assert reply.ok, reply.message
+        return str(reply.body["spec"]["hard"]["pods"])
+    finally:
+        kube.stop()  # lets go of the adopted server: the fixture's teardown stops it
 
 
 def _as_the_release_before_left_it(rehearsal) -> None:
