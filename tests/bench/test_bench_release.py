@@ -42,7 +42,7 @@ def test_a_clone_carries_its_own_slug_id_and_name_and_nothing_of_the_template(tm
     rewritten = release_clones._rewrite(text, 1, 7)
     assert bench_slug(1) not in rewritten and release_clones._tenant_id(1) not in rewritten
     assert "Bench Client 00001" not in rewritten
-    assert bench_slug(7) in rewritten and release_clones._tenant_id(7) in rewritten
+    assert bench_slug(7) in rewritten and release_clones.clone_tenant_id(7) in rewritten
     assert "Bench Client 00007" in rewritten and "urn:pulumi:rehearsal.bench-00007::x" in rewritten
 
 
@@ -66,3 +66,13 @@ def test_the_ratios_are_the_issues_and_say_which_rows_used_clones():
     table = bench_release.markdown({"started": "now", "machine": "m", "rows": rows,
                                     "ratios": list(found.values())})
     assert "800 **clones** (shortcut)" in table and "| 200 | 200 real |" in table
+
+
+def test_clone_ids_sort_after_every_real_tenant_and_in_clone_order():
+    """So that adding clones moves the isolation peers of only the last two real tenants and earlier clones."""
+    import uuid
+
+    real = [release_clones._tenant_id(i) for i in range(1, 201)]
+    clones = [release_clones.clone_tenant_id(i) for i in range(201, 1001)]
+    assert sorted(real + clones) == sorted(real) + clones
+    assert all(uuid.UUID(c).version == 5 for c in clones)
