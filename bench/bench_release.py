@@ -20,24 +20,28 @@ progress lines of the run, stamped, so each phase (services, the platform's `up`
 read off. The ratios the issue sets are computed from figures of the same run:
 no-change release ≤ 10x the unit at 200 tenants and ≤ 30x at 1,000; 10-of-200 ≤ 1.5x 10-of-20.
 
-**The shortcut (`--clone-above R`).** Creating a stack costs about 15 s of machine time here, so sizes above R
-may add their stacks by cloning, outside the timed part, instead of creating them with the engine. A clone
-copies a converged real stack of the same tier (bench-00001 basic, bench-00003 premium; never one of the changed
-ones): its checkpoint, its newest history entry and its stack file, with the template's slug, tenant id and
-index rewritten to the clone's (names, URNs, tags, the exported tenant). Its `tenant:applied-digest` tag is then
-recorded the way a successful `up` records it (`fleet.desired_state.applied_digest`: from the clone's stack file
-alone, with the run's shared inputs), and its `tenant_configs` row is copied from the template's with the clone's
-id, name and URL. The skipped path reads, for a clone, exactly what it reads for a real stack: the stack's
-existence and tags by the CLI, its stack file and the program offline for the digest, its checkpoint, history
-and lock files, and the rows the rehearsal counts. The 10 changed stacks are always real stacks, and really run.
-What a clone lacks is its cloud objects (its KMS key and secret in moto: its checkpoint names the template's):
-nothing on the skipped path reads them, and the bench never runs a clone; before any figure is taken, a forced
-engine preview of one basic and one premium clone must show no change (its stack file, checkpoint and program
-agree), and every clone must be skipped by the no-change release. Otherwise the run stops and publishes nothing
-for that size. Rows measured with clones say so (`clones`).
+**The shortcut (`--clone-above R`, bench/release_clones.py).** Creating a stack costs about 15 s of machine time
+here, so sizes above R may add their stacks by cloning, outside the timed part, instead of creating them with the
+engine. A clone copies a converged real stack of the same tier (bench-00001 basic, bench-00003 premium; never one
+of the changed ones): its checkpoint, its newest history entry, its tags and its stack file, with the template's
+slug, tenant id (with and without dashes), name and exported file digest rewritten to the clone's. Its
+`tenant:applied-digest` tag is then recorded as a successful `up` records it (`fleet.desired_state.applied_digest`:
+from the clone's stack file alone, with the environment's shared inputs), its generated secrets are the
+template's values (which the copied ciphertext holds), and its `tenant_configs` row is copied from the template's
+with the clone's id, name and URL. A clone's tenant id sorts after every real one, in clone order, so adding clones
+moves the isolation-check peers (checks/peers.py) of only the last two real tenants by id, which a real `up --only`
+then runs, and of the last two earlier clones, which are cloned again.
+The skipped path reads, for a clone, exactly what it reads for a real stack: the stack's existence and tags by
+the CLI, its stack file and the program offline for the digest, its checkpoint, history and lock files, and the
+rows the rehearsal counts. The 10 changed stacks are always real stacks, and really run. What a clone lacks: its
+cloud objects (its KMS key and secret in moto: its checkpoint names the template's) and its check's peer list in
+the checkpoint's inputs (the template's); nothing on the skipped path reads either, the check's diff ignores the
+peers, and the bench never runs a clone. Before any figure is taken, a forced engine preview of one basic and one
+premium clone must show no change, and the no-change release must skip every stack; otherwise the run stops and
+publishes nothing for that size. Rows measured with clones say so (`clones`).
 
-    .venv/bin/python bench/bench_release.py --sizes 20 50 200 1000 --clone-above 200 --json /tmp/release.json
-    .venv/bin/python bench/bench_release.py --sizes 2 --changed 1     # the smoke test's run (about 2 minutes)
+    .venv/bin/python bench/bench_release.py --sizes 20 50 200 1000 --clone-above 50 --json /tmp/release.json
+    .venv/bin/python bench/bench_release.py --sizes 4 6 --clone-above 4 --changed 1  # the shortcut, smallest
 """
 
 from __future__ import annotations
