@@ -151,7 +151,7 @@ def set_max_tokens(path: Path, value: int) -> None:
 # ---- the run ----
 
 def measure_size(size: int, files: Path, tenants_dir: Path, url: str, admin_url: str, state_base: Path,
-                 real: int, changed: int, round_number: int, log) -> dict:
+                 real: int, changed: int, round_number: int, log, measure: bool = True) -> dict:
     state_dir = _state_dir(state_base, url)
     present = {p.name for p in tenants_dir.glob("*.yaml")}
     for path in sorted(files.glob("*.yaml"))[:size]:
@@ -170,6 +170,8 @@ def measure_size(size: int, files: Path, tenants_dir: Path, url: str, admin_url:
         row.update(clones.add(state_dir, tenants_dir, url, admin_url, state_base, real, size, timed_rehearse))
     row["setup_s"] = round(time.perf_counter() - started, 1)
     log(f"{size} tenants: stacks ready in {row['setup_s']} s")
+    if not measure:
+        return row
 
     # The unit: one stack's no-change up, forced (the engine runs it).
     before = load()
@@ -192,6 +194,8 @@ def measure_size(size: int, files: Path, tenants_dir: Path, url: str, admin_url:
                          f"({nothing.changes} change(s)): {ran}" + (" (shortcut unsound)" if row["clones"] else ""))
     log(f"{size} tenants: no-change release {row['no_change']}")
 
+    if not changed:
+        return row
     # A release that changes `changed` tenants.
     slugs = changed_slugs(min(size, real), changed)
     for slug in slugs:
@@ -215,7 +219,8 @@ def ratios(rows: list[dict]) -> list[dict]:
     for row in rows:
         unit = row["unit"]["stack_s"]
         row["no_change_x_unit"] = round(row["no_change"]["wall_s"] / unit, 2) if unit else None
-        row["ten_changed_x_unit"] = round(row["ten_changed"]["wall_s"] / unit, 2) if unit else None
+        row["ten_changed_x_unit"] = round(row["ten_changed"]["wall_s"] / unit, 2) if unit and "ten_changed" in row \
+            else None
     by_size = {r["tenants"]: r for r in rows}
     for size, aim in ((200, AIMS["no_change_200"]), (1000, AIMS["no_change_1000"])):
         if size in by_size and by_size[size]["no_change_x_unit"] is not None:
@@ -223,9 +228,9 @@ def ratios(rows: list[dict]) -> list[dict]:
             found.append({"aim": f"no-change release at {size:,} tenants / one stack's no-change up",
                           "value": value, "target": aim, "met": value <= aim,
                           "clones": by_size[size]["clones"]})
-    if 20 in by_size:
+    if "ten_changed" in by_size.get(20, {}):
         for size in (200, 1000):
-            if size in by_size:
+            if "ten_changed" in by_size.get(size, {}):
                 value = round(by_size[size]["ten_changed"]["wall_s"] / by_size[20]["ten_changed"]["wall_s"], 2)
                 found.append({"aim": f"10 of {size:,} changed / 10 of 20 changed", "value": value,
                               "target": AIMS["ten_of_200_vs_20"], "met": value <= AIMS["ten_of_200_vs_20"],
@@ -241,7 +246,8 @@ def markdown(result: dict) -> str:
              "|---:|---|---:|---:|---:|---:|---:|---|"]
     for row in result["rows"]:
         stacks = f"{row['real_stacks']} real" + (f" + {row['clones']} **clones** (shortcut)" if row["clones"] else "")
-        unit, nothing, ten = row["unit"], row["no_change"], row["ten_changed"]
+        none = {"wall_s": "-", "ran": "-", "skipped": "-", "load_before": ["-"], "load_after": ["-"]}
+        unit, nothing, ten = row["unit"], row["no_change"], row.get("ten_changed", none)
         lines.append(
             f"| {row['tenants']:,} | {stacks} | {unit['stack_s']} s / {unit['command_s']} s | "
             f"{nothing['wall_s']} s ({nothing['skipped']}/{nothing['ran']}) | {row['no_change_x_unit']}x | "
@@ -261,7 +267,8 @@ def machine() -> str:
 
 
 def run(sizes: list[int], changed: int = CHANGED, clone_above: int | None = None, json_path: Path | None = None,
-        log=lambda line: print(line, file=sys.stderr, flush=True), keep: Path | None = None) -> dict:
+        log=lambda line: print(line, file=sys.stderr, flush=True), keep: Path | None = None,
+        measure: set[int] | None = None) -> dict:
     """Every size in one environment, in ascending order; the result so far is written to `json_path` after each."""
     from fleet import engine
 
@@ -285,7 +292,10 @@ def run(sizes: list[int], changed: int = CHANGED, clone_above: int | None = None
             try:
                 for number, size in enumerate(sizes, start=1):
                     row = measure_size(size, files, tenants_dir, url, postgres.dsn(dbname=DATABASE), state_base,
-                                       real, min(changed, max(1, min(size, real) - 3)), number, log)
+                                       real, min(changed, max(1, min(size, real) - 3)) if changed else 0, number, log,
+                                       measure=measure is None or size in measure)
+                    if "unit" not in row:
+                        continue  # grown only
                     result["rows"].append(row)
                     result["ratios"] = ratios(result["rows"])
                     if json_path:
@@ -301,14 +311,18 @@ def run(sizes: list[int], changed: int = CHANGED, clone_above: int | None = None
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20, 50, 200, 1000])
-    parser.add_argument("--changed", type=int, default=CHANGED, help="tenants the second release changes")
+    parser.add_argument("--changed", type=int, default=CHANGED, help="tenants the second release changes (0: none, "
+                                                                      "no second release)")
+    parser.add_argument("--measure", type=int, nargs="+", metavar="SIZE",
+                        help="measure only these sizes (the others are only grown through); default: every size")
     parser.add_argument("--clone-above", type=int, help="sizes above this add their stacks by the documented "
                                                         "shortcut (cloned, outside the timed part)")
     parser.add_argument("--json", type=Path, help="write the results here (after each size)")
     parser.add_argument("--keep", type=Path, help="work in a new folder under this one, and leave it there (its "
                                                   "PostgreSQL and AWS emulator are stopped all the same)")
     args = parser.parse_args(argv)
-    result = run(args.sizes, args.changed, args.clone_above, args.json, keep=args.keep)
+    result = run(args.sizes, args.changed, args.clone_above, args.json, keep=args.keep,
+                 measure=set(args.measure) if args.measure else None)
     print(markdown(result))
 
 
