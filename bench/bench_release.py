@@ -235,6 +235,13 @@ def ratios(rows: list[dict]) -> list[dict]:
                 found.append({"aim": f"10 of {size:,} changed / 10 of 20 changed", "value": value,
                               "target": AIMS["ten_of_200_vs_20"], "met": value <= AIMS["ten_of_200_vs_20"],
                               "clones": by_size[size]["clones"]})
+                # The same, each release over its own size's unit: what is left when the load moved between them.
+                first, other = by_size[20]["ten_changed_x_unit"], by_size[size]["ten_changed_x_unit"]
+                if first and other:
+                    value = round(other / first, 2)
+                    found.append({"aim": f"the same, each over its size's unit ({other}x / {first}x)", "value": value,
+                                  "target": AIMS["ten_of_200_vs_20"], "met": value <= AIMS["ten_of_200_vs_20"],
+                                  "clones": by_size[size]["clones"]})
     return found
 
 

@@ -63,6 +63,7 @@ def test_the_ratios_are_the_issues_and_say_which_rows_used_clones():
     assert found["no-change release at 1,000 tenants / one stack's no-change up"]["clones"] == 800
     assert found["10 of 200 changed / 10 of 20 changed"]["value"] == round(100 / 60, 2)
     assert not found["10 of 200 changed / 10 of 20 changed"]["met"]
+    assert found["the same, each over its size's unit (10.0x / 6.0x)"]["value"] == 1.67
     table = bench_release.markdown({"started": "now", "machine": "m", "rows": rows,
                                     "ratios": list(found.values())})
     assert "800 **clones** (shortcut)" in table and "| 200 | 200 real |" in table
