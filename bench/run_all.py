@@ -1,6 +1,12 @@
 """Runs every benchmark (`make bench`) and prints the results as Markdown, with a summary of the aims.
 
     python bench/run_all.py [--validate-repeat 5] [--plan-repeat 5] [--diagnose] [--json results.json]
+                            [--release 20 50 [--release-clone-above 50]]
+
+The engine benchmarks take too long for `make bench` and run on their own (docs/benchmarks.md): bench_floor.py,
+bench_stacks.py and bench_release.py. `--release SIZES` adds bench_release.py's run at those sizes (a release that
+changes nothing and one that changes 10 tenants, skip-aware; 20 and 50 tenants: about 40 minutes on a busy 2-core
+machine).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import bench_checks, bench_plan, bench_validate  # noqa: E402
+from bench import bench_checks, bench_plan, bench_release, bench_validate  # noqa: E402
 
 
 def machine() -> str:
@@ -56,6 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plan-repeat", type=int, default=5)
     parser.add_argument("--diagnose", action="store_true", help="also run bench_plan's diagnostic variants")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--release", type=int, nargs="+", metavar="SIZE",
+                        help="also run bench_release.py at these fleet sizes (the real engine: tens of minutes)")
+    parser.add_argument("--release-clone-above", type=int, metavar="N",
+                        help="bench_release.py's --clone-above: larger sizes add their stacks by its shortcut")
     args = parser.parse_args(argv)
 
     started = datetime.datetime.now().astimezone()
@@ -64,15 +74,20 @@ def main(argv: list[str] | None = None) -> None:
     print(bench_validate.markdown(validate), file=sys.stderr, flush=True)  # progress: plan takes minutes
     plan = bench_plan.run(sizes=(100, 1000), repeat=args.plan_repeat, diagnose=args.diagnose)
     checks = {"checks": bench_checks.bench_checks(20), "rehearse": bench_checks.bench_rehearse()}
+    release = bench_release.run(args.release, clone_above=args.release_clone_above) if args.release else None
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "started": started.isoformat(),
-                                         "validate": validate, "plan": plan, "checks": checks}, indent=2))
+                                         "validate": validate, "plan": plan, "checks": checks, "release": release},
+                                        indent=2))
     print(f"## Benchmarks ({started:%Y-%m-%d}; {machine()})\n")
     print(summary(validate, plan, checks))
     print()
     print(bench_validate.markdown(validate))
     print()
     print(bench_plan.markdown(plan))
+    if release:
+        print()
+        print(bench_release.markdown(release))
 
 
 if __name__ == "__main__":
