@@ -17,8 +17,9 @@ import multiprocessing
 import os
 from pathlib import Path
 
-from fleet import desired_state, engine
+from fleet import desired_state, engine, stack_identity
 from fleet.desired_state import COMMIT_TAG, DIGEST_TAG
+from fleet.rehearse import rehearsal_sources
 from tests.conftest import ROOT
 
 STACK = "rehearsal.globex"
@@ -83,8 +84,16 @@ def test_a_no_change_up_of_a_tenant_stack_costs_at_most_two_cli_calls(rehearsal,
     assert len(calls) <= BOUND, (f"a no-change up of {STACK} through fleet.stack_run.run made {len(calls)} Pulumi "
                                  f"CLI calls (bound {BOUND}):\n" + "\n".join(f"  pulumi {c}" for c in calls))
 
+    # tenantctl's own process read each stack's identity from the backend's folder, no CLI process per stack (at
+    # 1,000 stacks that was most of a no-change release), and what it read is what the CLI says.
+    own = [args for parent, args in (line.split("\t", 1) for line in log.read_text(encoding="utf-8").splitlines()
+                                     if "\t" in line) if parent == str(os.getpid())]
+    assert not [args for args in own if args.startswith("stack tag ls")], own
     # What the up records is there as before: the digest of what it applied, the commit, no error.
     tags = rehearsal.stack(STACK).list_tags()
+    with rehearsal_sources(rehearsal.tenants_dir, rehearsal.database_url, rehearsal.state_base) as (spec_for, _s, _u):
+        read = stack_identity.read_identities(spec_for("rehearsal", None).backend, [STACK])[STACK]
+    assert read.tags == tags and read.tenant_id == tags[stack_identity.TAG_TENANT_ID], (read, tags)
     assert tags.get(DIGEST_TAG, "").startswith("v") and tags.get(COMMIT_TAG) == "0" * 40, tags
     assert "tenant:last-error" not in tags, tags
     skipped = rehearsal.up(force=False, only={"globex"})
