@@ -86,6 +86,8 @@ class FleetEnvironment:
     # The rehearsal's preview creates a new tenant's stack on its own local backend, as `rehearse --preview`
     # does (its keys are generated, never set by hand); a project's preview never creates one (rule 2).
     create_on_preview: bool = False
+    # The provisioner URL the export gate reads the tenant's row with (fleet.export_records); None: unknown.
+    database_url: Callable[[], str | None] = lambda: None
 
     def command(self, name: str) -> str:
         """A command of this environment, as a hint names it: `tenantctl up --env prod`."""
@@ -98,7 +100,13 @@ def project_environment(root: Path, env: str) -> FleetEnvironment:
     backend = project_backend(root, env)
     return FleetEnvironment(env, backend, lambda environment: project_specs(backend, environment),
                             lambda create: project_environment_id(root, env, create=True) if create else None,
-                            f"--env {env}")
+                            f"--env {env}", database_url=lambda: _platform_database_url(env))
+
+
+def _platform_database_url(env: str) -> str | None:
+    from fleet.offboarding import database_url_from_stack
+
+    return database_url_from_stack(env)
 
 
 def fleet_selection(root: Path, tenants_dir: Path, env: str, tenants: list[Tenant], backend: engine.Backend,
@@ -119,12 +127,13 @@ def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[T
         since: str | None, concurrency: int, say: Callable[[str], None],
         policy_packs: list[str] | None = None, max_removals: int = DEFAULT_MAX_REMOVALS,
         target: FleetEnvironment | None = None, force: bool = False, refresh: bool = False,
-        stage: str | None = None) -> FleetResult:
+        stage: str | None = None, without_export: bool = False) -> FleetResult:
     """`operation` (preview or up) of the environment `target` (default: the project's environment `env`). A tenant
     stack whose desired state is unchanged since a clean run is skipped (fleet.skipping) unless `force` (every
     selected stack runs) or `refresh` (every selected stack is refreshed, then runs). `stage` ("until-canary",
     "after-canary") gates the release after the canary wave (fleet.release_gate): ReleaseRefused, before anything
-    runs, when the gate does not hold."""
+    runs, when the gate does not hold. A removal `up` offboards needs a recorded export that covers its tenant
+    (fleet.export_records), or `without_export`: one without is refused (a failed outcome), the rest run."""
     target = target or project_environment(root, env)
     env, backend = target.name, target.backend
     # Before any stack runs.
@@ -141,15 +150,48 @@ def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[T
     shared = digest_inputs(root, env, operation, backend, spec_for, packs)
     if gate is not None:
         gate.before(selection, spec_for, shared, concurrency)
+    refused = _export_refusals(target, selection, operation, stage, without_export, say)
     result = run_fleet(selection, operation, spec_for, concurrency, say, platform_applied=env in stacks,
                        policy_packs=packs, create_stacks=operation == "up" or target.create_on_preview,
                        apply_hint=target.command("up"), shared=shared, commit=commit, force=force, refresh=refresh,
-                       stage=stage)
+                       stage=stage, refused_removals=refused)
+    if without_export and selection.removed and operation == "up" and stage != "until-canary":
+        result.remarks.append(f"offboarded without an export (--without-export): "
+                              f"{', '.join(selection.removed)}; what the offboard deleted is kept nowhere")
     if gate is not None:
         gate.after(result)
     elif operation == "up":
         result.remarks += _pending_release(target)
     return result
+
+
+def _export_refusals(target: FleetEnvironment, selection: Selection, operation: str, stage: str | None,
+                     without_export: bool, say: Callable[[str], None]) -> dict[str, str]:
+    """The removals this `up` offboards that no recorded export covers (slug -> why), unless `without_export`."""
+    from components.naming import tenant_stack_name
+    from fleet import export_records
+    from tenancy.tenant_export import ExportError
+
+    if operation != "up" or stage == "until-canary" or not selection.removed:
+        return {}
+    if without_export:
+        say(f"offboarding {', '.join(selection.removed)} without an export (--without-export): what the offboard "
+            "deletes is kept nowhere")
+        return {}
+    env = target.name
+
+    def current(tenant_id: str):
+        from fleet.tenant_export import current_tenant
+
+        url = target.database_url()
+        if url is None:
+            raise ExportError(f"the tenant's row cannot be read to compare: no database URL for environment {env}")
+        return current_tenant(url, tenant_id, env)
+
+    removals = {slug: getattr(selection.identities.get(tenant_stack_name(env, slug)), "tenant_id", None)
+                for slug in selection.removed}
+    return export_records.removal_refusals(env, removals, lambda: export_records.store_for(target.backend),
+                                           current, target.option)
 
 
 def _pending_release(target: FleetEnvironment) -> list[str]:

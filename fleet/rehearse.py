@@ -633,7 +633,8 @@ def rehearsal_environment(tenants_dir: Path, database_url: str | None, state_bas
                 return spec_maker(root, tenants_dir, state, state_dir, running, env_id)
 
             return FleetEnvironment(STACK, specs(None)(STACK, None).backend, specs, environment_id, option,
-                                    create_on_preview=True)
+                                    create_on_preview=True,
+                                    database_url=lambda: running.database_url if running else None)
 
         if not services:
             yield fleet_environment(None)

@@ -240,7 +240,7 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
               policy_packs: list[str] | None = None, create_stacks: bool = True,
               apply_hint: str | None = None, shared: Callable[[], tuple[Any, str | None]] | None = None,
               commit: str | None = None, force: bool = False, refresh: bool = False,
-              stage: str | None = None) -> FleetResult:
+              stage: str | None = None, refused_removals: dict[str, str] | None = None) -> FleetResult:
     """Preview or apply the selection. `spec_for(stack, tenant)` gives each stack's spec (tenant None: platform);
     every preview and up runs with `policy_packs`. Without `create_stacks` a missing stack is a failure that
     says how to create it (a preview with a read-only role must not create stacks). `apply_hint` is the command
@@ -255,7 +255,10 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
 
     `stage` gates the release after the canary wave (fleet.release_gate; the caller checks the gate): "until-canary"
     runs the platform and the canary wave only, and lists every later stack and removal as held; "after-canary"
-    runs the later waves and the removals, neither the platform (the canary run applied it) nor the canary wave."""
+    runs the later waves and the removals, neither the platform (the canary run applied it) nor the canary wave.
+
+    `refused_removals` (slug -> why: fleet.export_records, no recorded export covers the tenant) are removals
+    that are not offboarded: each is a failed outcome with its reason (the run fails), the rest run as usual."""
     packs = list(policy_packs or [])
     if operation not in ("preview", "up"):
         raise FleetError(f"unknown fleet operation {operation!r}")
@@ -364,8 +367,9 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
         # guards lifted for that stack alone, the history kept as a tombstone. A preview of one is a destroy
         # preview (it needs no program: the file is gone).
         removal = "offboard" if operation == "up" else "destroy-preview"
+        refused = {slug: why for slug, why in (refused_removals or {}).items() if slug in selection.removed}
         removals = [StackJob(spec_for(tenant_stack_name(env, slug), None), removal, tenant_file=False)
-                    for slug in selection.removed]
+                    for slug in selection.removed if slug not in refused]
         if removals and stage == "until-canary":
             pass  # held (listed above), offboarded by `up --after canary`
         elif removals and result.stopped_after_wave is None:
@@ -373,6 +377,12 @@ def run_fleet(selection: Selection, operation: str, spec_for: SpecFor, concurren
             result.removed = _run_all(pool, removals, say)
         elif removals:
             result.removed = [_skipped(job.spec.name, "destroy", "the rollout stopped") for job in removals]
+        if refused and stage != "until-canary":
+            for why in refused.values():
+                say(f"  {why}")
+            result.removed += [StackOutcome(tenant_stack_name(env, slug), removal, status="failed", errors=[why],
+                                            reason="not run: no recorded export (see its error)")
+                               for slug, why in refused.items()]
     return result
 
 

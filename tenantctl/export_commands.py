@@ -67,14 +67,17 @@ def export(
     try:
         key = load_recipient(read_key_file(recipient, "--recipient"), f"--recipient {recipient}")
         text = (tenants_dir / f"{slug}.yaml").read_text(encoding="utf-8") if tenant is not None else ""
-        with _database(env, tenants_dir, database_url, rehearsal, state_dir, allow_unverified_tls) as url:
+        database = _database(env, tenants_dir, database_url, rehearsal, state_dir, allow_unverified_tls)
+        with database as url:
             snapshot = read_snapshot(url, tenant_id, text)
         document = build_export(snapshot.rows, tenant_id=tenant_id, slug=slug, environment=env,
                                 environment_id=snapshot.environment_id, recipient=key, tool_version=tool_version())
-        write_export(out_file, dumps(document))
+        written = dumps(document)
+        write_export(out_file, written)
     except ExportError as exc:
         raise fail(str(exc)) from None
     manifest = document["manifest"]
+    _record(database, manifest, out_file, written, slug, env)
     counts = ", ".join(f"{n} {table}" for table, n in manifest["tables"].items())
     out.print(f"{out_file}: tenant {slug} ({tenant_id}) of {env}, row {manifest['row']['id']}: {counts}; encrypted "
               f"to {manifest['encryption']['recipient']}", markup=False)
@@ -228,6 +231,23 @@ def _tenant_id(slug: str, tenant, given: str | None) -> str:
     return str(tenant.tenant_id)
 
 
+def _record(database: _database, manifest: dict, out_file: Path, written: str, slug: str, env: str) -> None:
+    """The export's manifest recorded beside the environment's state (fleet.export_records), for the gate of a
+    removal `tenantctl up` offboards. Not recorded (a backend without records): said; the file stands."""
+    import hashlib
+
+    from fleet.export_records import ExportRecordError, record_of, write_record
+
+    record = record_of(manifest, out_file.name, hashlib.sha256(written.encode("utf-8")).hexdigest())
+    try:
+        where = write_record(database.store(), record)
+    except ExportRecordError as exc:
+        err.print(f"[yellow]the export is not recorded beside the state ({exc}): a removal of {slug} by `tenantctl "
+                  f"up` will refuse; offboard it with `tenantctl destroy {slug} --env {env} --export FILE`[/]")
+        return
+    err.print(f"recorded the export's manifest in {where}", markup=False)
+
+
 class _database:
     """The provisioner URL of the environment: the flag, the rehearsal's (its embedded PostgreSQL for the while),
     or the platform stack's."""
@@ -236,6 +256,21 @@ class _database:
                  state_dir: Path | None, allow_unverified_tls: bool) -> None:
         self.args = (env, tenants_dir, database_url, rehearsal, state_dir, allow_unverified_tls)
         self.context = None
+        self.backend = None  # the rehearsal's, once entered
+
+    def store(self):
+        """The record store beside the environment's state; ExportRecordError where there is none."""
+        from fleet.export_records import ExportRecordError, store_for
+
+        if self.backend is not None:
+            return store_for(self.backend)
+        from fleet.stack_files import find_project_root
+        from fleet.state_folder import UnsupportedBackend, project_store
+
+        try:
+            return project_store(find_project_root(self.args[1].resolve().parent))
+        except UnsupportedBackend as exc:
+            raise ExportRecordError(str(exc)) from None
 
     def __enter__(self) -> str:
         env, tenants_dir, database_url, rehearsal, state_dir, allow = self.args
@@ -246,7 +281,11 @@ class _database:
             self.context = rehearsal_sources(tenants_dir, checked_url(database_url, "--database-url", allow),
                                              state_dir)
             try:
-                return self.context.__enter__()[2]
+                spec_for, _stacks, url = self.context.__enter__()
+                from fleet.rehearse import STACK
+
+                self.backend = spec_for(STACK, None).backend
+                return url
             except (engine.EngineError, RehearseFailure) as exc:
                 raise fail(str(exc)) from None
         from fleet.offboarding import database_url_from_stack

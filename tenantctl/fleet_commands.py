@@ -105,7 +105,8 @@ def _environment(where: Where, operation: str, say: Callable[[str], None], as_js
 
 def _fleet(operation: str, where: Where, only: list[str] | None, changed_since: str | None, concurrency: int,
            as_json: bool, policy_packs: list[Path] | None, markdown: Path | None = None,
-           max_removals: int = 1, force: bool = False, refresh: bool = False, stage: str | None = None) -> None:
+           max_removals: int = 1, force: bool = False, refresh: bool = False, stage: str | None = None,
+           without_export: bool = False) -> None:
     from fleet import engine
     from fleet import project_runs as fleet_command
     from fleet.plan import PlanError
@@ -135,7 +136,7 @@ def _fleet(operation: str, where: Where, only: list[str] | None, changed_since: 
             result = fleet_command.run(root, tenants_dir, target.name, operation, tenants,
                                        set(only) if only else None, changed_since, concurrency, say,
                                        [str(p) for p in policy_packs or []], max_removals=max_removals, target=target,
-                                       force=force, refresh=refresh, stage=stage)
+                                       force=force, refresh=refresh, stage=stage, without_export=without_export)
     except FleetError as exc:
         problems = getattr(exc, "problems", [str(exc)])
         raise fail(f"refused before anything ran: {len(problems)} problem(s)", as_json=as_json,
@@ -204,13 +205,18 @@ def up(
     refresh: Refresh = False,
     until: Until = None,
     after: After = None,
+    without_export: Annotated[bool, typer.Option(
+        "--without-export", help="Offboard the run's removals without a recorded export (tenantctl export): what "
+                                 "the offboard deletes is kept nowhere.")] = False,
 ) -> None:
     """`pulumi up` of the platform stack, then the affected tenant stacks in waves (canaries first). A tenant stack
     whose desired state is unchanged since a clean run is skipped, and the summary says so (--force: every
     selected stack runs; --refresh: each is refreshed, then run). A tenant whose tenant_id left every file in the
     --changed-since range is offboarded (its stack kept as a tombstone); a stack without a file is an orphan, left
-    alone. Exit 1 when any stack failed or an orphan exists. With --rehearsal: the rehearsal's stacks, against its
-    services. A gated release: `--until canary`, an approval, then `--after canary` with the same options."""
+    alone; a removal is refused (exit 1) unless `tenantctl export` recorded an export of the tenant as it is now,
+    made within 24 h, or --without-export is given. Exit 1 when any stack failed or an orphan exists. With
+    --rehearsal: the rehearsal's stacks, against its services. A gated release: `--until canary`, an approval,
+    then `--after canary` with the same options."""
     for option, value in (("--until", until), ("--after", after)):
         if value is not None and value != "canary":
             raise fail(f"{option} {value!r}: the only gate is `canary` (after the canary wave)", as_json=as_json)
@@ -219,7 +225,7 @@ def up(
                    as_json=as_json)
     stage = "until-canary" if until else "after-canary" if after else None
     _fleet("up", Where(env, tenants_dir, rehearsal, state_dir, database_url, wait, wait_timeout), only, changed_since,
-           concurrency, as_json, policy_packs, markdown, max_removals, force, refresh, stage)
+           concurrency, as_json, policy_packs, markdown, max_removals, force, refresh, stage, without_export)
 
 
 @app.command("migrate-stacks")

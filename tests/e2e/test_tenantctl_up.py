@@ -80,7 +80,9 @@ def test_tenantctl_up_runs_a_stack_per_tenant_isolates_a_failure_and_offboards_o
             # Missing from the checkout only: an orphan, left alone (exit 1), never destroyed.
             orphan = tenantctl("up", "--env", "test", "--json", "--changed-since", "HEAD")
             git("commit", "-qam", "offboard globex")
-            third = tenantctl("up", "--env", "test", "--json", "--changed-since", "HEAD~1")
+            # No recorded export of globex: its removal is refused (exit 1), nothing offboarded.
+            unexported = tenantctl("up", "--env", "test", "--json", "--changed-since", "HEAD~1")
+            third = tenantctl("up", "--env", "test", "--json", "--changed-since", "HEAD~1", "--without-export")
             stacks = json.loads(run("stack", "ls", "--json").stdout)
             tags = json.loads(run("stack", "tag", "ls", "--json", "--stack", "test.globex").stdout)
     finally:
@@ -107,6 +109,10 @@ def test_tenantctl_up_runs_a_stack_per_tenant_isolates_a_failure_and_offboards_o
     assert "test.acme" in elsewhere.stdout and "test.globex" in elsewhere.stdout
     left = json.loads(orphan.stdout)
     assert orphan.returncode == 1 and left["orphans"] == ["test.globex"] and left["removed"] == []
+
+    refused = json.loads(unexported.stdout)
+    assert unexported.returncode == 1 and [o["status"] for o in refused["removed"]] == ["failed"]
+    assert "tenantctl export globex --env test" in refused["removed"][0]["errors"][0]
 
     removal = json.loads(third.stdout)
     assert third.returncode == 0, third.stdout

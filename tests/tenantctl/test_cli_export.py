@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import stat
@@ -80,6 +81,13 @@ def test_export_writes_a_private_file_whose_manifest_names_the_tenant_and_never_
     assert manifest["tables"]["ticket_history"] == 1
     [stored] = seeded.execute("SELECT servicedesk_api_key_encrypted FROM tenant_configs")
     assert stored[0] not in path.read_text()
+    # Recorded beside the state for `up`'s removal gate: the manifest's identity, row and counts, no secret.
+    record_file = project / "backend" / ".tenantctl" / "exports" / "prod" / f"{TENANT_ID}.json"
+    record = json.loads(record_file.read_text())
+    assert record["row"] == {k: manifest["row"][k] for k in ("id", "sha256", "created_at", "updated_at")}
+    assert record["tables"] == manifest["tables"] and record["file"]["name"] == "acme.export"
+    assert record["file"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert stored[0] not in record_file.read_text() and "encryption" not in record
     before = path.read_bytes()
     again = export(project, seeded)
     assert again.exit_code == 1 and "the file exists" in again.stderr and path.read_bytes() == before
