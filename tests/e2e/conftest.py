@@ -94,13 +94,21 @@ class Rehearsal:
 
 
 @pytest.fixture
-def rehearsal(app_db, tenants_dir, tmp_path) -> Iterator[Rehearsal]:
-    """A rehearsal environment on `app_db`, sharing its Fernet key so the checks can read the rows."""
+def rehearsal(app_db, tenants_dir, tmp_path, request) -> Iterator[Rehearsal]:
+    """A rehearsal environment on `app_db`, sharing its Fernet key so the checks can read the rows.
+
+    A test marked `kubernetes_api` gets what `tenantctl rehearse` does: its stacks apply to the rehearsal's own
+    Kubernetes API server. The others (the fleet's mechanics: locks, crashes, digests, removals, offboarding) render
+    their Kubernetes objects to files, as a state folder begun that way does (rehearsal_cluster.kubernetes_mode): a
+    control plane per test would put `make test` far past its 15 minutes (fleet rule 8, which the page settles over
+    issue 23's "the end-to-end suite runs on it"), and what they prove does not depend on where the objects go."""
     from fleet.rehearsal import STATE_FILE, RehearsalState
 
     rehearsal = Rehearsal(app_db, tenants_dir, tmp_path / "state", app_db.provisioner_dsn)
     state = RehearsalState.load(rehearsal.state_dir / STATE_FILE)
     state.secret("fernetKey", lambda: app_db.fernet_key)
+    if request.node.get_closest_marker("kubernetes_api") is None:
+        state.environment[rehearsal_cluster.MODE_KEY] = rehearsal_cluster.RENDERED
     state.save()
     try:
         yield rehearsal

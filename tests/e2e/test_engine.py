@@ -48,6 +48,7 @@ def test_preview_of_a_new_tenant_shows_unknowns_and_changes_nothing(rehearsal, a
     assert _rows(app_db) == rows
 
 
+@pytest.mark.kubernetes_api
 def test_up_creates_everything_and_a_second_up_changes_nothing(rehearsal, app_db, tenants_dir):
     first = rehearsal.up()
     second = rehearsal.up()
@@ -64,6 +65,7 @@ def test_up_creates_everything_and_a_second_up_changes_nothing(rehearsal, app_db
     rehearsal.stack().up(color="never", expect_no_changes=True)  # the engine's own word for it
 
 
+@pytest.mark.kubernetes_api
 def test_the_rehearsals_api_server_holds_every_kubernetes_object_it_applied(rehearsal):
     """The objects are applied for real (kubernetes-validate checks the same manifests offline in
     tests/components/test_tenant_stack.py); the API server's own validation and admission accepted each."""

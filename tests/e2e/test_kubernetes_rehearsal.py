@@ -21,7 +21,7 @@ from tenantctl.cli import app
 from tests.e2e.conftest import Rehearsal
 from tests.kube_cluster import eventually
 
-pytestmark = pytest.mark.xdist_group("kube-apiserver")
+pytestmark = [pytest.mark.xdist_group("kube-apiserver"), pytest.mark.kubernetes_api]
 
 runner = CliRunner()
 RBAC = "rbac.authorization.k8s.io"

@@ -14,6 +14,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from fleet import rehearsal_cluster
 from fleet.rehearsal import STACK
 from services.receiver import WebhookReceiver
@@ -21,6 +23,8 @@ from tenancy.credentials import sign_body
 from tenancy.loader import parse_tenant_file
 from tenancy.signing_rotation import finish_rotation, start_rotation
 from tenancy.signing_secrets import read_webhook_secrets
+
+pytestmark = pytest.mark.kubernetes_api  # the rehearsal applies to its own API server
 
 BODY = b'{"event":"ticket_created","ticket_id":"42"}'
 

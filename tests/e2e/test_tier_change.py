@@ -9,6 +9,7 @@ tests/fleet/test_tier_change.py; the volume check itself, tests/fleet/test_names
 
 from __future__ import annotations
 
+import pytest
 from cryptography.fernet import Fernet
 
 from fleet import engine, rehearsal_cluster, stack_run
@@ -17,6 +18,8 @@ from fleet.stack_run import StackJob
 from fleet.tier_change import NAMESPACE_TYPE
 from tests.conftest import ROOT
 from tests.kube_cluster import eventually
+
+pytestmark = pytest.mark.kubernetes_api  # the rehearsal applies to its own API server
 
 GLOBEX = "c5ad57d3-7689-4bb8-8876-51f571580a7e"
 KEPT = ("aws:kms/key:Key", "aws:secretsmanager/secret:Secret")
