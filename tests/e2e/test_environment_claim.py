@@ -22,6 +22,7 @@ def recorded_id(rehearsal: Rehearsal) -> str:
 
 def test_a_second_environment_on_the_same_database_is_refused_and_changes_no_row(rehearsal, app_db, tenants_dir,
                                                                                   tmp_path):
+    from fleet import rehearsal_cluster
     from fleet.rehearsal import STATE_FILE, RehearsalState
 
     assert rehearsal.up().ok
@@ -31,11 +32,13 @@ def test_a_second_environment_on_the_same_database_is_refused_and_changes_no_row
     other = Rehearsal(app_db, tenants_dir, tmp_path / "other-state", app_db.provisioner_dsn)
     state = RehearsalState.load(other.state_dir / STATE_FILE)
     state.secret("fernetKey", lambda: app_db.fernet_key)
+    state.environment[rehearsal_cluster.MODE_KEY] = rehearsal_cluster.RENDERED  # as the fixture's (conftest.py)
     state.save()
     try:
         refused = other.up()
     finally:
         aws_emulator.stop(other.state_dir)
+        rehearsal_cluster.stop_kept(other.state_dir)
     second = recorded_id(other)
 
     assert not refused.ok and first != second
