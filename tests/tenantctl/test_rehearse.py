@@ -83,6 +83,7 @@ def test_invalid_tenant_file_changes_nothing(app_db, tenants_dir, tmp_path):
     assert rows(app_db) == set()
 
 
+@pytest.mark.kubernetes_api
 def test_state_file_kubeconfig_and_manifests_folder_are_private(rehearsal):  # noqa: F811
     assert rehearsal.up().ok
     assert oct((rehearsal.state_dir / "state.json").stat().st_mode & 0o777) == "0o600"
