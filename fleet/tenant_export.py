@@ -15,6 +15,8 @@ file with another tenant_id. A re-run after an interruption finds the rows this 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,47 +57,46 @@ def _environment_claim(cursor: psycopg.Cursor) -> tuple[str, str] | None:
     return (str(row[0]), row[1]) if row else None
 
 
-def read_snapshot(database_url: str, tenant_id: str, tenant_file: str) -> Snapshot:
-    """The tenant's rows in every tenant table, read under its own context in one snapshot."""
+@contextlib.contextmanager
+def _tenant_cursor(database_url: str, tenant_id: str) -> Iterator[tuple[psycopg.Connection, psycopg.Cursor]]:
+    """A connection and cursor for reading one tenant; a connection or query failure is an ExportError."""
     try:
         connection = db.connect(database_url)
     except db.DatabaseError as exc:
         raise ExportError(str(exc)) from None
     with connection, connection.cursor() as cursor:
         try:
-            connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            connection.read_only = True
-            cursor.execute("SELECT set_tenant_context(%s)", (tenant_id,))
-            tables = _read_tables(cursor, tenant_id)
-            claim = _environment_claim(cursor)
+            yield connection, cursor
         except errors.NoDataFound:
             raise ExportError(f"the database {db.describe_dsn(database_url)} has no tenant_configs row for tenant "
                               f"{tenant_id}: nothing to export") from None
         except psycopg.Error as exc:
             raise ExportError(f"reading tenant {tenant_id} from {db.describe_dsn(database_url)}: "
                               f"{db.first_line(exc)}") from None
+
+
+def read_snapshot(database_url: str, tenant_id: str, tenant_file: str) -> Snapshot:
+    """The tenant's rows in every tenant table, read under its own context in one snapshot."""
+    with _tenant_cursor(database_url, tenant_id) as (connection, cursor):
+        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        connection.read_only = True
+        cursor.execute("SELECT set_tenant_context(%s)", (tenant_id,))
+        tables = _read_tables(cursor, tenant_id)
+        claim = _environment_claim(cursor)
     return Snapshot(TenantRows(tenant_file, tables), claim[0] if claim else None)
 
 
 def current_tenant(database_url: str, tenant_id: str, environment: str) -> CurrentTenant:
     """The tenant's row and row counts now (the gate's side of the comparison), read under its context."""
-    try:
-        connection = db.connect(database_url)
-    except db.DatabaseError as exc:
-        raise ExportError(str(exc)) from None
-    with connection, connection.cursor() as cursor:
-        try:
-            db.set_tenant_variable(cursor, tenant_id)
-            cursor.execute("SELECT * FROM tenant_configs WHERE tenant_id = %s", (tenant_id,))
-            rows = _cursor_rows(cursor)
-            counts = {}
-            for table in TENANT_TABLES:
-                cursor.execute(sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(sql.Identifier(table)),
-                               (tenant_id,))
-                counts[table] = cursor.fetchone()[0]
-        except psycopg.Error as exc:
-            raise ExportError(f"reading tenant {tenant_id} from {db.describe_dsn(database_url)}: "
-                              f"{db.first_line(exc)}") from None
+    with _tenant_cursor(database_url, tenant_id) as (_, cursor):
+        db.set_tenant_variable(cursor, tenant_id)
+        cursor.execute("SELECT * FROM tenant_configs WHERE tenant_id = %s", (tenant_id,))
+        rows = _cursor_rows(cursor)
+        counts = {}
+        for table in TENANT_TABLES:
+            cursor.execute(sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(sql.Identifier(table)),
+                           (tenant_id,))
+            counts[table] = cursor.fetchone()[0]
     return CurrentTenant(tenant_id, environment, rows[0] if rows else None, counts)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services import process_records
+from services.ports import HOST, answers, free_port, port_free
 
-HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
 RECORD = "aws-emulator"  # its pid, start time, boot id and port
 
@@ -36,28 +35,10 @@ class AwsEmulator:
     fresh: bool  # started by this call: it holds no object yet
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no obstacle
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _server_command() -> list[str]:
@@ -87,7 +68,7 @@ def _read_record(state_dir: Path) -> tuple[process_records.ProcessRecord | None,
 def running_endpoint(state_dir: Path) -> str | None:
     """The endpoint of the emulator `state_dir` keeps running, or None (nothing is started)."""
     record, port = _read_record(state_dir)
-    if record is not None and process_records.is_running(record) and _answers(port):
+    if record is not None and process_records.is_running(record) and answers(port, timeout=0.5):
         return f"http://{HOST}:{port}"
     return None
 
@@ -95,16 +76,16 @@ def running_endpoint(state_dir: Path) -> str | None:
 def ensure_running(state_dir: Path) -> AwsEmulator:
     """The emulator recorded in `state_dir`, or a new one started detached and recorded there."""
     record, port = _read_record(state_dir)
-    if record is not None and process_records.is_running(record) and _answers(port):
+    if record is not None and process_records.is_running(record) and answers(port, timeout=0.5):
         return AwsEmulator(f"http://{HOST}:{port}", record.pid, fresh=False)
     # The stack's AWS provider keeps the endpoint in its state (a refresh reads with it), so a restarted
     # emulator must come back on the same port for the engine to see that its objects are gone.
-    if port and not _port_free(port):
+    if port and not port_free(port):
         raise AwsEmulatorError(
             f"the AWS emulator's port {port} is taken by another process; free it, or start the rehearsal "
             "afresh with `tenantctl rehearse --destroy`"
         )
-    port = port or _free_port()
+    port = port or free_port()
     state_dir.mkdir(parents=True, exist_ok=True)
     log = (state_dir / "aws-emulator.log").open("ab")
     process = subprocess.Popen(
@@ -116,7 +97,7 @@ def ensure_running(state_dir: Path) -> AwsEmulator:
     if started is not None:
         _write_record(state_dir, started, port)
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not _answers(port):
+    while not answers(port, timeout=0.5):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise AwsEmulatorError(f"moto_server did not start on {HOST}:{port}; see {state_dir / 'aws-emulator.log'}")
@@ -132,7 +113,7 @@ def stop(state_dir: Path) -> bool:
         return True
     gone = process_records.stop(record, group=True)
     deadline = time.monotonic() + 10
-    while gone and port and _answers(port) and time.monotonic() < deadline:
+    while gone and port and answers(port, timeout=0.5) and time.monotonic() < deadline:
         time.sleep(0.05)
     # The record stays: a later start reuses its port (see ensure_running).
     return gone

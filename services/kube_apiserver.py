@@ -25,7 +25,6 @@ import json
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -43,9 +42,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from services import process_records
+from services import kept_running, process_records
+from services.kept_running import KeptRunning
+from services.ports import HOST, answers, free_port, port_free
 
-HOST = "127.0.0.1"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 BUILD_HINT = "`make setup` builds it (engine/build_kube.sh)"
 PROCESS_RECORD = "processes.json"
@@ -54,9 +54,6 @@ ETCD_PEER_PORT = "etcd-peer-port"  # kept: etcd's member keeps its peer URL in i
 # Kept: a kubeconfig written for an earlier start (the rehearsal's, a stack's provider config) names this port, so
 # a restart on the same root comes back on it while it is free.
 APISERVER_PORT = "apiserver-port"
-# Written by leave_running(): the recorded processes were left running on purpose, so adopt() may use them. Without
-# it, recorded processes still running were left by a killed run, and start() stops them (fleet rule 6).
-KEPT_RUNNING = "kept-running"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 ADMISSION_PLUGINS = "NamespaceLifecycle,LimitRanger,ServiceAccount,PodSecurity,ResourceQuota"  # and the defaults
@@ -119,20 +116,8 @@ def default_bin_dir() -> Path:
     return Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no obstacle
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def _tail(path: Path, lines: int = 12) -> str:
@@ -239,8 +224,11 @@ def kubeconfig_text(server: str, pki: Path, user: str) -> str:
 
 # The control plane -----------------------------------------------------------------------------------------
 
-class LocalKubeApiServer:
+class LocalKubeApiServer(KeptRunning):
     """etcd, kube-apiserver and kube-controller-manager. Use as a context manager, or call start() and stop()."""
+
+    LEFT_RUNNING_WHAT = "control plane"
+    ERROR = KubeApiServerError
 
     def __init__(self, bin_dir: Path | str | None = None, *, root: Path | str | None = None,
                  base_dir: Path | str | None = None, start_timeout: float = 120.0) -> None:
@@ -292,7 +280,7 @@ class LocalKubeApiServer:
         ready. True when adopted; stop() then only lets go of it. False (nothing changed) otherwise."""
         if self._port is not None:
             return True
-        if self._kept_root is None or not (self._kept_root / KEPT_RUNNING).is_file():
+        if not kept_running.marked(self._kept_root):
             return False
         try:
             data = json.loads((self._kept_root / PROCESS_RECORD).read_text())
@@ -316,20 +304,8 @@ class LocalKubeApiServer:
         self._adopted = True
         return True
 
-    def leave_running(self) -> None:
-        """Let go of the control plane and leave it running, recorded on its kept `root` (`tenantctl rehearse
-        --keep-running`): a later run adopts it, and `stop_recorded` (`tenantctl rehearse --stop`) stops it."""
-        if self._kept_root is None:
-            raise KubeApiServerError("only a control plane on a kept root can be left running")
-        if self._port is not None:
-            (self._kept_root / KEPT_RUNNING).touch()
-        self._adopted = True
-        self.stop()
-
-    @property
-    def adopted(self) -> bool:
-        """Attached to a control plane left running by an earlier run (adopt()), which stop() leaves running."""
-        return self._adopted
+    def _is_running(self) -> bool:
+        return self._port is not None
 
     def stop(self) -> None:
         """Stop what this object started (the controller-manager, the API server, then etcd) and delete the
@@ -387,7 +363,7 @@ class LocalKubeApiServer:
         if left:
             raise KubeApiServerError(f"a process recorded in {path} survived SIGKILL; it was left recorded")
         path.unlink(missing_ok=True)
-        (Path(root) / KEPT_RUNNING).unlink(missing_ok=True)
+        kept_running.unmark(root)
         return stopped
 
     # Where it is -------------------------------------------------------------------------------------------
@@ -614,9 +590,9 @@ class LocalKubeApiServer:
     def _start_etcd(self, binary: Path, pki: Path) -> int:
         assert self._root is not None
         peer_file = self._root / ETCD_PEER_PORT
-        peer = int(peer_file.read_text()) if peer_file.is_file() else _free_port()
+        peer = int(peer_file.read_text()) if peer_file.is_file() else free_port()
         peer_file.write_text(str(peer))
-        client = _free_port()
+        client = free_port()
         process = self._launch("etcd", binary, [
             "--name=local", f"--data-dir={self._root / 'etcd'}",
             f"--listen-client-urls=https://{HOST}:{client}", f"--advertise-client-urls=https://{HOST}:{client}",
@@ -627,18 +603,14 @@ class LocalKubeApiServer:
             "--unsafe-no-fsync", "--log-level=warn",
         ])
 
-        def answers() -> bool:
-            with socket.create_connection((HOST, client), timeout=1):
-                return True
-
-        self._wait("etcd", process, answers)
+        self._wait("etcd", process, lambda: answers(client))
         return client
 
     def _start_apiserver(self, binary: Path, pki: Path, etcd_port: int) -> int:
         assert self._root is not None
         port_file = self._root / APISERVER_PORT
         kept = int(port_file.read_text()) if port_file.is_file() and port_file.read_text().strip().isdigit() else 0
-        port = kept if kept and _port_free(kept) else _free_port()
+        port = kept if kept and port_free(kept) else free_port()
         port_file.write_text(str(port))
         process = self._launch("kube-apiserver", binary, [
             f"--etcd-servers=https://{HOST}:{etcd_port}", f"--etcd-cafile={pki / 'ca.crt'}",
@@ -671,7 +643,7 @@ class LocalKubeApiServer:
         config.write_text(kubeconfig_text(self.server, pki, "controller-manager"))
         return self._launch("kube-controller-manager", binary, [
             f"--kubeconfig={config}", f"--authentication-kubeconfig={config}",
-            f"--authorization-kubeconfig={config}", f"--bind-address={HOST}", f"--secure-port={_free_port()}",
+            f"--authorization-kubeconfig={config}", f"--bind-address={HOST}", f"--secure-port={free_port()}",
             f"--controllers={','.join(CONTROLLERS)}", "--use-service-account-credentials=true",
             f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
             "--leader-elect=false", "--profiling=false",

@@ -14,7 +14,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,13 +24,13 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from services import process_records
+from services import kept_running, process_records
+from services.kept_running import KeptRunning
+from services.ports import HOST, answers, free_port
 from tenancy import app_schema
 
 SUPERUSER = "postgres"
-KEPT_RUNNING = "kept-running"  # beside data/: the recorded server was left running on purpose (adopt() may use it)
 SERVER_RECORD = "server.json"  # beside data/: the postmaster this class started (pid, start time, boot id)
-HOST = "127.0.0.1"
 SERVER_PACKAGE_HINT = "install the PostgreSQL server package (e.g. `apt-get install postgresql`)"
 START_ATTEMPTS = 3
 COMMAND_TIMEOUT = 120.0
@@ -58,10 +57,6 @@ def find_bin_dir() -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def process_alive(pid: int) -> bool:
@@ -79,12 +74,6 @@ def process_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _read_postmaster_pid(data_dir: Path) -> int | None:
@@ -98,8 +87,11 @@ def _tail(text: str, lines: int = 8) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-class LocalPostgres:
+class LocalPostgres(KeptRunning):
     """A private PostgreSQL cluster. Use as a context manager, or call start() and stop()."""
+
+    LEFT_RUNNING_WHAT = "server"
+    ERROR = LocalPostgresError
 
     def __init__(self, bin_dir: Path | str | None = None, *, base_dir: Path | str | None = None,
                  start_timeout: float = 60.0, root: Path | str | None = None, port: int | None = None) -> None:
@@ -137,7 +129,7 @@ class LocalPostgres:
         owner = self._server_owner()
         try:
             self._root = self._make_root(owner)
-            (self._root / KEPT_RUNNING).unlink(missing_ok=True)  # what runs now is this run's, until left running
+            kept_running.unmark(self._root)
             if not (self._root / "data" / "PG_VERSION").is_file():
                 self._initdb(bin_dir, owner)
             self._stop_our_leftover(bin_dir, owner)
@@ -155,7 +147,7 @@ class LocalPostgres:
         stop() then only lets go of it. False (nothing changed) otherwise."""
         if self._pid is not None:
             return True
-        if self._kept_root is None or not (self._kept_root / KEPT_RUNNING).is_file():
+        if not kept_running.marked(self._kept_root):
             return False  # a recorded server still running without it was left by a killed run: start() stops it
         self._root = self._kept_root
         record = self._recorded_server()
@@ -166,25 +158,14 @@ class LocalPostgres:
         except (OSError, ValueError, IndexError):
             port = None
         if record is None or record.pid != pid or not process_records.is_running(record) or port is None \
-                or not _answers(port):
+                or not answers(port):
             self._root = None
             return False
         self._pid, self._port, self._adopted = pid, port, True
         return True
 
-    def leave_running(self) -> None:
-        """Let go of the server and leave it running, recorded on its kept `root`: a later run adopts it, and
-        `stop_recorded` (`tenantctl rehearse --stop`) stops it."""
-        if self._kept_root is None:
-            raise LocalPostgresError("only a server on a kept root can be left running")
-        if self._pid is not None:
-            (self._kept_root / KEPT_RUNNING).touch()
-        self._adopted = True
-        self.stop()
-
-    @property
-    def adopted(self) -> bool:
-        return self._adopted
+    def _is_running(self) -> bool:
+        return self._pid is not None
 
     def _stop_our_leftover(self, bin_dir: Path, owner: tuple[int, int] | None) -> None:
         """A server still running on a kept data folder was left by a run that was killed: stop it cleanly (its
@@ -208,7 +189,7 @@ class LocalPostgres:
         anything else is left alone. True when one was stopped."""
         cluster = cls(bin_dir, root=root)
         cluster._root = cluster._kept_root
-        (Path(root) / KEPT_RUNNING).unlink(missing_ok=True)
+        kept_running.unmark(root)
         record = cluster._recorded_server()
         if record is None or not process_records.is_running(record):
             return False
@@ -412,7 +393,7 @@ class LocalPostgres:
         data, log = self._root / "data", self._root / "server.log"
         for attempt in range(1, START_ATTEMPTS + 1):
             # The port is free when chosen but may be taken before the server binds it: retry on a new one.
-            port = self._preferred_port if attempt == 1 and self._preferred_port else _free_port()
+            port = self._preferred_port if attempt == 1 and self._preferred_port else free_port()
             try:
                 self._run(
                     [bin_dir / "pg_ctl", "-D", data, "-l", log, "-w", "-t", str(int(self._start_timeout)),

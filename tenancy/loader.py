@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ class LoadResult:
     def by_slug(self) -> dict[str, Tenant]:
         return {loaded.tenant.slug: loaded.tenant for loaded in self.tenants}
 
+    def copy(self) -> LoadResult:
+        return LoadResult(list(self.tenants), list(self.problems), self.files_checked)
+
 
 class TenantLoadError(Exception):
     """Raised by `require_tenants` when any tenant file is invalid; carries every problem."""
@@ -95,16 +99,19 @@ def tenant_files(tenants_dir: Path) -> tuple[list[Path], list[Problem]]:
     if not tenants_dir.is_dir():
         return [], [Problem(shown, None, "", "is not a folder of tenant files")]
     files, problems = [], []
+    names = _DisplayNames()
     for entry in sorted(tenants_dir.iterdir()):
         if entry.name.startswith(".") or entry.name in NOT_TENANT_FILES:
             continue
-        name = _display_name(entry)
         if entry.is_symlink():
-            problems.append(Problem(name, None, "", "symlinks are not read: keep the tenant file in this folder"))
+            problems.append(Problem(names(entry), None, "", "symlinks are not read: keep the tenant file in this "
+                                                            "folder"))
         elif entry.is_dir():
-            problems.append(Problem(name, None, "", f"subfolders are not read: tenant files live directly in {shown}"))
+            problems.append(Problem(names(entry), None, "", f"subfolders are not read: tenant files live directly "
+                                                            f"in {shown}"))
         elif entry.suffix not in TENANT_SUFFIXES:
-            problems.append(Problem(name, None, "", "not a tenant file: tenant files are <slug>.yaml (or .yml)"))
+            problems.append(Problem(names(entry), None, "", "not a tenant file: tenant files are <slug>.yaml (or "
+                                                            ".yml)"))
         else:
             files.append(entry)
     return files, problems
@@ -219,14 +226,17 @@ def parse_tenant_file(path: Path, display: str | None = None) -> tuple[Tenant | 
         stat = path.stat()
     except OSError as exc:
         return None, [Problem(name, None, "", f"cannot read file: {exc.strerror or exc}")]
-    tenant, problems = _parse_unchanged_file(str(path.resolve()), name, stat.st_mtime_ns, stat.st_size)
+    tenant, problems = _parse_unchanged_file(os.path.abspath(path), name, stat.st_ino, stat.st_ctime_ns,
+                                             stat.st_mtime_ns, stat.st_size)
     return tenant, list(problems)
 
 
 @functools.lru_cache(maxsize=4096)
 def _parse_unchanged_file(
-    path: str, name: str, _mtime_ns: int, _size: int
+    path: str, name: str, _inode: int, _ctime_ns: int, _mtime_ns: int, _size: int
 ) -> tuple[Tenant | None, tuple[Problem, ...]]:
+    # The inode and change time too: a file replaced by a rename, or written with its old modification time put
+    # back, is another file.
     tenant, problems = _read_and_parse(Path(path), name)
     return tenant, tuple(problems)
 
@@ -363,13 +373,48 @@ def _cross_file_problems(parsed: list[tuple[Path, str, Tenant]]) -> list[Problem
 def load_tenants(paths: Iterable[Path] | None = None, tenants_dir: Path | None = None) -> LoadResult:
     """Load and check the given files (or every file in `tenants_dir`), each alone and all together."""
     if paths:
-        files, problems = list(paths), []
-    else:
-        files, problems = tenant_files(tenants_dir or Path("tenants"))
-    result = LoadResult(files_checked=len(files), problems=problems)
+        return _load(list(paths), [])
+    folder = tenants_dir or Path("tenants")
+    fingerprint = _folder_fingerprint(folder)
+    key = (os.path.abspath(folder), os.getcwd())
+    remembered = _LOADED_FOLDERS.get(key)
+    if fingerprint is not None and remembered is not None and remembered[0] == fingerprint:
+        return remembered[1].copy()
+    result = _load(*tenant_files(folder))
+    if fingerprint is not None:
+        if len(_LOADED_FOLDERS) >= 8:
+            _LOADED_FOLDERS.pop(next(iter(_LOADED_FOLDERS)))
+        _LOADED_FOLDERS[key] = (fingerprint, result.copy())
+    return result
+
+
+# A folder loaded before, unchanged since: every stack's program loads the whole folder (identities must stay
+# unique; the checks probe peers), and a digest worker runs the program once per tenant. Without this, a fleet
+# of N tenants costs N loads of N files per release.
+_LOADED_FOLDERS: dict[tuple[str, str], tuple[tuple, LoadResult]] = {}
+
+
+def _folder_fingerprint(folder: Path) -> tuple | None:
+    """Every entry of the folder with its inode, type, size, change and modification times: equal fingerprints,
+    equal files (the test `parse_tenant_file` trusts for one file); None when the folder cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            listed = []
+            for entry in entries:
+                stat = entry.stat(follow_symlinks=False)
+                listed.append((entry.name, entry.inode(), stat.st_mode, stat.st_size, stat.st_ctime_ns,
+                               stat.st_mtime_ns))
+    except OSError:
+        return None
+    return tuple(sorted(listed))
+
+
+def _load(files: list[Path], problems: list[Problem]) -> LoadResult:
+    result = LoadResult(files_checked=len(files), problems=list(problems))
     parsed: list[tuple[Path, str, Tenant]] = []
+    names = _DisplayNames()
     for path in files:
-        display = _display_name(path)
+        display = names(path)
         tenant, problems = parse_tenant_file(path, display)
         result.problems.extend(problems)
         if tenant is not None:
@@ -403,3 +448,23 @@ def _display_name(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+class _DisplayNames:
+    """`_display_name` for many files, resolving each folder once rather than every file (for a folder of 1,000
+    files, resolving each path was most of the load's time). A symlink is resolved on its own, as before."""
+
+    def __init__(self) -> None:
+        self._cwd = Path.cwd().resolve()
+        self._bases: dict[Path, Path | None] = {}
+
+    def __call__(self, path: Path) -> str:
+        if path.name in ("", ".", "..") or path.is_symlink():
+            return _display_name(path)
+        if path.parent not in self._bases:
+            try:
+                self._bases[path.parent] = path.parent.resolve().relative_to(self._cwd)
+            except ValueError:
+                self._bases[path.parent] = None
+        base = self._bases[path.parent]
+        return str(path) if base is None else str(base / path.name)
