@@ -119,6 +119,23 @@ def timed_rehearse(tenants_dir: Path, url: str, state_base: Path, **options) -> 
     return round(time.perf_counter() - started, 2), result, progress
 
 
+def profiled(path: Path, tenants_dir: Path, url: str, state_base: Path, log) -> None:
+    """One more no-change release, untimed, under cProfile (this process only: the digest workers and the
+    engine's processes show as the waits on them), written to `path` for `python -m pstats`."""
+    import cProfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        _, result, _ = timed_rehearse(tenants_dir, url, state_base)
+    finally:
+        profiler.disable()
+        profiler.dump_stats(path)
+    require_ok(result, "the profiled no-change release")
+    log(f"profile of a no-change release: {path}")
+
+
 def require_ok(result, what: str) -> None:
     if not result.ok:
         failed = [(t.slug, t.errors[:1]) for t in result.tenants if t.status == "failed"]
@@ -151,7 +168,8 @@ def set_max_tokens(path: Path, value: int) -> None:
 # ---- the run ----
 
 def measure_size(size: int, files: Path, tenants_dir: Path, url: str, admin_url: str, state_base: Path,
-                 real: int, changed: int, round_number: int, log, measure: bool = True) -> dict:
+                 real: int, changed: int, round_number: int, log, measure: bool = True,
+                 profile: Path | None = None) -> dict:
     state_dir = _state_dir(state_base, url)
     present = {p.name for p in tenants_dir.glob("*.yaml")}
     for path in sorted(files.glob("*.yaml"))[:size]:
@@ -193,6 +211,8 @@ def measure_size(size: int, files: Path, tenants_dir: Path, url: str, admin_url:
         raise SystemExit(f"the no-change release at {size} ran {row['no_change']['ran']} stack(s) "
                          f"({nothing.changes} change(s)): {ran}" + (" (shortcut unsound)" if row["clones"] else ""))
     log(f"{size} tenants: no-change release {row['no_change']}")
+    if profile is not None:
+        profiled(profile / f"no-change-{size}.prof", tenants_dir, url, state_base, log)
 
     if not changed:
         return row
@@ -275,7 +295,7 @@ def machine() -> str:
 
 def run(sizes: list[int], changed: int = CHANGED, clone_above: int | None = None, json_path: Path | None = None,
         log=lambda line: print(line, file=sys.stderr, flush=True), keep: Path | None = None,
-        measure: set[int] | None = None) -> dict:
+        measure: set[int] | None = None, profile: Path | None = None) -> dict:
     """Every size in one environment, in ascending order; the result so far is written to `json_path` after each."""
     from fleet import engine
 
@@ -300,7 +320,7 @@ def run(sizes: list[int], changed: int = CHANGED, clone_above: int | None = None
                 for number, size in enumerate(sizes, start=1):
                     row = measure_size(size, files, tenants_dir, url, postgres.dsn(dbname=DATABASE), state_base,
                                        real, min(changed, max(1, min(size, real) - 3)) if changed else 0, number, log,
-                                       measure=measure is None or size in measure)
+                                       measure=measure is None or size in measure, profile=profile)
                     if "unit" not in row:
                         continue  # grown only
                     result["rows"].append(row)
@@ -327,9 +347,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write the results here (after each size)")
     parser.add_argument("--keep", type=Path, help="work in a new folder under this one, and leave it there (its "
                                                   "PostgreSQL and AWS emulator are stopped all the same)")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="after each measured no-change release, run "
+                                                                    "one more, untimed, under cProfile, into DIR")
     args = parser.parse_args(argv)
     result = run(args.sizes, args.changed, args.clone_above, args.json, keep=args.keep,
-                 measure=set(args.measure) if args.measure else None)
+                 measure=set(args.measure) if args.measure else None, profile=args.profile)
     print(markdown(result))
 
 

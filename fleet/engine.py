@@ -228,7 +228,7 @@ def open_stack(spec: StackSpec, create: bool = True):
     values = {f"{PROJECT}:{k}" if ":" not in k else k: auto.ConfigValue(value=v) for k, v in spec.config.items()}
     secrets = {f"{PROJECT}:{k}": v for k, v in spec.secrets.items()}
     if values and not secrets:
-        stored = _stored_plain_config(spec)
+        stored = stored_plain_config(spec)
         values = {k: v for k, v in values.items() if stored.get(k) != v.value}
     if secrets:
         # One read (its plaintext on stdout, not argv) instead of a write per value: a stack opened again with
@@ -264,7 +264,7 @@ def _existing_on_file_backend(spec: StackSpec, options, run):
     return stack
 
 
-def _stored_plain_config(spec: StackSpec) -> dict[str, str]:
+def stored_plain_config(spec: StackSpec) -> dict[str, str]:
     """The plain values the stack's file holds (full keys), as the CLI would set them; nothing when it cannot be
     read (then every value is set, as before)."""
     from fleet.stack_files import StackFileError, read_stack_file

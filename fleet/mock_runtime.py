@@ -259,6 +259,25 @@ class ProgramError(Exception):
 
 
 @contextlib.contextmanager
+def _no_stack_traces() -> Iterator[None]:
+    """The SDK walks the Python stack at every registration to send the engine its source position and stack
+    trace; a mock run drops both (NOT_OPTIONS), and the walk was about a third of a run's time (a release
+    computes one run per tenant). An SDK without that hook is left as it is."""
+    from pulumi.runtime import resource
+    from pulumi.runtime.proto import source_pb2
+
+    original = getattr(resource, "_get_stack_trace", None)
+    if original is None:
+        yield
+        return
+    resource._get_stack_trace = source_pb2.StackTrace
+    try:
+        yield
+    finally:
+        resource._get_stack_trace = original
+
+
+@contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """The SDK keeps many long-lived objects per resource, and the cyclic GC rescanning that growing heap
     was most of a large plan's time (docs/benchmarks.md). Runs are bounded, so it is paused meanwhile;
@@ -306,7 +325,7 @@ def run_program(
     pulumi.runtime.set_mocks(cloud, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     root = pulumi.runtime.settings.get_root_resource()
     try:
-        with gc_paused(), _working_directory(project_root):
+        with gc_paused(), _no_stack_traces(), _working_directory(project_root):
             if program is None:
                 runpy.run_path(str(project_root / "__main__.py"), run_name="__pulumi_program__")
             else:

@@ -27,7 +27,6 @@ engine's `exclude`) and adds the namespace's deletion to what it says, or says w
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,9 +206,8 @@ def find(stack, spec: engine.StackSpec) -> TierChange | None:
         return None
     configured = spec.config.get("tenantsDir")
     if configured is None:
-        with contextlib.suppress(Exception):
-            value = stack.get_all_config().get(f"{PROJECT}:tenantsDir")
-            configured = value.value if value else None
+        # A plain value: the stack file holds it as it is (no CLI call, which would decrypt every secret).
+        configured = engine.stored_plain_config(spec).get(f"{PROJECT}:tenantsDir")
     path = Path(configured or "tenants") / f"{slug}.yaml"  # as the program reads it (its working directory)
     if not path.is_file():
         return None

@@ -2,10 +2,13 @@
 converge.
 
 The scenarios: a first `rehearse` of two tenants, an edit, a rename, an offboarding (`tenantctl destroy globex
---rehearsal --yes`) and a migration from the single-stack layout (`migrate`, through tests/e2e/single_stack.py:
-`tenantctl migrate-stacks` has no `--rehearsal` yet). A kill point is a scenario, a stack, the n-th engine event of
-that stack's run in that process (the Automation API's event stream; fleet.stack_run.FAULT_ENV) or a delay
-after the start, and the signal that tenantctl receives there. After the killed run and one re-run:
+--rehearsal --yes`), a migration from the single-stack layout (`migrate`, through tests/e2e/single_stack.py:
+`tenantctl migrate-stacks` has no `--rehearsal` yet), a tier downgrade (acme premium -> basic: its namespace's
+guard is lifted for the run and put back if it fails) and a signing-secret rotation (`tenantctl
+rotate-signing-secret globex`, then the `rehearse` that applies it: a new secret version, the row holding both).
+A kill point is a scenario, a stack, the n-th engine event of that stack's run in that process (the Automation
+API's event stream; fleet.stack_run.FAULT_ENV) or a delay after the start, and the signal that tenantctl
+receives there. After the killed run and one re-run:
 - the re-run exits 0 (it skips what is proven unchanged, as an operator's would), and the run after it changes
   nothing, by the engine's own summary of that run (`rehearse --force`: every stack runs, rule 7);
 - the AWS stand-in holds exactly one live KMS key, one alias and one secret per live tenant (none live for an
@@ -44,15 +47,16 @@ from tests.conftest import ROOT
 SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT")
 # The stack whose engine events are counted, per scenario ("" for the platform stack).
 TARGETS = {"first-up": "globex", "edit": "globex", "rename": "globex-inc", "offboarding": "globex",
-           "migration": ""}
+           "migration": "", "downgrade": "acme", "rotation": "globex"}
 # `make test` stays within its time budget (rule 8) with three kill points: the first `up` of two stacks at once,
 # an offboarding and a migration, the paths whose recovery is our code's and not the engine's. The full sweep
-# (TENANT_FAULT_SWEEP=full: make test-long, the weekly workflow) adds the edit and the rename, every event and
-# every signal. The migration's event kill falls in its platform `up`, after the state moves (which emit no
-# engine events; the random-time kills of the full sweep reach them).
+# (TENANT_FAULT_SWEEP=full: make test-long, the weekly workflow) adds the edit, the rename, the downgrade and the
+# rotation, every event and every signal. The migration's event kill falls in its platform `up`, after the state
+# moves (which emit no engine events; the random-time kills of the full sweep reach them).
 BOUNDED = [("first-up", 12, "SIGKILL"), ("offboarding", 6, "SIGTERM"), ("migration", 4, "SIGKILL")]
 # How long each scenario's killed run lasts here, roughly: the random kills fall within it.
-RANDOM_WINDOW_S = {"first-up": 90.0, "edit": 40.0, "rename": 60.0, "offboarding": 40.0, "migration": 60.0}
+RANDOM_WINDOW_S = {"first-up": 90.0, "edit": 40.0, "rename": 60.0, "offboarding": 40.0, "migration": 60.0,
+                   "downgrade": 40.0, "rotation": 40.0}
 
 
 def _points() -> list[tuple[str, int | float, str]]:
@@ -177,6 +181,17 @@ def _prepare(scenario: str, rehearsal, app_db, tenants_dir: Path) -> dict[str, s
     text = (tenants_dir / "globex.yaml").read_text()
     if scenario == "offboarding":
         return {"acme": IDS["acme"]}
+    if scenario == "downgrade":
+        # Rendered objects: no cluster to list the namespace's claims on, so the loss is named for all of them.
+        acme = tenants_dir / "acme.yaml"
+        acme.write_text(_basic(acme.read_text()) + "tier_change:\n  accept_volume_loss: ['*']\n")
+        return dict(IDS)
+    if scenario == "rotation":
+        rotated = subprocess.run([sys.executable, "-m", "tenantctl", "rotate-signing-secret", "globex", "--rehearsal",
+                                  "--tenants-dir", str(tenants_dir), "--state-dir", str(rehearsal.state_base)],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert rotated.returncode == 0, rotated.stderr
+        return dict(IDS)
     if scenario in ("edit", "migration"):
         if scenario == "edit":
             (tenants_dir / "globex.yaml").write_text(text.replace("Globex IT Services", "Globex IT Services Ltd"))
@@ -185,6 +200,12 @@ def _prepare(scenario: str, rehearsal, app_db, tenants_dir: Path) -> dict[str, s
     (tenants_dir / "globex-inc.yaml").write_text(text.replace("slug: globex", "slug: globex-inc")
                                                  + "previous_slugs: [globex]\n")
     return {"acme": IDS["acme"], "globex-inc": IDS["globex"]}
+
+
+def _basic(text: str) -> str:
+    """A premium tenant file made basic: its tier, without the premium-only namespace resources."""
+    text = text.replace("tier: premium", "tier: basic")
+    return text.split("resources:  # namespace ResourceQuota")[0] + text.split("  pods: 20\n")[1]
 
 
 def _command(scenario: str):

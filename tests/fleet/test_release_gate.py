@@ -5,7 +5,6 @@ stacks' tags a dict, the record store a folder."""
 from __future__ import annotations
 
 import json
-from concurrent.futures import Future
 
 import pytest
 from typer.testing import CliRunner
@@ -19,9 +18,9 @@ from fleet.release_gate import ReleaseRecord, ReleaseRefused, refusals
 from fleet.rollout import Selection, run_fleet
 from fleet.skipping import LastRun
 from fleet.stack_identity import StackIdentity
-from fleet.stack_run import StackOutcome
 from tenancy.model import Tenant
 from tests.conftest import ROOT
+from tests.fleet.recorded_runs import RecordedRuns
 from tests.tenant_text import tenant_yaml
 
 A = "a" * 40
@@ -98,26 +97,9 @@ def test_a_gated_release_is_bound_to_a_clean_commit(commit, expected):
 
 # ---- what each half runs ----
 
-class Runs:
-    """Stand-in for the stack runs: records each job; `fail`: these stacks fail."""
-
-    def __init__(self, monkeypatch, fail: set[str] = frozenset()) -> None:
-        self.jobs, self.fail = [], fail
-        monkeypatch.setattr(rollout, "run_in_process", self.run)
-
-    def run(self, _pool, job) -> Future:
-        self.jobs.append(job)
-        outcome = StackOutcome(job.spec.name, job.operation, reason=job.reason,
-                               status="failed" if job.spec.name in self.fail else "ok",
-                               errors=["boom"] if job.spec.name in self.fail else [],
-                               summary={"update": 1, "same": 10})
-        future: Future = Future()
-        future.set_result(outcome)
-        return future
-
-    @property
-    def ran(self) -> list[str]:
-        return [job.spec.name for job in self.jobs]
+def Runs(monkeypatch, fail: set[str] = frozenset()) -> RecordedRuns:  # noqa: N802 (reads as the class it was)
+    """Every stack that runs reports one update; `fail`: these stacks fail."""
+    return RecordedRuns(monkeypatch, fail=fail, changed=1)
 
 
 @pytest.fixture

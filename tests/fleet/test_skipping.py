@@ -5,21 +5,21 @@ the stack runs are stand-ins that return outcomes."""
 from __future__ import annotations
 
 import json
-from concurrent.futures import Future
 
 import pytest
 from rich.console import Console
 
-from fleet import desired_state, engine, rollout, skipping
+from fleet import desired_state, engine, skipping
 from fleet import project_runs as fleet_command
 from fleet.desired_state import COMMIT_TAG, DIGEST_TAG, Desired
 from fleet.rehearsal import rehearsal_backend
 from fleet.rollout import Selection, run_fleet
 from fleet.skipping import Decision, LastRun, decide
 from fleet.stack_identity import TAG_TENANT_ID, StackIdentity
-from fleet.stack_run import LAST_ERROR_TAG, StackOutcome
+from fleet.stack_run import LAST_ERROR_TAG
 from tenancy.model import Tenant
 from tests.conftest import ROOT
+from tests.fleet.recorded_runs import RecordedRuns
 from tests.tenant_text import tenant_yaml
 
 DIGEST = "v1:" + "a" * 64
@@ -144,26 +144,7 @@ FLEET = [tenant("acme", "premium"), tenant("globex"), tenant("initech"), tenant(
          tenant("wayne")]
 
 
-class Runs:
-    """Stand-in for the stack runs: records each job and answers with an outcome (`fail`: these stacks fail)."""
-
-    def __init__(self, monkeypatch, changes: dict[str, int] | None = None, fail: set[str] = frozenset()) -> None:
-        self.jobs = []
-        self.changes, self.fail = changes or {}, fail
-        monkeypatch.setattr(rollout, "run_in_process", self.run)
-
-    def run(self, _pool, job) -> Future:
-        self.jobs.append(job)
-        outcome = StackOutcome(job.spec.name, job.operation, reason=job.reason,
-                               status="failed" if job.spec.name in self.fail else "ok",
-                               summary={"update": self.changes.get(job.spec.name, 0), "same": 10})
-        future: Future = Future()
-        future.set_result(outcome)
-        return future
-
-    @property
-    def ran(self) -> list[str]:
-        return [job.spec.name for job in self.jobs]
+Runs = RecordedRuns
 
 
 @pytest.fixture

@@ -235,3 +235,36 @@ def test_a_pull_requests_plan_says_what_the_tier_change_will_do(tenants_dir):
     assert "deletes namespace tenant-acme" in said and "volume(s) data-0 named" in said
     change = TenantChange("changed", "acme", "id", "basic", 10, field_changes(premium, named), [said])
     assert change.render()[-1] == f"      => {said}" and change.as_dict()["effects"] == [said]
+
+
+class _NoCliStack:
+    """A stack whose CLI must not be asked: the tenants folder is read from the stack file, and the state from
+    the file backend's folder (a config read through the CLI decrypts every secret, one process per stack)."""
+
+    def get_all_config(self):
+        raise AssertionError("tier_change.find asked the CLI for the stack's config")
+
+    def export_stack(self):
+        raise AssertionError("tier_change.find asked the CLI for the stack's state")
+
+
+def test_on_a_file_backend_the_change_is_found_without_a_cli_call(tmp_path, tenants_dir, premium_state):
+    import json
+
+    from fleet.rehearsal import rehearsal_backend
+    from tests.conftest import ROOT
+
+    stack = "rehearsal.acme"
+    backend = rehearsal_backend(ROOT, tmp_path / "state", "passphrase")
+    backend.work_dir.mkdir(parents=True, exist_ok=True)
+    (backend.work_dir / f"Pulumi.{stack}.yaml").write_text(
+        f"config:\n  tenant-onboarding:tenantsDir: {json.dumps(str(tenants_dir))}\n", encoding="utf-8")
+    checkpoint = engine.stack_paths(backend, stack)[0]
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    latest = {"resources": premium_state}
+    checkpoint.write_text(json.dumps({"version": 3, "checkpoint": {"latest": latest}}, default=str))
+    _as_basic(tenants_dir)
+
+    change = tier_change.find(_NoCliStack(), engine.StackSpec(backend, stack))  # no tenantsDir in the run's config
+
+    assert change is not None and change.downgrade and change.namespace == "tenant-acme"
