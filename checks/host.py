@@ -8,7 +8,9 @@ not an error: the form check already ran, and the post-deploy check reaches the 
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 
 from tenancy.model import non_public_host
@@ -30,10 +32,28 @@ def _non_public_answer(hostname: str) -> str | None:
     return None
 
 
+_offline = False
+
+
+@contextlib.contextmanager
+def names_unresolved() -> Iterator[None]:
+    """No name is resolved meanwhile (`resolved_non_public` finds none): for the desired-state digest, whose run
+    of the program is offline. What a name resolves to is not desired state: a stack the digest skips makes no
+    probe at all, and a stack that runs resolves its names again in the engine's run of the program."""
+    global _offline
+    before, _offline = _offline, True
+    try:
+        yield
+    finally:
+        _offline = before
+
+
 def resolved_non_public(hostnames: list[str], budget: float = RESOLVE_BUDGET_S) -> dict[str, str]:
     """Each distinct host name that resolves to a non-public address, with why; names that do not resolve
     within the budget are left out."""
     found: dict[str, str] = {}
+    if _offline:
+        return found
     pool = ThreadPoolExecutor(max_workers=RESOLVERS)
     try:
         futures = {pool.submit(_non_public_answer, name): name for name in sorted(set(hostnames))}

@@ -45,7 +45,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -150,14 +150,16 @@ def stack_digest(project_root: Path, stack: str, config: dict[str, Any], shared:
 
 
 def tenant_run(project_root: Path, stack: str, config: dict[str, Any], shared: SharedInputs):
+    from checks.host import names_unresolved
     from fleet.mock_runtime import ProgramError
 
     plain = {k: str(v) for k, v in config.items() if not isinstance(v, Secret)}
     secret_keys = [k for k, v in config.items() if isinstance(v, Secret)]
     program_config = {**plain, **dict.fromkeys(secret_keys, PLACEHOLDER_SECRET)}
     try:
-        return run_program(project_root, stack, program_config, secret_keys,
-                           platform_outputs=shared.platform_outputs, stable_outputs=True)
+        with names_unresolved():  # offline: a DNS answer is not desired state, and one lookup can take seconds
+            return run_program(project_root, stack, program_config, secret_keys,
+                               platform_outputs=shared.platform_outputs, stable_outputs=True)
     except ProgramError as exc:
         raise DigestError(f"{stack}: the program does not run offline: {exc}") from None
 
@@ -361,13 +363,17 @@ def config_fingerprint(config: dict[str, Any], key: bytes) -> str:
     return digest_of({"config": canonical(config, key)})
 
 
-def digest_chunk(project_root: Path, jobs: list[tuple[str, dict[str, Any]]],
+def digest_chunk(project_root: Path, jobs: list[tuple[str, Any, dict[str, str], dict[str, str]]],
                  shared: SharedInputs) -> list[Desired]:
-    """Digests of several stacks, in this process (a worker: the mock runtime's settings stay in it)."""
+    """Digests of several stacks, in this process (a worker: the mock runtime's settings stay in it). Each job is
+    a stack, its backend and what the run sets on it (plain values, secrets); the stack file is read here, so that
+    the workers read the fleet's stack files side by side."""
     digests: list[Desired] = []
-    for stack, config in jobs:
+    for stack, backend, plain, secret in jobs:
         try:
-            digests.append(Desired(stack_digest(project_root, stack, config, shared)))
+            config = stack_config(stored_config(backend, stack), plain, secret)
+            digests.append(Desired(stack_digest(project_root, stack, config, shared),
+                                   config=config_fingerprint(config, shared.key)))
         except DigestError as exc:
             digests.append(Desired(None, str(exc)))
         except Exception as exc:  # noqa: BLE001 (any failure means no digest, and the stack runs; never a crash)
@@ -396,21 +402,19 @@ def desired_digests(project_root: Path, env: str, tenants, spec_for, shared: Sha
     for tenant in tenants:
         stack = tenant_stack_name(env, tenant.slug)
         spec = spec_for(stack, tenant)
-        jobs.append((tenant.slug, stack, stack_config(stored_config(spec.backend, stack), spec.config, spec.secrets)))
+        jobs.append((tenant.slug, (stack, spec.backend, spec.config, spec.secrets)))
     workers = max(1, min(concurrency, len(jobs)))
     chunks = [jobs[i::workers] for i in range(workers)]
     with process_pool(workers) as pool:
-        futures = [pool.submit(digest_chunk, project_root, [(stack, config) for _, stack, config in chunk], shared)
-                   for chunk in chunks]
+        futures = [pool.submit(digest_chunk, project_root, [job for _, job in chunk], shared) for chunk in chunks]
         results = []
         for chunk, future in zip(chunks, futures, strict=True):
             try:
                 results.append(future.result())
             except Exception as exc:  # noqa: BLE001 (a worker that died: no digest, and those stacks run)
                 results.append([Desired(None, f"the digest worker failed: {type(exc).__name__}: {exc}")] * len(chunk))
-    return {slug: replace(digest, config=config_fingerprint(config, shared.key)) if digest.digest else digest
-            for chunk, found in zip(chunks, results, strict=True)
-            for (slug, _, config), digest in zip(chunk, found, strict=True)}
+    return {slug: digest for chunk, found in zip(chunks, results, strict=True)
+            for (slug, _), digest in zip(chunk, found, strict=True)}
 
 
 def applied_config(spec) -> dict[str, Any]:

@@ -200,15 +200,19 @@ def plan(env: str, tenants: list[Tenant], spec_for: Callable[[str, Tenant | None
     decisions = {t.slug: Decision(False, "no stack yet") for t in tenants if t.slug not in existing}
     if not known:
         return SkipPlan(decisions)
-    if desired is None:
-        desired = desired_state.desired_digests(root, env, known, spec_for, shared, concurrency,
-                                                no_shared=no_shared or "no digest inputs")
     specs = {t.slug: spec_for(tenant_stack_name(env, t.slug), t) for t in known}
     with ThreadPoolExecutor(max_workers=READ_CONCURRENCY) as pool:
-        # Read only where the digest can decide anything: a stack without one runs anyway.
-        reads = {t.slug: pool.submit(last_run, specs[t.slug], identities.get(tenant_stack_name(env, t.slug)))
-                 for t in known if desired[t.slug].digest is not None}
+        # The last runs are read while the digest workers compute (reading is this process's work, the digests
+        # theirs). Without shared inputs there is no digest, and every stack runs: nothing to read.
+        reads = {} if shared is None else {
+            t.slug: pool.submit(last_run, specs[t.slug], identities.get(tenant_stack_name(env, t.slug)))
+            for t in known}
+        if desired is None:
+            desired = desired_state.desired_digests(root, env, known, spec_for, shared, concurrency,
+                                                    no_shared=no_shared or "no digest inputs")
         lasts = {slug: future.result() for slug, future in reads.items()}
     for tenant in known:
-        decisions[tenant.slug] = decide(desired[tenant.slug], lasts.get(tenant.slug, LastRun()))
+        # A stack without a digest runs whatever its last run says.
+        last = lasts.get(tenant.slug, LastRun()) if desired[tenant.slug].digest is not None else LastRun()
+        decisions[tenant.slug] = decide(desired[tenant.slug], last)
     return SkipPlan(decisions, desired)

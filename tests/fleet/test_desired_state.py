@@ -144,3 +144,24 @@ def test_stored_ciphertext_stays_a_secret():
     config = stack_config({"tenant-onboarding:k": {"secure": "v1:abc"}, "aws:region": "eu-west-1"}, {}, {})
     assert isinstance(config["tenant-onboarding:k"], Secret)
     assert config["aws:region"] == "eu-west-1"
+
+
+def test_the_digest_runs_offline_resolving_no_name(monkeypatch):
+    """A DNS answer is not desired state, and one lookup can take seconds (a release computes one digest per
+    tenant): the digest's run of the program resolves nothing. The engine's run still does
+    (tests/test_program.py: a host resolving to a private address stops the program)."""
+    import socket
+
+    from checks.host import resolved_non_public
+
+    looked_up = []
+
+    def resolver(host, *args, **kwargs):
+        looked_up.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", 443))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    assert digest().startswith(desired_state.DIGEST_PREFIX)
+    assert looked_up == []
+    assert resolved_non_public(["acme.sdpondemand.com"]) != {}  # outside the digest, names are resolved again
+    assert looked_up == ["acme.sdpondemand.com"]
