@@ -38,8 +38,8 @@ _offline = False
 @contextlib.contextmanager
 def names_unresolved() -> Iterator[None]:
     """No name is resolved meanwhile (`resolved_non_public` finds none): for the desired-state digest, whose run
-    of the program is offline. What a name resolves to is not desired state: a stack the digest skips makes no
-    probe at all, and a stack that runs resolves its names again in the engine's run of the program."""
+    of the program is offline. What a name resolves to is not desired state: a stack the digest skips changes
+    nothing (its row already holds the URL), and a stack that runs resolves its names again in the engine's run."""
     global _offline
     before, _offline = _offline, True
     try:
