@@ -124,12 +124,14 @@ class StackOutcome:
 def run(job: StackJob) -> StackOutcome:
     """The operation, in this process. Every failure is an outcome, never an exception."""
 
+    _OPERATING.set()
     session = _own_session(job.spec.backend)
     try:
         return _run(job)
     finally:
         if session is not None:
             run_sessions.end_session(session)
+        _OPERATING.clear()
 
 
 def _own_session(backend: engine.Backend):
@@ -467,9 +469,30 @@ class _SessionPool(ProcessPoolExecutor):
 
 
 def process_pool(concurrency: int) -> ProcessPoolExecutor:
-    """Fresh processes (spawned, one job each): nothing of one stack's program leaks into the next."""
+    """Fresh processes (spawned, one job each): nothing of one stack's program leaks into the next. Each watches
+    the run that started it (`_die_with_run`)."""
     return _SessionPool(max_workers=max(1, concurrency), mp_context=multiprocessing.get_context("spawn"),
-                        max_tasks_per_child=1)
+                        max_tasks_per_child=1, initializer=_die_with_run, initargs=(os.getpid(),))
+
+
+# Set while this worker runs a stack's operation: a run killed meanwhile leaves it to finish that one operation,
+# as it always has (its engine's interruption is recovered by the next run); an idle worker leaves at once.
+_OPERATING = threading.Event()
+PARENT_WATCH_S = 0.5
+
+
+def _die_with_run(run_pid: int) -> None:
+    """A pool worker waits for its next job on a pipe it holds both ends of, so a run killed by SIGKILL would
+    leave it waiting forever, holding whatever output pipes the run was given (fleet rule 6). A thread of the
+    worker sees the run gone (the worker is re-parented) and ends the worker, unless it is operating a stack."""
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != run_pid and not _OPERATING.is_set():
+                os._exit(1)
+            time.sleep(PARENT_WATCH_S)
+
+    threading.Thread(target=watch, name="tenantctl-run-watch", daemon=True).start()
 
 
 def _counted(events: engine.EngineEvents) -> dict[str, int]:
