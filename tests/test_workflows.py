@@ -1403,6 +1403,14 @@ def test_a_scheduled_workflow_runs_the_long_profiles_of_the_property_tests() -> 
     assert "tests/e2e/test_operator_model.py" in step["run"] and "tests/e2e/test_fault_injection.py" in step["run"]
 
 
+def test_the_weekly_sweep_has_a_job_for_every_crash_test_scenario() -> None:
+    """A scenario added to the crash tests but missing from the matrix would never be swept."""
+    from tests.e2e.test_fault_injection import TARGETS
+
+    parts = load_workflow("long-tests.yml")["jobs"]["long-tests"]["strategy"]["matrix"]["part"]
+    assert set(TARGETS) <= set(parts), sorted(set(TARGETS) - set(parts))
+
+
 # --- the PR trust boundary (issue 21): what a pull request's code can reach ------------------------------
 #
 # "Runs PR code": a job that checks the pull request's commit out into the workspace root (every later
