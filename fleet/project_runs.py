@@ -154,7 +154,10 @@ def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[T
     result = run_fleet(selection, operation, spec_for, concurrency, say, platform_applied=env in stacks,
                        policy_packs=packs, create_stacks=operation == "up" or target.create_on_preview,
                        apply_hint=target.command("up"), shared=shared, commit=commit, force=force, refresh=refresh,
-                       stage=stage, refused_removals=refused)
+                       stage=stage, refused_removals=refused if operation == "up" else None)
+    if operation == "preview":  # what `up` will refuse, said where the change is reviewed
+        result.remarks += [f"`up` will refuse this removal unless the tenant is exported first: {why}"
+                           for why in refused.values()]
     if without_export and selection.removed and operation == "up" and stage != "until-canary":
         result.remarks.append(f"offboarded without an export (--without-export): "
                               f"{', '.join(selection.removed)}; what the offboard deleted is kept nowhere")
@@ -167,12 +170,13 @@ def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[T
 
 def _export_refusals(target: FleetEnvironment, selection: Selection, operation: str, stage: str | None,
                      without_export: bool, say: Callable[[str], None]) -> dict[str, str]:
-    """The removals this `up` offboards that no recorded export covers (slug -> why), unless `without_export`."""
+    """The removals this `up` offboards (or, for a preview, that the `up` after it would) that no recorded export
+    covers (slug -> why), unless `without_export`. Read only: the record store and each tenant's row."""
     from components.naming import tenant_stack_name
     from fleet import export_records
     from tenancy.tenant_export import ExportError
 
-    if operation != "up" or stage == "until-canary" or not selection.removed:
+    if operation not in ("up", "preview") or stage == "until-canary" or not selection.removed:
         return {}
     if without_export:
         say(f"offboarding {', '.join(selection.removed)} without an export (--without-export): what the offboard "

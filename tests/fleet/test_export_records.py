@@ -148,12 +148,12 @@ class Project:
         monkeypatch.setattr(export_records, "store_for", lambda _backend: self.store)
         monkeypatch.setattr(fleet_tenant_export, "current_tenant", lambda _url, _id, _env: current())
 
-    def run(self, **options):
+    def run(self, operation: str = "up", **options):
         from tests.conftest import ROOT
 
         target = fleet_command.FleetEnvironment("prod", self.backend, lambda _id: spec_for(self.backend),
                                                 lambda _create: None, "--env prod", database_url=lambda: "pg://x")
-        return fleet_command.run(ROOT, ROOT / "tenants", "prod", "up", FLEET, None, "HEAD~1", 2, lambda _l: None,
+        return fleet_command.run(ROOT, ROOT / "tenants", "prod", operation, FLEET, None, "HEAD~1", 2, lambda _l: None,
                                  target=target, force=True, **options)
 
 
@@ -185,6 +185,25 @@ def test_up_without_export_offboards_and_names_the_loss(project):
 
     assert project.runs.ran[-1] == "prod.acme-old" and result.ok
     assert any("without an export" in r and "acme-old" in r for r in result.remarks)
+
+
+def test_a_preview_of_a_removal_without_a_recorded_export_says_up_will_refuse_it(project):
+    result = project.run("preview")
+
+    assert project.runs.jobs[-1].spec.name == "prod.acme-old" and project.runs.jobs[-1].operation == "destroy-preview"
+    [said] = [r for r in result.remarks if "acme-old" in r]
+    assert said.startswith("`up` will refuse this removal") and "tenantctl export acme-old --env prod" in said
+    assert result.ok  # a preview refuses nothing: it says what `up` will do
+
+
+def test_a_preview_of_a_removal_its_recorded_export_covers_says_nothing_of_it(project, operator_key, tmp_path,
+                                                                              monkeypatch):
+    project.store = recorded(tmp_path, operator_key)
+    monkeypatch.setattr(export_records, "removal_refusals", _with_now(export_records.removal_refusals))
+    result = project.run("preview")
+
+    assert project.runs.jobs[-1].operation == "destroy-preview"
+    assert not [r for r in result.remarks if "acme-old" in r]
 
 
 def _with_now(gate):
