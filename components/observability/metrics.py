@@ -68,14 +68,15 @@ def _quote(value: str) -> str:
     return json.dumps(value)
 
 
-WEBHOOK_OUTCOMES = ("accepted", "bad_signature", "rate_limited", "error")
+WEBHOOK_OUTCOMES = ("accepted", "bad_signature", "rate_limited", "suspended", "error")
 SIGNATURE_FAILURE_REASONS = ("missing", "malformed", "mismatch")
 JOB_OUTCOMES = ("succeeded", "failed")
 
 WEBHOOK_REQUESTS = Metric(
     "servicedesk_webhook_requests_total", COUNTER, (TENANT_ID, "outcome"),
     "Webhook deliveries from the tenant's ServiceDesk Plus, by how they ended: accepted (202), bad_signature "
-    "(401), rate_limited (429, over enhancement_preferences.rate_limits) or error (5xx, the platform's fault).",
+    "(401), rate_limited (429, over enhancement_preferences.rate_limits), suspended (423, the tenant is suspended) "
+    "or error (5xx, the platform's fault).",
     values={"outcome": WEBHOOK_OUTCOMES},
 )
 SIGNATURE_FAILURES = Metric(

@@ -229,7 +229,7 @@ def alerting_rules(tenant: Tenant) -> list[dict]:
         f"CronJob is failing or suspended, so TenantVerificationFailing cannot fire.",
     ))
 
-    if settings.silent_after_hours:
+    if settings.silent_after_hours and not tenant.suspended:  # suspended, nothing is accepted on purpose
         hours = settings.silent_after_hours
         rules.append(alert(
             "TenantSilent",

@@ -70,6 +70,20 @@ def test_the_silent_tenant_alert_exists_only_where_the_file_enables_it(fleet):
             assert alerts["TenantSilent"]["expr"].endswith(f"> {hours * 3600}")
 
 
+def test_a_suspended_tenant_is_not_called_silent_and_its_refusals_burn_no_budget(fleet):
+    """Suspended, its webhooks are refused (423) on purpose: nothing is accepted, which is no alert; and a 423 is
+    its own outcome, neither good nor bad for the SLO."""
+    from components.observability import metrics as m
+    from tenancy.model import TenantState
+
+    [tenant] = [t for t in fleet if t.slug == "fleet-basic-silent"]
+    suspended = tenant.model_copy(update={"state": TenantState.SUSPENDED})
+    assert "TenantSilent" in alerts_of(tenant)
+    assert "TenantSilent" not in alerts_of(suspended)
+    assert set(alerts_of(suspended)) == set(alerts_of(tenant)) - {"TenantSilent"}
+    assert "suspended" in m.WEBHOOK_OUTCOMES and "suspended" not in m.SLI_VALID_OUTCOMES
+
+
 @pytest.mark.parametrize(("slug", "objective"), [("acme", "0.999"), ("globex", "0.995"),
                                                  ("fleet-premium-tuned", "0.9995"), ("fleet-basic-silent", "0.95")])
 def test_burn_rate_thresholds_follow_the_tier_or_the_files_objective(fleet, slug, objective):
