@@ -163,7 +163,10 @@ def fast_burn_test(tenant: Tenant) -> dict:
 
     - 6h15: nothing (the 5m window is high, the 1h window is not);
     - 9h05: nothing yet (2% of the budget is not gone yet);
-    - 9h50: the 1h page, and the 3-day ticket (the 6h window is at 4x, under its 6x);
+    - 9h55: the 1h page, and the 3-day ticket (the 6h window is at 4x, under its 6x). Not earlier: where the
+      outage is capped at 95% errors (a low objective), the 1h window passes the page's threshold only after about
+      46 minutes, and promtool may evaluate the alerting group before the recording group at a step, seeing
+      the ratios one evaluation late (a test once failed at 9h50 that way);
     - 10h10: the 1h page resolved (its 5m window is clean again), the ticket stays.
     """
     budget = float(rules.error_budget(tenant.effective_observability.slo_objective))
@@ -174,7 +177,7 @@ def fast_burn_test(tenant: Tenant) -> dict:
         "interval": "1m",
         "input_series": _ratio_series(tenant, ratios),
         "alert_rule_test": (_expect(tenant, "6h15m", set()) + _expect(tenant, "9h5m", set())
-                            + _expect(tenant, "9h50m", {"TenantErrorBudgetBurn1h", "TenantErrorBudgetBurn3d"})
+                            + _expect(tenant, "9h55m", {"TenantErrorBudgetBurn1h", "TenantErrorBudgetBurn3d"})
                             + _expect(tenant, "10h10m", {"TenantErrorBudgetBurn3d"})),
     }
 
