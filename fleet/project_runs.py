@@ -156,8 +156,8 @@ def run(root: Path, tenants_dir: Path, env: str, operation: str, tenants: list[T
                        apply_hint=target.command("up"), shared=shared, commit=commit, force=force, refresh=refresh,
                        stage=stage, refused_removals=refused if operation == "up" else None)
     if operation == "preview":  # what `up` will refuse, said where the change is reviewed
-        result.remarks += [f"`up` will refuse this removal unless the tenant is exported first: {why}"
-                           for why in refused.values()]
+        result.remarks += [f"`up` will refuse this removal unless a recorded export covers the tenant as it is "
+                           f"then; as things are now: {why}" for why in refused.values()]
     if without_export and selection.removed and operation == "up" and stage != "until-canary":
         result.remarks.append(f"offboarded without an export (--without-export): "
                               f"{', '.join(selection.removed)}; what the offboard deleted is kept nowhere")

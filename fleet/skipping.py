@@ -212,7 +212,5 @@ def plan(env: str, tenants: list[Tenant], spec_for: Callable[[str, Tenant | None
                                                     no_shared=no_shared or "no digest inputs")
         lasts = {slug: future.result() for slug, future in reads.items()}
     for tenant in known:
-        # A stack without a digest runs whatever its last run says.
-        last = lasts.get(tenant.slug, LastRun()) if desired[tenant.slug].digest is not None else LastRun()
-        decisions[tenant.slug] = decide(desired[tenant.slug], last)
+        decisions[tenant.slug] = decide(desired[tenant.slug], lasts.get(tenant.slug, LastRun()))
     return SkipPlan(decisions, desired)

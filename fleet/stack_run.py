@@ -475,8 +475,9 @@ def process_pool(concurrency: int) -> ProcessPoolExecutor:
                         max_tasks_per_child=1, initializer=_die_with_run, initargs=(os.getpid(),))
 
 
-# Set while this worker runs a stack's operation: a run killed meanwhile leaves it to finish that one operation,
-# as it always has (its engine's interruption is recovered by the next run); an idle worker leaves at once.
+# Set while this worker runs a stack's operation. Its session's own watch (services.run_sessions, started with the
+# operation) then handles a killed run: it stops the engine cleanly, then the worker. Until then, or after, no one
+# watches the run but `_die_with_run`.
 _OPERATING = threading.Event()
 PARENT_WATCH_S = 0.5
 
@@ -484,7 +485,8 @@ PARENT_WATCH_S = 0.5
 def _die_with_run(run_pid: int) -> None:
     """A pool worker waits for its next job on a pipe it holds both ends of, so a run killed by SIGKILL would
     leave it waiting forever, holding whatever output pipes the run was given (fleet rule 6). A thread of the
-    worker sees the run gone (the worker is re-parented) and ends the worker, unless it is operating a stack."""
+    worker sees the run gone (the worker is re-parented) and ends the worker, unless it is operating a stack:
+    that is the session watch's to end, after the engine."""
 
     def watch() -> None:
         while True:
