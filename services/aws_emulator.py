@@ -35,12 +35,6 @@ class AwsEmulator:
     fresh: bool  # started by this call: it holds no object yet
 
 
-
-
-
-
-
-
 def _server_command() -> list[str]:
     beside = Path(sys.executable).parent / "moto_server"
     command = str(beside) if beside.exists() else shutil.which("moto_server")

@@ -116,10 +116,6 @@ def default_bin_dir() -> Path:
     return Path(sys.executable).parent
 
 
-
-
-
-
 def _tail(path: Path, lines: int = 12) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:]) or "(empty)"

@@ -57,8 +57,6 @@ def find_bin_dir() -> Path:
     )
 
 
-
-
 def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -72,8 +70,6 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 
 
 def _read_postmaster_pid(data_dir: Path) -> int | None:
